@@ -1,0 +1,12 @@
+//! Chronicle's pure core: value types, the event envelope with its hash chain, and the
+//! aggregates that decide which events a command produces. No IO, no async, no clock reads:
+//! time, ids and the acting user come in as arguments.
+
+pub mod aggregate;
+pub mod envelope;
+pub mod ids;
+pub mod task;
+
+pub use aggregate::{Actor, Aggregate, CommandContext, DomainEvent, Role, UpcastError};
+pub use envelope::{ConsistencyToken, EventEnvelope, GENESIS_HASH, HashChainError};
+pub use ids::{StreamId, TenantId, UserId, ValidationError};
