@@ -1,1 +1,12 @@
-//! placeholder
+//! The command side: the `EventStore` port it owns, and the handler that loads an
+//! aggregate, lets the domain decide, and appends the result with optimistic concurrency,
+//! retry on conflict and idempotency.
+
+pub mod handler;
+pub mod store;
+
+pub use handler::{Clock, CommandError, CommandHandler, CommandMeta, Executed};
+pub use store::{
+    AppendOutcome, AppendRequest, EventStore, ExpectedVersion, FeedCursor, FeedPage, Idempotency,
+    IdempotentRecord, MAX_EVENTS_PER_APPEND, NewEvent, StoreError, StreamWrite,
+};

@@ -1,1 +1,6 @@
-//! placeholder
+//! Adapters from Chronicle's ports to the outside world, one module per system.
+
+pub mod clock;
+pub mod sqlite;
+
+pub use clock::SystemClock;

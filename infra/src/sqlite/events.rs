@@ -1,0 +1,448 @@
+//! The embedded event store. One writer thread owns the write connection and commits every
+//! append that queued up while the previous commit was syncing in one transaction (group
+//! commit); each append runs in its own savepoint, so one append's conflict does not touch
+//! its neighbours. An append is acknowledged only after its transaction is durable
+//! (`synchronous=FULL`). Reads use a pool of read-only connections.
+
+use super::pool::ReadPool;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use commands::{
+    AppendOutcome, AppendRequest, EventStore, FeedCursor, FeedPage, IdempotentRecord, StoreError,
+};
+use domain::envelope::{format_time, truncate_micros};
+use domain::{EventEnvelope, GENESIS_HASH, StreamId, TenantId};
+use projections::{EventFeed, ReadModelError, StreamSource};
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::mpsc;
+use tokio::sync::{oneshot, watch};
+use uuid::Uuid;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS events (
+    position       INTEGER PRIMARY KEY,
+    event_id       TEXT NOT NULL,
+    tenant_id      TEXT NOT NULL,
+    stream_id      TEXT NOT NULL,
+    version        INTEGER NOT NULL,
+    event_type     TEXT NOT NULL,
+    schema_version INTEGER NOT NULL,
+    recorded_at    TEXT NOT NULL,
+    actor          TEXT NOT NULL,
+    command_id     TEXT NOT NULL,
+    correlation_id TEXT NOT NULL,
+    causation_id   TEXT,
+    payload        TEXT NOT NULL,
+    hash           TEXT NOT NULL,
+    UNIQUE (tenant_id, stream_id, version)
+);
+CREATE INDEX IF NOT EXISTS events_by_tenant ON events (tenant_id, position);
+CREATE TABLE IF NOT EXISTS idempotency (
+    tenant_id      TEXT NOT NULL,
+    key            TEXT NOT NULL,
+    request_hash   TEXT NOT NULL,
+    first_position INTEGER NOT NULL,
+    last_position  INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, key)
+) WITHOUT ROWID;
+";
+
+const COLUMNS: &str = "position, event_id, tenant_id, stream_id, version, event_type, \
+    schema_version, recorded_at, actor, command_id, correlation_id, causation_id, payload, hash";
+
+/// Most appends committed in one transaction.
+const MAX_BATCH: usize = 1024;
+
+struct Job {
+    request: AppendRequest,
+    reply: oneshot::Sender<Result<AppendOutcome, StoreError>>,
+}
+
+/// The SQLite event store; cheap to clone.
+#[derive(Clone)]
+pub struct SqliteEventStore {
+    jobs: mpsc::Sender<Job>,
+    readers: ReadPool,
+    head: Arc<watch::Sender<u64>>,
+}
+
+impl SqliteEventStore {
+    /// Opens (or creates) the store at `path` and starts its writer thread.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path).map_err(backend)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(backend)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(backend)?;
+        conn.pragma_update(None, "synchronous", "FULL").map_err(backend)?;
+        conn.execute_batch(SCHEMA).map_err(backend)?;
+        let last: u64 = conn
+            .query_row("SELECT COALESCE(MAX(position), 0) FROM events", [], |r| r.get::<_, i64>(0))
+            .map_err(backend)? as u64;
+        let head = Arc::new(watch::channel(last).0);
+        let (jobs, rx) = mpsc::channel();
+        let writer_head = head.clone();
+        std::thread::Builder::new()
+            .name("sqlite-event-writer".into())
+            .spawn(move || writer_loop(conn, &rx, &writer_head))
+            .map_err(backend)?;
+        Ok(Self {
+            jobs,
+            readers: ReadPool::new(path),
+            head,
+        })
+    }
+
+    /// The highest committed position.
+    pub fn last_position(&self) -> u64 {
+        *self.head.borrow()
+    }
+
+    async fn read<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
+    {
+        self.readers.run(f).await.map_err(StoreError::Backend)
+    }
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn writer_loop(mut conn: Connection, rx: &mpsc::Receiver<Job>, head: &watch::Sender<u64>) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        let results = commit_batch(&mut conn, &jobs);
+        let last = results
+            .iter()
+            .filter_map(|r| r.as_ref().ok())
+            .flat_map(|o| o.events.iter().map(|e| e.position))
+            .max();
+        if let Some(last) = last {
+            head.send_if_modified(|h| {
+                let newer = last > *h;
+                if newer {
+                    *h = last;
+                }
+                newer
+            });
+        }
+        for (job, result) in jobs.into_iter().zip(results) {
+            // The caller may have gone away; its append is durable all the same.
+            let _ = job.reply.send(result);
+        }
+    }
+}
+
+/// Runs every job of the batch in one transaction, each in its own savepoint.
+fn commit_batch(conn: &mut Connection, jobs: &[Job]) -> Vec<Result<AppendOutcome, StoreError>> {
+    let fail_all = |e: rusqlite::Error| jobs.iter().map(|_| Err(backend(&e))).collect();
+    let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(e) => return fail_all(e),
+    };
+    let now = truncate_micros(Utc::now());
+    let mut results = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let result = match tx.savepoint() {
+            Ok(mut sp) => {
+                let r = append_one(&sp, &job.request, now);
+                if r.as_ref().is_ok_and(|o| !o.replayed) {
+                    sp.commit().map_err(backend).and(r)
+                } else {
+                    let _ = sp.rollback();
+                    r
+                }
+            }
+            Err(e) => Err(backend(e)),
+        };
+        results.push(result);
+    }
+    match tx.commit() {
+        Ok(()) => results,
+        Err(e) => {
+            tracing::error!(error = %e, "event store commit failed");
+            fail_all(e)
+        }
+    }
+}
+
+fn append_one(
+    conn: &Connection,
+    req: &AppendRequest,
+    now: DateTime<Utc>,
+) -> Result<AppendOutcome, StoreError> {
+    req.validate()?;
+    if let Some(idem) = &req.idempotency {
+        if let Some(record) = idempotent_record(conn, &req.tenant_id, &idem.key).map_err(backend)? {
+            if record.request_hash != idem.request_hash {
+                return Err(StoreError::IdempotencyMismatch {
+                    key: idem.key.clone(),
+                });
+            }
+            return Ok(AppendOutcome {
+                events: record.events,
+                replayed: true,
+            });
+        }
+    }
+    let mut written = Vec::with_capacity(req.event_count());
+    for w in &req.streams {
+        let (current, mut prev) = stream_head(conn, &req.tenant_id, &w.stream_id).map_err(backend)?;
+        if !w.expected.matches(current) {
+            return Err(StoreError::Conflict {
+                stream_id: w.stream_id.clone(),
+                expected: w.expected,
+                actual: current,
+            });
+        }
+        for (i, new) in w.events.iter().enumerate() {
+            let mut e = EventEnvelope {
+                event_id: Uuid::now_v7(),
+                tenant_id: req.tenant_id.clone(),
+                stream_id: w.stream_id.clone(),
+                version: current + 1 + i as u64,
+                position: 0,
+                event_type: new.event_type.clone(),
+                schema_version: new.schema_version,
+                recorded_at: now,
+                actor: req.actor.clone(),
+                command_id: req.command_id,
+                correlation_id: req.correlation_id,
+                causation_id: req.causation_id,
+                payload: new.payload.clone(),
+                hash: String::new(),
+            };
+            e.seal(&prev);
+            e.position = insert_event(conn, &e).map_err(backend)?;
+            prev.clone_from(&e.hash);
+            written.push(e);
+        }
+    }
+    if let Some(idem) = &req.idempotency {
+        let first = written.first().map_or(0, |e| e.position);
+        let last = written.last().map_or(0, |e| e.position);
+        conn.prepare_cached(
+            "INSERT INTO idempotency (tenant_id, key, request_hash, first_position, last_position) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .and_then(|mut s| {
+            s.execute(params![req.tenant_id.as_str(), idem.key, idem.request_hash, first as i64, last as i64])
+        })
+        .map_err(backend)?;
+    }
+    Ok(AppendOutcome {
+        events: written,
+        replayed: false,
+    })
+}
+
+fn stream_head(conn: &Connection, tenant: &TenantId, stream: &StreamId) -> rusqlite::Result<(u64, String)> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT version, hash FROM events WHERE tenant_id = ?1 AND stream_id = ?2 \
+         ORDER BY version DESC LIMIT 1",
+    )?;
+    let head = stmt
+        .query_row(params![tenant.as_str(), stream.as_str()], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?))
+        })
+        .optional()?;
+    Ok(head.unwrap_or_else(|| (0, GENESIS_HASH.to_owned())))
+}
+
+fn insert_event(conn: &Connection, e: &EventEnvelope) -> rusqlite::Result<u64> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO events (event_id, tenant_id, stream_id, version, event_type, schema_version, \
+         recorded_at, actor, command_id, correlation_id, causation_id, payload, hash) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    )?;
+    stmt.execute(params![
+        e.event_id.to_string(),
+        e.tenant_id.as_str(),
+        e.stream_id.as_str(),
+        e.version as i64,
+        e.event_type,
+        e.schema_version,
+        format_time(&e.recorded_at),
+        e.actor,
+        e.command_id.to_string(),
+        e.correlation_id.to_string(),
+        e.causation_id.map(|c| c.to_string()),
+        e.payload.to_string(),
+        e.hash,
+    ])?;
+    Ok(conn.last_insert_rowid() as u64)
+}
+
+fn idempotent_record(
+    conn: &Connection,
+    tenant: &TenantId,
+    key: &str,
+) -> rusqlite::Result<Option<IdempotentRecord>> {
+    let found = conn
+        .prepare_cached(
+            "SELECT request_hash, first_position, last_position FROM idempotency \
+             WHERE tenant_id = ?1 AND key = ?2",
+        )?
+        .query_row(params![tenant.as_str(), key], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        })
+        .optional()?;
+    let Some((request_hash, first, last)) = found else {
+        return Ok(None);
+    };
+    let sql = format!(
+        "SELECT {COLUMNS} FROM events WHERE position BETWEEN ?1 AND ?2 AND tenant_id = ?3 ORDER BY position"
+    );
+    let events = query_events(conn, &sql, params![first, last, tenant.as_str()])?;
+    Ok(Some(IdempotentRecord { request_hash, events }))
+}
+
+fn conversion(e: impl std::error::Error + Send + Sync + 'static) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+}
+
+fn envelope_from_row(r: &Row<'_>) -> rusqlite::Result<EventEnvelope> {
+    let uuid = |i: usize| -> rusqlite::Result<Uuid> { Uuid::parse_str(&r.get::<_, String>(i)?).map_err(conversion) };
+    let recorded_at: String = r.get(7)?;
+    let causation: Option<String> = r.get(11)?;
+    Ok(EventEnvelope {
+        position: r.get::<_, i64>(0)? as u64,
+        event_id: uuid(1)?,
+        tenant_id: TenantId::parse(r.get::<_, String>(2)?).map_err(conversion)?,
+        stream_id: StreamId::parse(r.get::<_, String>(3)?).map_err(conversion)?,
+        version: r.get::<_, i64>(4)? as u64,
+        event_type: r.get(5)?,
+        schema_version: r.get(6)?,
+        recorded_at: DateTime::parse_from_rfc3339(&recorded_at)
+            .map_err(conversion)?
+            .with_timezone(&Utc),
+        actor: r.get(8)?,
+        command_id: uuid(9)?,
+        correlation_id: uuid(10)?,
+        causation_id: causation.map(|c| Uuid::parse_str(&c)).transpose().map_err(conversion)?,
+        payload: serde_json::from_str(&r.get::<_, String>(12)?).map_err(conversion)?,
+        hash: r.get(13)?,
+    })
+}
+
+fn query_events(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<Vec<EventEnvelope>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(params, envelope_from_row)?;
+    rows.collect()
+}
+
+fn clamp(limit: usize) -> i64 {
+    limit.min(10_000) as i64
+}
+
+#[async_trait]
+impl EventStore for SqliteEventStore {
+    async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
+        request.validate()?;
+        let (reply, rx) = oneshot::channel();
+        self.jobs
+            .send(Job { request, reply })
+            .map_err(|_| StoreError::Backend("event writer stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Backend("event writer stopped".into()))?
+    }
+
+    async fn read_stream(
+        &self,
+        tenant: &TenantId,
+        stream: &StreamId,
+        from_version: u64,
+        limit: usize,
+    ) -> Result<Vec<EventEnvelope>, StoreError> {
+        let (tenant, stream) = (tenant.to_string(), stream.to_string());
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT {COLUMNS} FROM events WHERE tenant_id = ?1 AND stream_id = ?2 AND version >= ?3 \
+                 ORDER BY version LIMIT ?4"
+            );
+            query_events(c, &sql, params![tenant, stream, from_version as i64, clamp(limit)])
+        })
+        .await
+    }
+
+    async fn read_tenant_feed(
+        &self,
+        tenant: &TenantId,
+        after: &FeedCursor,
+        limit: usize,
+    ) -> Result<FeedPage, StoreError> {
+        let from: u64 = if after.0.is_empty() {
+            0
+        } else {
+            after
+                .0
+                .parse()
+                .map_err(|_| StoreError::Invalid(format!("not a feed cursor: {:?}", after.0)))?
+        };
+        let tenant = tenant.to_string();
+        let events = self
+            .read(move |c| {
+                let sql = format!(
+                    "SELECT {COLUMNS} FROM events WHERE tenant_id = ?1 AND position > ?2 \
+                     ORDER BY position LIMIT ?3"
+                );
+                query_events(c, &sql, params![tenant, from as i64, clamp(limit)])
+            })
+            .await?;
+        let next = events.last().map_or(from, |e| e.position);
+        Ok(FeedPage {
+            events,
+            next: FeedCursor(next.to_string()),
+        })
+    }
+
+    async fn idempotent_result(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+    ) -> Result<Option<IdempotentRecord>, StoreError> {
+        let (tenant, key) = (tenant.clone(), key.to_owned());
+        self.read(move |c| idempotent_record(c, &tenant, &key)).await
+    }
+}
+
+#[async_trait]
+impl EventFeed for SqliteEventStore {
+    async fn read_after(&self, after: u64, limit: usize) -> Result<Vec<EventEnvelope>, ReadModelError> {
+        self.readers
+            .run(move |c| {
+                let sql = format!("SELECT {COLUMNS} FROM events WHERE position > ?1 ORDER BY position LIMIT ?2");
+                query_events(c, &sql, params![after as i64, clamp(limit)])
+            })
+            .await
+            .map_err(ReadModelError::Backend)
+    }
+
+    fn head(&self) -> watch::Receiver<u64> {
+        self.head.subscribe()
+    }
+}
+
+#[async_trait]
+impl StreamSource for SqliteEventStore {
+    async fn read_stream(
+        &self,
+        tenant: &TenantId,
+        stream: &StreamId,
+        from_version: u64,
+        limit: usize,
+    ) -> Result<Vec<EventEnvelope>, ReadModelError> {
+        EventStore::read_stream(self, tenant, stream, from_version, limit)
+            .await
+            .map_err(|e| ReadModelError::Backend(e.to_string()))
+    }
+}

@@ -1,0 +1,288 @@
+//! The embedded read-model store: rows of every view in one SQLite file, each with the
+//! stream version it reflects; checkpoints and dead letters beside them, all written in
+//! one transaction per projector batch.
+
+use super::pool::ReadPool;
+use async_trait::async_trait;
+use chrono::Utc;
+use domain::TenantId;
+use domain::envelope::format_time;
+use projections::{DeadLetter, ListQuery, ReadModelError, ReadModelStore, RowKey, RowWrite, StoredRow};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, params_from_iter};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS view_rows (
+    view      TEXT NOT NULL,
+    tenant_id TEXT NOT NULL,
+    row_id    TEXT NOT NULL,
+    version   INTEGER NOT NULL,
+    doc       TEXT,
+    PRIMARY KEY (view, tenant_id, row_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS checkpoints (
+    name     TEXT PRIMARY KEY,
+    position INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id          INTEGER PRIMARY KEY,
+    view        TEXT NOT NULL,
+    tenant_id   TEXT NOT NULL,
+    stream_id   TEXT NOT NULL,
+    version     INTEGER NOT NULL,
+    event       TEXT NOT NULL,
+    error       TEXT NOT NULL,
+    recorded_at TEXT NOT NULL
+);
+";
+
+#[derive(Clone)]
+pub struct SqliteReadModelStore {
+    writer: Arc<Mutex<Connection>>,
+    readers: ReadPool,
+}
+
+fn backend(e: impl std::fmt::Display) -> ReadModelError {
+    ReadModelError::Backend(e.to_string())
+}
+
+impl SqliteReadModelStore {
+    /// Opens (or creates) the read models at `path`. A crash may lose the last batches
+    /// (`synchronous=NORMAL`), but rows and checkpoint always together: the projector
+    /// re-applies from the checkpoint.
+    pub fn open(path: &Path) -> Result<Self, ReadModelError> {
+        let conn = Connection::open(path).map_err(backend)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(backend)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(backend)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(backend)?;
+        conn.execute_batch(SCHEMA).map_err(backend)?;
+        Ok(Self {
+            writer: Arc::new(Mutex::new(conn)),
+            readers: ReadPool::new(path),
+        })
+    }
+
+    async fn write<R, F>(&self, f: F) -> Result<R, ReadModelError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<R, ReadModelError> + Send + 'static,
+    {
+        let writer = self.writer.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = writer.lock().map_err(|_| backend("view writer poisoned"))?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(backend)?
+    }
+
+    async fn read<R, F>(&self, f: F) -> Result<R, ReadModelError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
+    {
+        self.readers.run(f).await.map_err(ReadModelError::Backend)
+    }
+
+    /// Dead letters of a view, oldest first, as (stream, version, error).
+    pub async fn dead_letters(&self, view: &str) -> Result<Vec<(String, u64, String)>, ReadModelError> {
+        let view = view.to_owned();
+        self.read(move |c| {
+            let mut stmt = c.prepare(
+                "SELECT stream_id, version, error FROM dead_letters WHERE view = ?1 ORDER BY id",
+            )?;
+            let rows = stmt.query_map([view], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64, r.get(2)?)))?;
+            rows.collect()
+        })
+        .await
+    }
+}
+
+fn parse_doc(doc: Option<String>) -> rusqlite::Result<Option<serde_json::Value>> {
+    doc.map(|d| serde_json::from_str(&d))
+        .transpose()
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, Box::new(e)))
+}
+
+fn stored_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredRow> {
+    Ok(StoredRow {
+        row_id: r.get(0)?,
+        version: r.get::<_, i64>(1)? as u64,
+        doc: parse_doc(r.get(2)?)?,
+    })
+}
+
+fn write_row(tx: &Connection, view: &str, w: &RowWrite) -> Result<(), ReadModelError> {
+    let doc = w.doc.as_ref().map(ToString::to_string);
+    let changed = if w.expected_version == 0 {
+        tx.prepare_cached(
+            "INSERT INTO view_rows (view, tenant_id, row_id, version, doc) VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT DO NOTHING",
+        )
+        .and_then(|mut s| s.execute(params![view, w.key.tenant_id.as_str(), w.key.row_id, w.version as i64, doc]))
+    } else {
+        tx.prepare_cached(
+            "UPDATE view_rows SET version = ?4, doc = ?5 \
+             WHERE view = ?1 AND tenant_id = ?2 AND row_id = ?3 AND version = ?6",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                view,
+                w.key.tenant_id.as_str(),
+                w.key.row_id,
+                w.version as i64,
+                doc,
+                w.expected_version as i64
+            ])
+        })
+    }
+    .map_err(backend)?;
+    if changed == 1 {
+        Ok(())
+    } else {
+        Err(ReadModelError::Conflict {
+            view: view.to_owned(),
+            row_id: w.key.row_id.clone(),
+            expected: w.expected_version,
+        })
+    }
+}
+
+fn write_dead_letter(tx: &Connection, d: &DeadLetter) -> Result<(), ReadModelError> {
+    let event = serde_json::to_string(&d.event).map_err(backend)?;
+    tx.prepare_cached(
+        "INSERT INTO dead_letters (view, tenant_id, stream_id, version, event, error, recorded_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            d.view,
+            d.event.tenant_id.as_str(),
+            d.event.stream_id.as_str(),
+            d.event.version as i64,
+            event,
+            d.error,
+            format_time(&Utc::now())
+        ])
+    })
+    .map_err(backend)?;
+    Ok(())
+}
+
+#[async_trait]
+impl ReadModelStore for SqliteReadModelStore {
+    async fn load(&self, view: &str, keys: &[RowKey]) -> Result<HashMap<RowKey, StoredRow>, ReadModelError> {
+        let (view, keys) = (view.to_owned(), keys.to_vec());
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT row_id, version, doc FROM view_rows WHERE view = ?1 AND tenant_id = ?2 AND row_id = ?3",
+            )?;
+            let mut found = HashMap::with_capacity(keys.len());
+            for key in keys {
+                let row = stmt
+                    .query_row(params![view, key.tenant_id.as_str(), key.row_id], stored_row)
+                    .optional()?;
+                if let Some(row) = row {
+                    found.insert(key, row);
+                }
+            }
+            Ok(found)
+        })
+        .await
+    }
+
+    async fn commit(
+        &self,
+        view: &str,
+        writes: Vec<RowWrite>,
+        dead_letters: Vec<DeadLetter>,
+        checkpoint: Option<(String, u64)>,
+    ) -> Result<(), ReadModelError> {
+        let view = view.to_owned();
+        self.write(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            for w in &writes {
+                write_row(&tx, &view, w)?;
+            }
+            for d in &dead_letters {
+                write_dead_letter(&tx, d)?;
+            }
+            if let Some((name, position)) = &checkpoint {
+                tx.prepare_cached(
+                    "INSERT INTO checkpoints (name, position) VALUES (?1, ?2) \
+                     ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+                )
+                .and_then(|mut s| s.execute(params![name, *position as i64]))
+                .map_err(backend)?;
+            }
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn checkpoint(&self, name: &str) -> Result<u64, ReadModelError> {
+        let name = name.to_owned();
+        self.read(move |c| {
+            c.query_row("SELECT position FROM checkpoints WHERE name = ?1", [name], |r| r.get::<_, i64>(0))
+                .optional()
+                .map(|p| p.unwrap_or(0) as u64)
+        })
+        .await
+    }
+
+    async fn get(&self, view: &str, tenant: &TenantId, row_id: &str) -> Result<Option<StoredRow>, ReadModelError> {
+        let (view, tenant, row_id) = (view.to_owned(), tenant.to_string(), row_id.to_owned());
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT row_id, version, doc FROM view_rows WHERE view = ?1 AND tenant_id = ?2 AND row_id = ?3 \
+                 AND doc IS NOT NULL",
+            )?
+            .query_row(params![view, tenant, row_id], stored_row)
+            .optional()
+        })
+        .await
+    }
+
+    async fn list(&self, view: &str, tenant: &TenantId, query: &ListQuery) -> Result<Vec<StoredRow>, ReadModelError> {
+        let mut sql = String::from(
+            "SELECT row_id, version, doc FROM view_rows WHERE view = ? AND tenant_id = ? AND doc IS NOT NULL",
+        );
+        let mut args: Vec<String> = vec![view.to_owned(), tenant.to_string()];
+        for (field, value) in &query.filters {
+            sql.push_str(" AND json_extract(doc, ?) = ?");
+            args.push(format!("$.{field}"));
+            args.push(value.clone());
+        }
+        if let Some(after) = &query.after {
+            sql.push_str(" AND row_id > ?");
+            args.push(after.clone());
+        }
+        sql.push_str(&format!(" ORDER BY row_id LIMIT {}", query.limit.min(1000)));
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt.query_map(params_from_iter(args.iter()), stored_row)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn reset(&self, view: &str, tenant: Option<&TenantId>) -> Result<(), ReadModelError> {
+        let (view, tenant) = (view.to_owned(), tenant.map(ToString::to_string));
+        self.write(move |conn| {
+            let tx = conn.transaction().map_err(backend)?;
+            match &tenant {
+                Some(t) => tx.execute("DELETE FROM view_rows WHERE view = ?1 AND tenant_id = ?2", params![view, t]),
+                None => tx
+                    .execute("DELETE FROM view_rows WHERE view = ?1", params![view])
+                    .and_then(|_| tx.execute("DELETE FROM checkpoints WHERE name = ?1", params![view])),
+            }
+            .map_err(backend)?;
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+}

@@ -1,0 +1,303 @@
+//! The projector engine. Delivery may repeat or skip ahead; the engine applies each
+//! (stream, version) exactly once in effect: a duplicate is skipped, a gap is filled from
+//! the store, and the row changes are committed together with the checkpoint.
+
+use crate::ports::{
+    DeadLetter, EventFeed, Projection, ReadModelError, ReadModelStore, RowKey, RowWrite,
+    StoredRow, StreamSource,
+};
+use async_trait::async_trait;
+use chrono::Utc;
+use domain::{ConsistencyToken, EventEnvelope, TenantId};
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Lets a query wait until the read model reflects a command's write.
+#[async_trait]
+pub trait Freshness: Send + Sync {
+    /// True once the write behind `token` is visible; false after `timeout`.
+    async fn wait_for(&self, tenant: &TenantId, token: &ConsistencyToken, timeout: Duration) -> bool;
+    /// True while the projector runs.
+    fn is_running(&self) -> bool;
+}
+
+/// How far a feed-tailing projector has applied the log; shared with the query side.
+#[derive(Clone)]
+pub struct ProjectionProgress {
+    applied: Arc<watch::Sender<u64>>,
+    running: Arc<AtomicBool>,
+}
+
+impl Default for ProjectionProgress {
+    fn default() -> Self {
+        Self {
+            applied: Arc::new(watch::channel(0).0),
+            running: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+impl ProjectionProgress {
+    pub fn applied(&self) -> u64 {
+        *self.applied.borrow()
+    }
+
+    fn set(&self, position: u64) {
+        self.applied.send_replace(position);
+    }
+
+    /// Waits until the log is applied up to `position`; false after `timeout`.
+    pub async fn wait_for_position(&self, position: u64, timeout: Duration) -> bool {
+        let mut rx = self.applied.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|p| *p >= position))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+}
+
+#[async_trait]
+impl Freshness for ProjectionProgress {
+    async fn wait_for(&self, _tenant: &TenantId, token: &ConsistencyToken, timeout: Duration) -> bool {
+        self.wait_for_position(token.position, timeout).await
+    }
+
+    fn is_running(&self) -> bool {
+        self.running.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ProjectorConfig {
+    pub batch_size: usize,
+}
+
+impl Default for ProjectorConfig {
+    fn default() -> Self {
+        Self { batch_size: 512 }
+    }
+}
+
+pub struct Projector {
+    projection: Arc<dyn Projection>,
+    store: Arc<dyn ReadModelStore>,
+    streams: Arc<dyn StreamSource>,
+    progress: ProjectionProgress,
+    config: ProjectorConfig,
+}
+
+/// A row as the batch found it and as it leaves it.
+struct Working {
+    loaded_version: u64,
+    row: StoredRow,
+    dirty: bool,
+}
+
+impl Projector {
+    pub fn new(
+        projection: Arc<dyn Projection>,
+        store: Arc<dyn ReadModelStore>,
+        streams: Arc<dyn StreamSource>,
+        progress: ProjectionProgress,
+        config: ProjectorConfig,
+    ) -> Self {
+        Self {
+            projection,
+            store,
+            streams,
+            progress,
+            config,
+        }
+    }
+
+    pub fn progress(&self) -> &ProjectionProgress {
+        &self.progress
+    }
+
+    /// Tails `feed` from the stored checkpoint until `shutdown` resolves. Store errors are
+    /// logged and retried with backoff; the projector never skips an event.
+    pub async fn run(&self, feed: Arc<dyn EventFeed>, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        self.progress.running.store(true, Ordering::Relaxed);
+        let mut head = feed.head();
+        let mut backoff = Duration::from_millis(10);
+        loop {
+            head.borrow_and_update();
+            let step = tokio::select! {
+                r = self.catch_up(feed.as_ref()) => r,
+                () = &mut shutdown => break,
+            };
+            match step {
+                Ok(_) => {
+                    backoff = Duration::from_millis(10);
+                    tokio::select! {
+                        r = head.changed() => if r.is_err() { break },
+                        () = &mut shutdown => break,
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(view = self.projection.name(), error = %e, "projector step failed; retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {},
+                        () = &mut shutdown => break,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        self.progress.running.store(false, Ordering::Relaxed);
+    }
+
+    /// Applies everything the feed has after the checkpoint; returns how many events it read.
+    pub async fn catch_up(&self, feed: &dyn EventFeed) -> Result<usize, ReadModelError> {
+        let name = self.projection.name();
+        let mut checkpoint = self.store.checkpoint(name).await?;
+        self.progress.set(checkpoint);
+        let mut total = 0;
+        loop {
+            let batch = feed.read_after(checkpoint, self.config.batch_size).await?;
+            let Some(last) = batch.last() else {
+                return Ok(total);
+            };
+            let position = last.position;
+            self.apply_batch(&batch, Some((name.to_owned(), position))).await?;
+            total += batch.len();
+            checkpoint = position;
+            self.progress.set(checkpoint);
+        }
+    }
+
+    /// Applies `events` (any order across streams, duplicates and gaps allowed) and commits
+    /// the row changes, dead letters and `checkpoint` in one write.
+    pub async fn apply_batch(
+        &self,
+        events: &[EventEnvelope],
+        checkpoint: Option<(String, u64)>,
+    ) -> Result<(), ReadModelError> {
+        let view = self.projection.name();
+        let relevant: Vec<&EventEnvelope> = events.iter().filter(|e| self.projection.handles(e)).collect();
+        let mut keys: Vec<RowKey> = relevant.iter().map(|e| self.key(e)).collect();
+        keys.sort();
+        keys.dedup();
+        let mut loaded = self.store.load(view, &keys).await?;
+        let mut rows: HashMap<RowKey, Working> = keys
+            .into_iter()
+            .map(|k| {
+                let row = loaded.remove(&k).unwrap_or(StoredRow {
+                    row_id: k.row_id.clone(),
+                    version: 0,
+                    doc: None,
+                });
+                (k, Working { loaded_version: row.version, row, dirty: false })
+            })
+            .collect();
+        let mut dead = Vec::new();
+        for event in relevant {
+            let key = self.key(event);
+            if let Some(w) = rows.get_mut(&key) {
+                self.advance(w, event, &mut dead).await?;
+            }
+        }
+        let writes = rows
+            .into_iter()
+            .filter(|(_, w)| w.dirty)
+            .map(|(key, w)| RowWrite {
+                key,
+                expected_version: w.loaded_version,
+                version: w.row.version,
+                doc: w.row.doc,
+            })
+            .collect::<Vec<_>>();
+        self.store.commit(view, writes, dead, checkpoint).await?;
+        let now = Utc::now();
+        for e in events {
+            let lag = (now - e.recorded_at).to_std().unwrap_or_default();
+            metrics::histogram!("chronicle_projection_lag_seconds", "view" => view).record(lag.as_secs_f64());
+        }
+        Ok(())
+    }
+
+    fn key(&self, e: &EventEnvelope) -> RowKey {
+        RowKey {
+            tenant_id: e.tenant_id.clone(),
+            row_id: self.projection.row_id(e),
+        }
+    }
+
+    /// Brings one row up to `event`: skip if already applied, fill the gap before it.
+    async fn advance(
+        &self,
+        w: &mut Working,
+        event: &EventEnvelope,
+        dead: &mut Vec<DeadLetter>,
+    ) -> Result<(), ReadModelError> {
+        if event.version <= w.row.version {
+            return Ok(());
+        }
+        while w.row.version + 1 < event.version {
+            let missing = self
+                .streams
+                .read_stream(&event.tenant_id, &event.stream_id, w.row.version + 1, 256)
+                .await?;
+            let before = w.row.version;
+            for m in missing.iter().filter(|m| m.version < event.version) {
+                if m.version != w.row.version + 1 {
+                    break;
+                }
+                if !self.apply_one(w, m, dead) {
+                    return self.block(w, event, dead);
+                }
+            }
+            if w.row.version == before {
+                return Err(ReadModelError::Unavailable(format!(
+                    "{} version {} not readable yet",
+                    event.stream_id,
+                    before + 1
+                )));
+            }
+        }
+        self.apply_one(w, event, dead);
+        Ok(())
+    }
+
+    /// A stream whose earlier event is poison cannot advance; its later events go to the
+    /// dead letters too, and other streams carry on.
+    fn block(&self, w: &Working, event: &EventEnvelope, dead: &mut Vec<DeadLetter>) -> Result<(), ReadModelError> {
+        dead.push(DeadLetter {
+            view: self.projection.name().to_owned(),
+            event: event.clone(),
+            error: format!("blocked: stream stuck at version {}", w.row.version),
+        });
+        Ok(())
+    }
+
+    fn apply_one(&self, w: &mut Working, event: &EventEnvelope, dead: &mut Vec<DeadLetter>) -> bool {
+        match self.projection.apply(w.row.doc.as_ref(), event) {
+            Ok(doc) => {
+                w.row.doc = doc;
+                w.row.version = event.version;
+                w.dirty = true;
+                true
+            }
+            Err(e) => {
+                tracing::error!(
+                    view = self.projection.name(),
+                    tenant_id = %event.tenant_id,
+                    stream_id = %event.stream_id,
+                    version = event.version,
+                    error = %e,
+                    "poison event sent to dead letters"
+                );
+                dead.push(DeadLetter {
+                    view: self.projection.name().to_owned(),
+                    event: event.clone(),
+                    error: e.to_string(),
+                });
+                false
+            }
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! Ports of the read side. `infra` implements them for SQLite and, later, DynamoDB.
+
+use async_trait::async_trait;
+use domain::{EventEnvelope, StreamId, TenantId};
+use serde_json::Value;
+use std::collections::HashMap;
+use tokio::sync::watch;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReadModelError {
+    /// A row was not at the version the writer expected: someone else applied it.
+    #[error("row {row_id} of view {view} is not at version {expected}")]
+    Conflict {
+        view: String,
+        row_id: String,
+        expected: u64,
+    },
+    #[error("read model unavailable: {0}")]
+    Unavailable(String),
+    #[error("read model failure: {0}")]
+    Backend(String),
+}
+
+/// The global log in order, as the embedded projectors tail it.
+#[async_trait]
+pub trait EventFeed: Send + Sync {
+    /// Up to `limit` events with `position > after`, in position order.
+    async fn read_after(&self, after: u64, limit: usize) -> Result<Vec<EventEnvelope>, ReadModelError>;
+
+    /// Watches the highest committed position, so a tailer sleeps until there is more.
+    fn head(&self) -> watch::Receiver<u64>;
+}
+
+/// Reads one stream from the store, to fill a gap in what a projector received.
+#[async_trait]
+pub trait StreamSource: Send + Sync {
+    async fn read_stream(
+        &self,
+        tenant: &TenantId,
+        stream: &StreamId,
+        from_version: u64,
+        limit: usize,
+    ) -> Result<Vec<EventEnvelope>, ReadModelError>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RowKey {
+    pub tenant_id: TenantId,
+    pub row_id: String,
+}
+
+/// A read-model row and the version of its source stream it reflects. `doc: None` is a
+/// tombstone, kept so that a late duplicate of an older version is still recognised.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredRow {
+    pub row_id: String,
+    pub version: u64,
+    pub doc: Option<Value>,
+}
+
+/// Set a row to `doc` at `version`, provided it is still at `expected_version` (0: absent).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowWrite {
+    pub key: RowKey,
+    pub expected_version: u64,
+    pub version: u64,
+    pub doc: Option<Value>,
+}
+
+/// An event a projection could not apply, kept with the reason.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    pub view: String,
+    pub event: EventEnvelope,
+    pub error: String,
+}
+
+/// A page request on a view: equality filters on top-level fields, rows after `after`.
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    pub filters: Vec<(String, String)>,
+    pub after: Option<String>,
+    pub limit: usize,
+}
+
+/// The read-model store.
+///
+/// Contract:
+/// - `commit` MUST write all row changes, dead letters and the checkpoint atomically, and
+///   MUST fail with `Conflict` (writing nothing) when a row is not at its expected version.
+/// - Reads MUST never return another tenant's rows, nor tombstones from `list`.
+#[async_trait]
+pub trait ReadModelStore: Send + Sync {
+    async fn load(
+        &self,
+        view: &str,
+        keys: &[RowKey],
+    ) -> Result<HashMap<RowKey, StoredRow>, ReadModelError>;
+
+    async fn commit(
+        &self,
+        view: &str,
+        writes: Vec<RowWrite>,
+        dead_letters: Vec<DeadLetter>,
+        checkpoint: Option<(String, u64)>,
+    ) -> Result<(), ReadModelError>;
+
+    async fn checkpoint(&self, name: &str) -> Result<u64, ReadModelError>;
+
+    async fn get(
+        &self,
+        view: &str,
+        tenant: &TenantId,
+        row_id: &str,
+    ) -> Result<Option<StoredRow>, ReadModelError>;
+
+    /// Live rows in `row_id` order.
+    async fn list(
+        &self,
+        view: &str,
+        tenant: &TenantId,
+        query: &ListQuery,
+    ) -> Result<Vec<StoredRow>, ReadModelError>;
+
+    /// Drops every row of `view` (of one tenant, or all) and its checkpoint, for a rebuild.
+    async fn reset(&self, view: &str, tenant: Option<&TenantId>) -> Result<(), ReadModelError>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ProjectionError(pub String);
+
+/// A read model where each source stream maps to one row.
+pub trait Projection: Send + Sync + 'static {
+    /// The view's name, also its checkpoint's.
+    fn name(&self) -> &'static str;
+    fn handles(&self, event: &EventEnvelope) -> bool;
+    fn row_id(&self, event: &EventEnvelope) -> String;
+    /// The row after `event`; `None` deletes it (leaving a tombstone).
+    fn apply(&self, row: Option<&Value>, event: &EventEnvelope) -> Result<Option<Value>, ProjectionError>;
+}
