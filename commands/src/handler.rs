@@ -101,8 +101,11 @@ impl CommandHandler {
                 .map_err(CommandError::Store)?;
             let full = page.len() == PAGE;
             for envelope in page.into_iter().take_while(|e| e.version <= up_to) {
-                let event =
-                    A::Event::from_stored(&envelope.event_type, envelope.schema_version, &envelope.payload)?;
+                let event = A::Event::from_stored(
+                    &envelope.event_type,
+                    envelope.schema_version,
+                    &envelope.payload,
+                )?;
                 loaded.state.apply(&event);
                 loaded.version = envelope.version;
                 loaded.last = Some(envelope);
@@ -152,7 +155,10 @@ impl CommandHandler {
                 actor: meta.actor.clone(),
                 now: self.clock.now(),
             };
-            let events = loaded.state.decide(command, &ctx).map_err(CommandError::Rejected)?;
+            let events = loaded
+                .state
+                .decide(command, &ctx)
+                .map_err(CommandError::Rejected)?;
             if events.is_empty() {
                 return Ok(Executed {
                     token: loaded.last.as_ref().map(token_of),
@@ -245,7 +251,9 @@ impl CommandHandler {
             .map_err(CommandError::Store)?;
         match record {
             None => Ok(None),
-            Some(r) if r.request_hash != idem.request_hash => Err(CommandError::IdempotencyMismatch),
+            Some(r) if r.request_hash != idem.request_hash => {
+                Err(CommandError::IdempotencyMismatch)
+            }
             Some(r) => self.replayed_state(meta, stream, r.events).await.map(Some),
         }
     }

@@ -60,8 +60,11 @@ pub trait DomainEvent: Sized {
     }
     fn to_payload(&self) -> Value;
     /// Reads a stored payload of any schema version this code knows.
-    fn from_stored(event_type: &str, schema_version: u32, payload: &Value)
-    -> Result<Self, UpcastError>;
+    fn from_stored(
+        event_type: &str,
+        schema_version: u32,
+        payload: &Value,
+    ) -> Result<Self, UpcastError>;
 }
 
 pub trait Aggregate: Default + Clone + Send + Sync + 'static {

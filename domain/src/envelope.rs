@@ -191,7 +191,12 @@ impl FromStr for ConsistencyToken {
     type Err = crate::ids::ValidationError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || crate::ids::ValidationError::new("X-Consistency-Token", "is not a token this server issued");
+        let bad = || {
+            crate::ids::ValidationError::new(
+                "X-Consistency-Token",
+                "is not a token this server issued",
+            )
+        };
         let mut parts = s.splitn(3, '.');
         let position = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
         let version = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
@@ -263,7 +268,11 @@ mod tests {
         events.remove(1);
         assert!(matches!(
             verify_chain(&events, 1, GENESIS_HASH),
-            Err(HashChainError::Gap { expected: 2, found: 3, .. })
+            Err(HashChainError::Gap {
+                expected: 2,
+                found: 3,
+                ..
+            })
         ));
     }
 
@@ -280,7 +289,8 @@ mod tests {
     #[test]
     fn envelope_round_trips_through_json() {
         let e = chain(1).remove(0);
-        let back: EventEnvelope = serde_json::from_str(&serde_json::to_string(&e).unwrap()).unwrap();
+        let back: EventEnvelope =
+            serde_json::from_str(&serde_json::to_string(&e).unwrap()).unwrap();
         assert_eq!(back, e);
         assert_eq!(back.compute_hash(GENESIS_HASH), e.hash);
     }

@@ -36,7 +36,9 @@ fn check_token(field: &'static str, value: &str, max: usize) -> Result<(), Valid
     {
         return Err(ValidationError::new(
             field,
-            format!("contains the character {c:?}; allowed are ASCII letters, digits and - _ . @ + :"),
+            format!(
+                "contains the character {c:?}; allowed are ASCII letters, digits and - _ . @ + :"
+            ),
         ));
     }
     Ok(())

@@ -328,7 +328,11 @@ impl Aggregate for Task {
     type Event = TaskEvent;
     type Error = TaskError;
 
-    fn decide(&self, command: &TaskCommand, ctx: &CommandContext) -> Result<Vec<TaskEvent>, TaskError> {
+    fn decide(
+        &self,
+        command: &TaskCommand,
+        ctx: &CommandContext,
+    ) -> Result<Vec<TaskEvent>, TaskError> {
         if let TaskCommand::Create {
             task_id,
             title,
@@ -359,7 +363,9 @@ impl Aggregate for Task {
             TaskCommand::Delete if ctx.actor.role != Role::Admin => {
                 Err(TaskError::NotAllowed("only an ADMIN may delete tasks"))
             }
-            TaskCommand::Delete => Ok(vec![TaskEvent::Deleted(TaskDeleted { deleted_at: ctx.now })]),
+            TaskCommand::Delete => Ok(vec![TaskEvent::Deleted(TaskDeleted {
+                deleted_at: ctx.now,
+            })]),
             TaskCommand::Update { .. } if !self.may_change(ctx) => Err(TaskError::NotAllowed(
                 "a MEMBER may update only tasks they created or are assigned",
             )),
@@ -491,8 +497,13 @@ mod tests {
         let events = task.decide(&cmd, &ctx("alice", Role::Member)).unwrap();
         let types: Vec<_> = events.iter().map(|e| e.event_type()).collect();
         assert_eq!(types, ["TaskUpdated", "TaskStatusChanged", "TaskAssigned"]);
-        let TaskEvent::Updated(u) = &events[0] else { panic!() };
-        assert!(u.description.is_none(), "unchanged description is not an event");
+        let TaskEvent::Updated(u) = &events[0] else {
+            panic!()
+        };
+        assert!(
+            u.description.is_none(),
+            "unchanged description is not an event"
+        );
 
         let no_op = update(Some(TaskStatus::Open), Some("Setup CI/CD"));
         assert_eq!(task.decide(&no_op, &ctx("alice", Role::Member)), Ok(vec![]));
@@ -524,7 +535,10 @@ mod tests {
         ]);
         assert!(task.deleted);
         assert_eq!(
-            task.decide(&update(Some(TaskStatus::Done), None), &ctx("root", Role::Admin)),
+            task.decide(
+                &update(Some(TaskStatus::Done), None),
+                &ctx("root", Role::Admin)
+            ),
             Err(TaskError::Deleted)
         );
         assert_eq!(
@@ -545,7 +559,12 @@ mod tests {
     fn titles_and_statuses_are_validated() {
         assert_eq!(TaskTitle::parse("   ").unwrap_err().field, "title");
         let long = "x".repeat(TITLE_MAX_CHARS + 1);
-        assert!(TaskTitle::parse(&long).unwrap_err().reason.contains("at most 200"));
+        assert!(
+            TaskTitle::parse(&long)
+                .unwrap_err()
+                .reason
+                .contains("at most 200")
+        );
         assert_eq!(TaskTitle::parse("  ok ").unwrap().as_str(), "ok");
         assert!(TaskDescription::parse(&"d".repeat(DESCRIPTION_MAX_CHARS + 1)).is_err());
         let err = TaskStatus::parse("CLOSED").unwrap_err();
@@ -557,7 +576,10 @@ mod tests {
     fn events_round_trip_through_their_stored_form() {
         let task = given(&[(create(Some("bob")), ctx("alice", Role::Member))]);
         let events = task
-            .decide(&update(Some(TaskStatus::Done), Some("t2")), &ctx("bob", Role::Member))
+            .decide(
+                &update(Some(TaskStatus::Done), Some("t2")),
+                &ctx("bob", Role::Member),
+            )
             .unwrap();
         for e in events {
             let back = TaskEvent::from_stored(e.event_type(), 1, &e.to_payload()).unwrap();

@@ -3,8 +3,8 @@
 //! the store, and the row changes are committed together with the checkpoint.
 
 use crate::ports::{
-    DeadLetter, EventFeed, Projection, ReadModelError, ReadModelStore, RowKey, RowWrite,
-    StoredRow, StreamSource,
+    DeadLetter, EventFeed, Projection, ReadModelError, ReadModelStore, RowKey, RowWrite, StoredRow,
+    StreamSource,
 };
 use async_trait::async_trait;
 use chrono::Utc;
@@ -20,7 +20,12 @@ use tokio::sync::watch;
 #[async_trait]
 pub trait Freshness: Send + Sync {
     /// True once the write behind `token` is visible; false after `timeout`.
-    async fn wait_for(&self, tenant: &TenantId, token: &ConsistencyToken, timeout: Duration) -> bool;
+    async fn wait_for(
+        &self,
+        tenant: &TenantId,
+        token: &ConsistencyToken,
+        timeout: Duration,
+    ) -> bool;
     /// True while the projector runs.
     fn is_running(&self) -> bool;
 }
@@ -61,7 +66,12 @@ impl ProjectionProgress {
 
 #[async_trait]
 impl Freshness for ProjectionProgress {
-    async fn wait_for(&self, _tenant: &TenantId, token: &ConsistencyToken, timeout: Duration) -> bool {
+    async fn wait_for(
+        &self,
+        _tenant: &TenantId,
+        token: &ConsistencyToken,
+        timeout: Duration,
+    ) -> bool {
         self.wait_for_position(token.position, timeout).await
     }
 
@@ -163,7 +173,8 @@ impl Projector {
                 return Ok(total);
             };
             let position = last.position;
-            self.apply_batch(&batch, Some((name.to_owned(), position))).await?;
+            self.apply_batch(&batch, Some((name.to_owned(), position)))
+                .await?;
             total += batch.len();
             checkpoint = position;
             self.progress.set(checkpoint);
@@ -178,7 +189,10 @@ impl Projector {
         checkpoint: Option<(String, u64)>,
     ) -> Result<(), ReadModelError> {
         let view = self.projection.name();
-        let relevant: Vec<&EventEnvelope> = events.iter().filter(|e| self.projection.handles(e)).collect();
+        let relevant: Vec<&EventEnvelope> = events
+            .iter()
+            .filter(|e| self.projection.handles(e))
+            .collect();
         let mut keys: Vec<RowKey> = relevant.iter().map(|e| self.key(e)).collect();
         keys.sort();
         keys.dedup();
@@ -191,7 +205,14 @@ impl Projector {
                     version: 0,
                     doc: None,
                 });
-                (k, Working { loaded_version: row.version, row, dirty: false })
+                (
+                    k,
+                    Working {
+                        loaded_version: row.version,
+                        row,
+                        dirty: false,
+                    },
+                )
             })
             .collect();
         let mut dead = Vec::new();
@@ -215,7 +236,8 @@ impl Projector {
         let now = Utc::now();
         for e in events {
             let lag = (now - e.recorded_at).to_std().unwrap_or_default();
-            metrics::histogram!("chronicle_projection_lag_seconds", "view" => view).record(lag.as_secs_f64());
+            metrics::histogram!("chronicle_projection_lag_seconds", "view" => view)
+                .record(lag.as_secs_f64());
         }
         Ok(())
     }
@@ -265,7 +287,12 @@ impl Projector {
 
     /// A stream whose earlier event is poison cannot advance; its later events go to the
     /// dead letters too, and other streams carry on.
-    fn block(&self, w: &Working, event: &EventEnvelope, dead: &mut Vec<DeadLetter>) -> Result<(), ReadModelError> {
+    fn block(
+        &self,
+        w: &Working,
+        event: &EventEnvelope,
+        dead: &mut Vec<DeadLetter>,
+    ) -> Result<(), ReadModelError> {
         dead.push(DeadLetter {
             view: self.projection.name().to_owned(),
             event: event.clone(),
@@ -274,7 +301,12 @@ impl Projector {
         Ok(())
     }
 
-    fn apply_one(&self, w: &mut Working, event: &EventEnvelope, dead: &mut Vec<DeadLetter>) -> bool {
+    fn apply_one(
+        &self,
+        w: &mut Working,
+        event: &EventEnvelope,
+        dead: &mut Vec<DeadLetter>,
+    ) -> bool {
         match self.projection.apply(w.row.doc.as_ref(), event) {
             Ok(doc) => {
                 w.row.doc = doc;

@@ -25,7 +25,11 @@ pub enum ReadModelError {
 #[async_trait]
 pub trait EventFeed: Send + Sync {
     /// Up to `limit` events with `position > after`, in position order.
-    async fn read_after(&self, after: u64, limit: usize) -> Result<Vec<EventEnvelope>, ReadModelError>;
+    async fn read_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<EventEnvelope>, ReadModelError>;
 
     /// Watches the highest committed position, so a tailer sleeps until there is more.
     fn head(&self) -> watch::Receiver<u64>;
@@ -137,5 +141,9 @@ pub trait Projection: Send + Sync + 'static {
     fn handles(&self, event: &EventEnvelope) -> bool;
     fn row_id(&self, event: &EventEnvelope) -> String;
     /// The row after `event`; `None` deletes it (leaving a tombstone).
-    fn apply(&self, row: Option<&Value>, event: &EventEnvelope) -> Result<Option<Value>, ProjectionError>;
+    fn apply(
+        &self,
+        row: Option<&Value>,
+        event: &EventEnvelope,
+    ) -> Result<Option<Value>, ProjectionError>;
 }

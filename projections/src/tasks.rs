@@ -31,7 +31,10 @@ impl TaskView {
         Some(Self {
             task_id: created.task_id.clone(),
             tenant_id: tenant_id.to_owned(),
-            title: task.title.as_ref().map_or_else(String::new, |t| t.as_str().to_owned()),
+            title: task
+                .title
+                .as_ref()
+                .map_or_else(String::new, |t| t.as_str().to_owned()),
             description: task.description.as_str().to_owned(),
             status: task.status.as_str().to_owned(),
             assigned_to: task.assigned_to.as_ref().map(ToString::to_string),
@@ -61,9 +64,14 @@ impl Projection for TasksProjection {
         event.stream_id.instance().to_owned()
     }
 
-    fn apply(&self, row: Option<&Value>, event: &EventEnvelope) -> Result<Option<Value>, ProjectionError> {
-        let parsed = TaskEvent::from_stored(&event.event_type, event.schema_version, &event.payload)
-            .map_err(|e| ProjectionError(e.to_string()))?;
+    fn apply(
+        &self,
+        row: Option<&Value>,
+        event: &EventEnvelope,
+    ) -> Result<Option<Value>, ProjectionError> {
+        let parsed =
+            TaskEvent::from_stored(&event.event_type, event.schema_version, &event.payload)
+                .map_err(|e| ProjectionError(e.to_string()))?;
         let mut task = match row {
             Some(doc) => state_of(doc)?,
             None if matches!(parsed, TaskEvent::Created(_)) => Task::default(),
@@ -83,8 +91,8 @@ impl Projection for TasksProjection {
 
 /// Rebuilds, from a stored row, the aggregate state that `TaskView::from_state` reads.
 fn state_of(doc: &Value) -> Result<Task, ProjectionError> {
-    use domain::task::{TaskCreated, TaskDescription, TaskStatus, TaskTitle};
     use domain::UserId;
+    use domain::task::{TaskCreated, TaskDescription, TaskStatus, TaskTitle};
     let bad = |e: &dyn std::fmt::Display| ProjectionError(format!("unreadable task row: {e}"));
     let v: TaskView = serde_json::from_value(doc.clone()).map_err(|e| bad(&e))?;
     let user = |s: &str| UserId::parse(s).map_err(|e| bad(&e));

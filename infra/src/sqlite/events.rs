@@ -72,12 +72,17 @@ impl SqliteEventStore {
     /// Opens (or creates) the store at `path` and starts its writer thread.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let conn = Connection::open(path).map_err(backend)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(backend)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(backend)?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(backend)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(backend)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(backend)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(backend)?;
         conn.execute_batch(SCHEMA).map_err(backend)?;
         let last: u64 = conn
-            .query_row("SELECT COALESCE(MAX(position), 0) FROM events", [], |r| r.get::<_, i64>(0))
+            .query_row("SELECT COALESCE(MAX(position), 0) FROM events", [], |r| {
+                r.get::<_, i64>(0)
+            })
             .map_err(backend)? as u64;
         let head = Arc::new(watch::channel(last).0);
         let (jobs, rx) = mpsc::channel();
@@ -196,7 +201,8 @@ fn append_one(
     }
     let mut written = Vec::with_capacity(req.event_count());
     for w in &req.streams {
-        let (current, mut prev) = stream_head(conn, &req.tenant_id, &w.stream_id).map_err(backend)?;
+        let (current, mut prev) =
+            stream_head(conn, &req.tenant_id, &w.stream_id).map_err(backend)?;
         if !w.expected.matches(current) {
             return Err(StoreError::Conflict {
                 stream_id: w.stream_id.clone(),
@@ -235,7 +241,13 @@ fn append_one(
              VALUES (?1, ?2, ?3, ?4, ?5)",
         )
         .and_then(|mut s| {
-            s.execute(params![req.tenant_id.as_str(), idem.key, idem.request_hash, first as i64, last as i64])
+            s.execute(params![
+                req.tenant_id.as_str(),
+                idem.key,
+                idem.request_hash,
+                first as i64,
+                last as i64
+            ])
         })
         .map_err(backend)?;
     }
@@ -245,7 +257,11 @@ fn append_one(
     })
 }
 
-fn stream_head(conn: &Connection, tenant: &TenantId, stream: &StreamId) -> rusqlite::Result<(u64, String)> {
+fn stream_head(
+    conn: &Connection,
+    tenant: &TenantId,
+    stream: &StreamId,
+) -> rusqlite::Result<(u64, String)> {
     let mut stmt = conn.prepare_cached(
         "SELECT version, hash FROM events WHERE tenant_id = ?1 AND stream_id = ?2 \
          ORDER BY version DESC LIMIT 1",
@@ -293,7 +309,11 @@ fn idempotent_record(
              WHERE tenant_id = ?1 AND key = ?2",
         )?
         .query_row(params![tenant.as_str(), key], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
         })
         .optional()?;
     let Some((request_hash, first, last)) = found else {
@@ -303,7 +323,10 @@ fn idempotent_record(
         "SELECT {COLUMNS} FROM events WHERE position BETWEEN ?1 AND ?2 AND tenant_id = ?3 ORDER BY position"
     );
     let events = query_events(conn, &sql, params![first, last, tenant.as_str()])?;
-    Ok(Some(IdempotentRecord { request_hash, events }))
+    Ok(Some(IdempotentRecord {
+        request_hash,
+        events,
+    }))
 }
 
 fn conversion(e: impl std::error::Error + Send + Sync + 'static) -> rusqlite::Error {
@@ -311,7 +334,9 @@ fn conversion(e: impl std::error::Error + Send + Sync + 'static) -> rusqlite::Er
 }
 
 fn envelope_from_row(r: &Row<'_>) -> rusqlite::Result<EventEnvelope> {
-    let uuid = |i: usize| -> rusqlite::Result<Uuid> { Uuid::parse_str(&r.get::<_, String>(i)?).map_err(conversion) };
+    let uuid = |i: usize| -> rusqlite::Result<Uuid> {
+        Uuid::parse_str(&r.get::<_, String>(i)?).map_err(conversion)
+    };
     let recorded_at: String = r.get(7)?;
     let causation: Option<String> = r.get(11)?;
     Ok(EventEnvelope {
@@ -328,13 +353,20 @@ fn envelope_from_row(r: &Row<'_>) -> rusqlite::Result<EventEnvelope> {
         actor: r.get(8)?,
         command_id: uuid(9)?,
         correlation_id: uuid(10)?,
-        causation_id: causation.map(|c| Uuid::parse_str(&c)).transpose().map_err(conversion)?,
+        causation_id: causation
+            .map(|c| Uuid::parse_str(&c))
+            .transpose()
+            .map_err(conversion)?,
         payload: serde_json::from_str(&r.get::<_, String>(12)?).map_err(conversion)?,
         hash: r.get(13)?,
     })
 }
 
-fn query_events(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<Vec<EventEnvelope>> {
+fn query_events(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> rusqlite::Result<Vec<EventEnvelope>> {
     let mut stmt = conn.prepare_cached(sql)?;
     let rows = stmt.query_map(params, envelope_from_row)?;
     rows.collect()
@@ -411,16 +443,23 @@ impl EventStore for SqliteEventStore {
         key: &str,
     ) -> Result<Option<IdempotentRecord>, StoreError> {
         let (tenant, key) = (tenant.clone(), key.to_owned());
-        self.read(move |c| idempotent_record(c, &tenant, &key)).await
+        self.read(move |c| idempotent_record(c, &tenant, &key))
+            .await
     }
 }
 
 #[async_trait]
 impl EventFeed for SqliteEventStore {
-    async fn read_after(&self, after: u64, limit: usize) -> Result<Vec<EventEnvelope>, ReadModelError> {
+    async fn read_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<EventEnvelope>, ReadModelError> {
         self.readers
             .run(move |c| {
-                let sql = format!("SELECT {COLUMNS} FROM events WHERE position > ?1 ORDER BY position LIMIT ?2");
+                let sql = format!(
+                    "SELECT {COLUMNS} FROM events WHERE position > ?1 ORDER BY position LIMIT ?2"
+                );
                 query_events(c, &sql, params![after as i64, clamp(limit)])
             })
             .await

@@ -7,7 +7,9 @@ use async_trait::async_trait;
 use chrono::Utc;
 use domain::TenantId;
 use domain::envelope::format_time;
-use projections::{DeadLetter, ListQuery, ReadModelError, ReadModelStore, RowKey, RowWrite, StoredRow};
+use projections::{
+    DeadLetter, ListQuery, ReadModelError, ReadModelStore, RowKey, RowWrite, StoredRow,
+};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, params_from_iter};
 use std::collections::HashMap;
 use std::path::Path;
@@ -54,9 +56,12 @@ impl SqliteReadModelStore {
     /// re-applies from the checkpoint.
     pub fn open(path: &Path) -> Result<Self, ReadModelError> {
         let conn = Connection::open(path).map_err(backend)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(backend)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(backend)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(backend)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(backend)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(backend)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(backend)?;
         conn.execute_batch(SCHEMA).map_err(backend)?;
         Ok(Self {
             writer: Arc::new(Mutex::new(conn)),
@@ -87,13 +92,18 @@ impl SqliteReadModelStore {
     }
 
     /// Dead letters of a view, oldest first, as (stream, version, error).
-    pub async fn dead_letters(&self, view: &str) -> Result<Vec<(String, u64, String)>, ReadModelError> {
+    pub async fn dead_letters(
+        &self,
+        view: &str,
+    ) -> Result<Vec<(String, u64, String)>, ReadModelError> {
         let view = view.to_owned();
         self.read(move |c| {
             let mut stmt = c.prepare(
                 "SELECT stream_id, version, error FROM dead_letters WHERE view = ?1 ORDER BY id",
             )?;
-            let rows = stmt.query_map([view], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64, r.get(2)?)))?;
+            let rows = stmt.query_map([view], |r| {
+                Ok((r.get(0)?, r.get::<_, i64>(1)? as u64, r.get(2)?))
+            })?;
             rows.collect()
         })
         .await
@@ -103,7 +113,9 @@ impl SqliteReadModelStore {
 fn parse_doc(doc: Option<String>) -> rusqlite::Result<Option<serde_json::Value>> {
     doc.map(|d| serde_json::from_str(&d))
         .transpose()
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, Box::new(e)))
+        .map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, Box::new(e))
+        })
 }
 
 fn stored_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredRow> {
@@ -173,7 +185,11 @@ fn write_dead_letter(tx: &Connection, d: &DeadLetter) -> Result<(), ReadModelErr
 
 #[async_trait]
 impl ReadModelStore for SqliteReadModelStore {
-    async fn load(&self, view: &str, keys: &[RowKey]) -> Result<HashMap<RowKey, StoredRow>, ReadModelError> {
+    async fn load(
+        &self,
+        view: &str,
+        keys: &[RowKey],
+    ) -> Result<HashMap<RowKey, StoredRow>, ReadModelError> {
         let (view, keys) = (view.to_owned(), keys.to_vec());
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
@@ -227,14 +243,23 @@ impl ReadModelStore for SqliteReadModelStore {
     async fn checkpoint(&self, name: &str) -> Result<u64, ReadModelError> {
         let name = name.to_owned();
         self.read(move |c| {
-            c.query_row("SELECT position FROM checkpoints WHERE name = ?1", [name], |r| r.get::<_, i64>(0))
-                .optional()
-                .map(|p| p.unwrap_or(0) as u64)
+            c.query_row(
+                "SELECT position FROM checkpoints WHERE name = ?1",
+                [name],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .map(|p| p.unwrap_or(0) as u64)
         })
         .await
     }
 
-    async fn get(&self, view: &str, tenant: &TenantId, row_id: &str) -> Result<Option<StoredRow>, ReadModelError> {
+    async fn get(
+        &self,
+        view: &str,
+        tenant: &TenantId,
+        row_id: &str,
+    ) -> Result<Option<StoredRow>, ReadModelError> {
         let (view, tenant, row_id) = (view.to_owned(), tenant.to_string(), row_id.to_owned());
         self.read(move |c| {
             c.prepare_cached(
@@ -247,7 +272,12 @@ impl ReadModelStore for SqliteReadModelStore {
         .await
     }
 
-    async fn list(&self, view: &str, tenant: &TenantId, query: &ListQuery) -> Result<Vec<StoredRow>, ReadModelError> {
+    async fn list(
+        &self,
+        view: &str,
+        tenant: &TenantId,
+        query: &ListQuery,
+    ) -> Result<Vec<StoredRow>, ReadModelError> {
         let mut sql = String::from(
             "SELECT row_id, version, doc FROM view_rows WHERE view = ? AND tenant_id = ? AND doc IS NOT NULL",
         );
@@ -275,10 +305,15 @@ impl ReadModelStore for SqliteReadModelStore {
         self.write(move |conn| {
             let tx = conn.transaction().map_err(backend)?;
             match &tenant {
-                Some(t) => tx.execute("DELETE FROM view_rows WHERE view = ?1 AND tenant_id = ?2", params![view, t]),
+                Some(t) => tx.execute(
+                    "DELETE FROM view_rows WHERE view = ?1 AND tenant_id = ?2",
+                    params![view, t],
+                ),
                 None => tx
                     .execute("DELETE FROM view_rows WHERE view = ?1", params![view])
-                    .and_then(|_| tx.execute("DELETE FROM checkpoints WHERE name = ?1", params![view])),
+                    .and_then(|_| {
+                        tx.execute("DELETE FROM checkpoints WHERE name = ?1", params![view])
+                    }),
             }
             .map_err(backend)?;
             tx.commit().map_err(backend)
