@@ -1,1 +1,15 @@
-//! placeholder
+//! Chronicle's HTTP edge: the axum router, authentication, error mapping, and the
+//! bootstrap that wires the embedded backend together for the `chronicle` binary and tests.
+
+pub mod app;
+pub mod auth;
+pub mod embedded;
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod tasks;
+
+pub use app::{AppState, app, serve};
+pub use auth::{Principal, TokenKeys};
+pub use embedded::{Embedded, EmbeddedConfig};
+pub use error::ApiError;

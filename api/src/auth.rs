@@ -1,0 +1,257 @@
+//! Embedded-mode authentication: HS256 JWTs with `sub`, `tenant_id`, `roles`, `exp` and
+//! `iss`. The tenant and role come from the verified token only, never from the URL or
+//! the body.
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use axum::extract::FromRequestParts;
+use axum::http::header;
+use axum::http::request::Parts;
+use domain::{Actor, Role, TenantId, UserId};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub const ISSUER: &str = "chronicle";
+/// Shortest accepted HMAC secret, in bytes.
+pub const MIN_SECRET_BYTES: usize = 32;
+const SECRET_FILE: &str = "jwt-secret";
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub tenant_id: String,
+    pub roles: Vec<String>,
+    pub exp: u64,
+    pub iat: u64,
+    pub iss: String,
+}
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub tenant_id: TenantId,
+    pub actor: Actor,
+}
+
+impl Principal {
+    pub fn is_admin(&self) -> bool {
+        self.actor.role == Role::Admin
+    }
+}
+
+/// Signs and verifies embedded-mode tokens.
+#[derive(Clone)]
+pub struct TokenKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+}
+
+impl TokenKeys {
+    pub fn from_secret(secret: &[u8]) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            secret.len() >= MIN_SECRET_BYTES,
+            "the JWT secret must be at least {MIN_SECRET_BYTES} bytes"
+        );
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        validation.leeway = 5;
+        Ok(Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+        })
+    }
+
+    /// A signed token for `user` of `tenant` with `role`, valid for `ttl`.
+    pub fn mint(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        role: Role,
+        ttl: Duration,
+    ) -> anyhow::Result<String> {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+        let claims = Claims {
+            sub: user.to_string(),
+            tenant_id: tenant.to_string(),
+            roles: vec![role.as_str().to_owned()],
+            exp: now + ttl.as_secs(),
+            iat: now,
+            iss: ISSUER.to_owned(),
+        };
+        Ok(jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &self.encoding,
+        )?)
+    }
+
+    /// The caller a bearer token stands for.
+    pub fn verify(&self, token: &str) -> Result<Principal, ApiError> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|e| invalid_token(&format!("the token is not valid: {e}")))?;
+        let c = data.claims;
+        let tenant_id = TenantId::parse(c.tenant_id)
+            .map_err(|_| invalid_token("the token's tenant_id is not valid"))?;
+        let user_id =
+            UserId::parse(c.sub).map_err(|_| invalid_token("the token's sub is not valid"))?;
+        let role = if c.roles.iter().any(|r| r == "ADMIN") {
+            Role::Admin
+        } else if c.roles.iter().any(|r| r == "MEMBER") {
+            Role::Member
+        } else {
+            return Err(ApiError::Forbidden(
+                "the token carries neither the ADMIN nor the MEMBER role".into(),
+            ));
+        };
+        Ok(Principal {
+            tenant_id,
+            actor: Actor { user_id, role },
+        })
+    }
+}
+
+fn invalid_token(detail: &str) -> ApiError {
+    let description = detail.replace('"', "'");
+    ApiError::Unauthenticated {
+        detail: detail.to_owned(),
+        challenge: format!(
+            r#"Bearer realm="chronicle", error="invalid_token", error_description="{description}""#
+        ),
+    }
+}
+
+/// The HMAC secret: `explicit` if given, else the one kept in `data_dir`, created with mode
+/// 0600 on first use.
+pub fn load_or_create_secret(explicit: Option<&str>, data_dir: &Path) -> anyhow::Result<Vec<u8>> {
+    if let Some(secret) = explicit {
+        return Ok(secret.as_bytes().to_vec());
+    }
+    let path = data_dir.join(SECRET_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(s) => return Ok(s.trim().as_bytes().to_vec()),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(anyhow::anyhow!("cannot read {}: {e}", path.display()));
+        }
+        Err(_) => {}
+    }
+    std::fs::create_dir_all(data_dir)?;
+    let secret = hex::encode(rand::random::<[u8; 32]>());
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(&path) {
+        Ok(mut file) => {
+            file.write_all(secret.as_bytes())?;
+            file.sync_all()?;
+            Ok(secret.into_bytes())
+        }
+        // Another process created it first: use theirs.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            Ok(std::fs::read_to_string(&path)?.trim().as_bytes().to_vec())
+        }
+        Err(e) => Err(anyhow::anyhow!("cannot create {}: {e}", path.display())),
+    }
+}
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let value =
+            parts
+                .headers
+                .get(header::AUTHORIZATION)
+                .ok_or_else(|| ApiError::Unauthenticated {
+                    detail: "an Authorization: Bearer token is required".into(),
+                    challenge: r#"Bearer realm="chronicle""#.into(),
+                })?;
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .ok_or_else(|| invalid_token("the Authorization header is not a Bearer token"))?;
+        let principal = state.keys.verify(token.trim())?;
+        let span = tracing::Span::current();
+        span.record("tenant_id", principal.tenant_id.as_str());
+        span.record("user_id", principal.actor.user_id.as_str());
+        Ok(principal)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> TokenKeys {
+        TokenKeys::from_secret(&[7u8; 32]).unwrap()
+    }
+
+    #[test]
+    fn a_minted_token_verifies_to_its_principal() {
+        let t = keys()
+            .mint(
+                &TenantId::parse("acme").unwrap(),
+                &UserId::parse("alice").unwrap(),
+                Role::Admin,
+                Duration::from_secs(60),
+            )
+            .unwrap();
+        let p = keys().verify(&t).unwrap();
+        assert_eq!(p.tenant_id.as_str(), "acme");
+        assert_eq!(p.actor.user_id.as_str(), "alice");
+        assert!(p.is_admin());
+    }
+
+    #[test]
+    fn a_token_signed_with_another_secret_is_refused() {
+        let other = TokenKeys::from_secret(&[8u8; 32]).unwrap();
+        let t = other
+            .mint(
+                &TenantId::parse("acme").unwrap(),
+                &UserId::parse("alice").unwrap(),
+                Role::Admin,
+                Duration::from_secs(60),
+            )
+            .unwrap();
+        assert!(matches!(
+            keys().verify(&t),
+            Err(ApiError::Unauthenticated { .. })
+        ));
+    }
+
+    #[test]
+    fn short_secrets_are_refused() {
+        assert!(TokenKeys::from_secret(b"short").is_err());
+    }
+
+    #[test]
+    fn the_generated_secret_is_kept_private_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = load_or_create_secret(None, dir.path()).unwrap();
+        let b = load_or_create_secret(None, dir.path()).unwrap();
+        assert_eq!(a, b);
+        assert!(a.len() >= MIN_SECRET_BYTES);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join(SECRET_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! Wires the embedded backend: the SQLite event store and read models under the data
+//! directory, and the in-process projector that tails the log.
+
+use crate::app::AppState;
+use crate::auth::TokenKeys;
+use commands::CommandHandler;
+use infra::SystemClock;
+use infra::sqlite::{SqliteEventStore, SqliteReadModelStore};
+use projections::tasks::TasksProjection;
+use projections::{ProjectionProgress, Projector, ProjectorConfig};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub struct EmbeddedConfig {
+    pub data_dir: PathBuf,
+    pub jwt_secret: Vec<u8>,
+    pub consistency_timeout: Duration,
+}
+
+/// A running embedded Chronicle minus the HTTP listener.
+pub struct Embedded {
+    pub state: AppState,
+    pub events: SqliteEventStore,
+    pub views: SqliteReadModelStore,
+    stop: watch::Sender<bool>,
+    projector: JoinHandle<()>,
+}
+
+impl Embedded {
+    pub fn start(config: EmbeddedConfig) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&config.data_dir)?;
+        let events = SqliteEventStore::open(&config.data_dir.join("events.db"))?;
+        let views = SqliteReadModelStore::open(&config.data_dir.join("views.db"))?;
+        let progress = ProjectionProgress::default();
+        let projector = Projector::new(
+            Arc::new(TasksProjection),
+            Arc::new(views.clone()),
+            Arc::new(events.clone()),
+            progress.clone(),
+            ProjectorConfig::default(),
+        );
+        let (stop, mut stopped) = watch::channel(false);
+        let feed = Arc::new(events.clone());
+        let projector = tokio::spawn(async move {
+            projector
+                .run(feed, async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                })
+                .await;
+        });
+        let state = AppState {
+            commands: CommandHandler::new(Arc::new(events.clone()), Arc::new(SystemClock)),
+            views: Arc::new(views.clone()),
+            freshness: Arc::new(progress),
+            keys: TokenKeys::from_secret(&config.jwt_secret)?,
+            consistency_timeout: config.consistency_timeout,
+            metrics: None,
+        };
+        Ok(Self {
+            state,
+            events,
+            views,
+            stop,
+            projector,
+        })
+    }
+
+    /// Stops the projector after its current batch.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.projector.await;
+    }
+}

@@ -1,0 +1,196 @@
+//! One error type for the HTTP layer and its status table. Every error is an RFC 9457
+//! `application/problem+json` body with a stable `type`; internal causes are logged, never
+//! sent.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use commands::{CommandError, StoreError};
+use domain::ValidationError;
+use domain::task::TaskError;
+use projections::ReadModelError;
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    MalformedJson(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{detail}")]
+    Validation { field: String, detail: String },
+    #[error("the request body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{detail}")]
+    Unauthenticated { detail: String, challenge: String },
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Gone(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the resource is at version {actual}, not {expected}")]
+    PreconditionFailed { expected: u64, actual: u64 },
+    #[error("the Idempotency-Key was already used with a different request")]
+    IdempotencyKeyReused,
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+        use StatusCode as S;
+        match self {
+            Self::MalformedJson(_) => (S::BAD_REQUEST, "malformed-json", "Malformed JSON"),
+            Self::BadRequest(_) => (S::BAD_REQUEST, "bad-request", "Bad request"),
+            Self::Validation { .. } => (
+                S::UNPROCESSABLE_ENTITY,
+                "validation-failed",
+                "Validation failed",
+            ),
+            Self::PayloadTooLarge { .. } => (
+                S::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                "Payload too large",
+            ),
+            Self::UnsupportedMediaType(_) => (
+                S::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported media type",
+            ),
+            Self::Unauthenticated { .. } => (S::UNAUTHORIZED, "unauthenticated", "Unauthenticated"),
+            Self::Forbidden(_) => (S::FORBIDDEN, "forbidden", "Forbidden"),
+            Self::NotFound(_) => (S::NOT_FOUND, "not-found", "Not found"),
+            Self::Gone(_) => (S::GONE, "gone", "Gone"),
+            Self::Conflict(_) => (S::CONFLICT, "conflict", "Conflict"),
+            Self::PreconditionFailed { .. } => (
+                S::PRECONDITION_FAILED,
+                "precondition-failed",
+                "Precondition failed",
+            ),
+            Self::IdempotencyKeyReused => (
+                S::UNPROCESSABLE_ENTITY,
+                "idempotency-key-reused",
+                "Idempotency key reused",
+            ),
+            Self::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
+            Self::Internal(_) => (
+                S::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal server error",
+            ),
+        }
+    }
+
+    pub fn validation(e: ValidationError) -> Self {
+        Self::Validation {
+            field: e.field.to_owned(),
+            detail: e.to_string(),
+        }
+    }
+
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        Self::Internal(e.to_string())
+    }
+}
+
+/// The problem `type` URI for a slug.
+pub fn problem_type(slug: &str) -> String {
+    format!("urn:chronicle:problem:{slug}")
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, slug, title) = self.parts();
+        let detail = match &self {
+            Self::Internal(cause) => {
+                tracing::error!(error = %cause, "internal error");
+                "an internal error occurred; it has been logged".to_owned()
+            }
+            Self::Unavailable(cause) => {
+                tracing::warn!(error = %cause, "unavailable");
+                cause.clone()
+            }
+            other => other.to_string(),
+        };
+        let mut body = json!({
+            "type": problem_type(slug),
+            "title": title,
+            "status": status.as_u16(),
+            "detail": detail,
+        });
+        if let Self::Validation { field, .. } = &self {
+            body["field"] = json!(field);
+        }
+        let mut response = (status, body.to_string()).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        match &self {
+            Self::Unauthenticated { challenge, .. } => {
+                if let Ok(v) = HeaderValue::from_str(challenge) {
+                    headers.insert(header::WWW_AUTHENTICATE, v);
+                }
+            }
+            Self::Unavailable(_) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+impl From<ValidationError> for ApiError {
+    fn from(e: ValidationError) -> Self {
+        Self::validation(e)
+    }
+}
+
+impl From<ReadModelError> for ApiError {
+    fn from(e: ReadModelError) -> Self {
+        match e {
+            ReadModelError::Unavailable(m) => Self::Unavailable(m),
+            other => Self::internal(other),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Retryable(m) => Self::Unavailable(m),
+            StoreError::IdempotencyMismatch { .. } => Self::IdempotencyKeyReused,
+            other => Self::internal(other),
+        }
+    }
+}
+
+impl From<CommandError<TaskError>> for ApiError {
+    fn from(e: CommandError<TaskError>) -> Self {
+        match e {
+            CommandError::Rejected(TaskError::NotFound) => Self::NotFound("no such task".into()),
+            CommandError::Rejected(TaskError::AlreadyExists) => {
+                Self::Conflict("the task already exists".into())
+            }
+            CommandError::Rejected(e @ TaskError::Deleted) => Self::Gone(e.to_string()),
+            CommandError::Rejected(TaskError::NotAllowed(why)) => Self::Forbidden(why.into()),
+            CommandError::PreconditionFailed { expected, actual } => {
+                Self::PreconditionFailed { expected, actual }
+            }
+            CommandError::IdempotencyMismatch => Self::IdempotencyKeyReused,
+            CommandError::Contended(n) => Self::Conflict(format!(
+                "the task changed concurrently {n} times in a row; retry"
+            )),
+            CommandError::Corrupt(e) => Self::internal(e),
+            CommandError::Store(e) => e.into(),
+        }
+    }
+}

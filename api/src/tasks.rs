@@ -1,0 +1,318 @@
+//! `/tasks`: create, list, read, update and delete tasks (seed 004). Commands answer from
+//! the event store with an `X-Consistency-Token`; queries read the tasks projection and,
+//! given that token, wait until it shows the write.
+
+use crate::app::AppState;
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::extract::{CONSISTENCY_HEADER, Consistency, IdempotencyKey, IfMatch, JsonBody};
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use commands::{CommandMeta, Executed};
+use domain::task::{Task, TaskCommand, TaskDescription, TaskStatus, TaskTitle};
+use domain::{StreamId, UserId};
+use projections::ListQuery;
+use projections::tasks::{TaskView, VIEW};
+use serde::{Deserialize, Deserializer, Serialize};
+use uuid::Uuid;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTask {
+    title: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    assigned_to: Option<String>,
+}
+
+/// Absent leaves a field unchanged; `"assigned_to": null` unassigns.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateTask {
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    assigned_to: Option<Option<String>>,
+}
+
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListParams {
+    status: Option<String>,
+    assigned_to: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TaskPage {
+    items: Vec<TaskView>,
+    next_cursor: Option<String>,
+}
+
+const DEFAULT_LIMIT: usize = 50;
+const MAX_LIMIT: usize = 100;
+
+fn assignee(value: Option<String>) -> Result<Option<UserId>, ApiError> {
+    value
+        .map(|a| {
+            UserId::parse(a).map_err(|e| {
+                ApiError::validation(domain::ValidationError::new("assigned_to", e.reason))
+            })
+        })
+        .transpose()
+}
+
+fn task_stream(id: &str) -> Result<StreamId, ApiError> {
+    // An id that cannot exist is simply not found.
+    let uuid = Uuid::parse_str(id).map_err(|_| ApiError::NotFound("no such task".into()))?;
+    Ok(StreamId::for_aggregate("task", uuid))
+}
+
+fn meta(p: &Principal, idempotency: Option<commands::Idempotency>) -> CommandMeta {
+    let command_id = Uuid::now_v7();
+    CommandMeta {
+        tenant_id: p.tenant_id.clone(),
+        actor: p.actor.clone(),
+        command_id,
+        correlation_id: command_id,
+        idempotency,
+    }
+}
+
+/// The response headers of a command: the consistency token and the ETag.
+fn command_headers(done: &Executed<Task>) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    if let Some(token) = &done.token {
+        if let Ok(v) = HeaderValue::from_str(&token.to_string()) {
+            headers.insert(CONSISTENCY_HEADER, v);
+        }
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", done.version)) {
+        headers.insert(header::ETAG, v);
+    }
+    headers
+}
+
+fn view_of(p: &Principal, done: &Executed<Task>) -> Result<TaskView, ApiError> {
+    TaskView::from_state(p.tenant_id.as_str(), &done.state, done.version)
+        .ok_or_else(|| ApiError::internal("a command left no task to show"))
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    principal: Principal,
+    idempotency: IdempotencyKey,
+    body: JsonBody<CreateTask>,
+) -> Result<Response, ApiError> {
+    let CreateTask {
+        title,
+        description,
+        assigned_to,
+    } = body.value;
+    let task_id = Uuid::now_v7();
+    let command = TaskCommand::Create {
+        task_id: task_id.to_string(),
+        title: TaskTitle::parse(&title)?,
+        description: TaskDescription::parse(description.as_deref().unwrap_or(""))?,
+        assigned_to: assignee(assigned_to)?,
+    };
+    let idem =
+        idempotency.with_request("POST /tasks", principal.actor.user_id.as_str(), &body.bytes);
+    let stream = StreamId::for_aggregate("task", task_id);
+    let done = state
+        .commands
+        .execute::<Task>(&meta(&principal, idem), &stream, &command, None)
+        .await?;
+    let view = view_of(&principal, &done)?;
+    let mut headers = command_headers(&done);
+    if let Ok(v) = HeaderValue::from_str(&format!("/tasks/{}", view.task_id)) {
+        headers.insert(header::LOCATION, v);
+    }
+    tracing::debug!(tenant_id = %principal.tenant_id, task_id = %view.task_id, replayed = done.replayed, "task created");
+    Ok((StatusCode::CREATED, headers, Json(view)).into_response())
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    IfMatch(if_match): IfMatch,
+    idempotency: IdempotencyKey,
+    body: JsonBody<UpdateTask>,
+) -> Result<Response, ApiError> {
+    let stream = task_stream(&id)?;
+    let UpdateTask {
+        title,
+        description,
+        status,
+        assigned_to,
+    } = body.value;
+    if title.is_none() && description.is_none() && status.is_none() && assigned_to.is_none() {
+        return Err(ApiError::Validation {
+            field: "body".into(),
+            detail: "send at least one of title, description, status, assigned_to".into(),
+        });
+    }
+    let command = TaskCommand::Update {
+        title: title.as_deref().map(TaskTitle::parse).transpose()?,
+        description: description
+            .as_deref()
+            .map(TaskDescription::parse)
+            .transpose()?,
+        status: status.as_deref().map(TaskStatus::parse).transpose()?,
+        assigned_to: assigned_to.map(assignee).transpose()?,
+    };
+    let route = format!("PUT /tasks/{id}");
+    let idem = idempotency.with_request(&route, principal.actor.user_id.as_str(), &body.bytes);
+    let done = state
+        .commands
+        .execute::<Task>(&meta(&principal, idem), &stream, &command, if_match)
+        .await?;
+    let view = view_of(&principal, &done)?;
+    Ok((StatusCode::OK, command_headers(&done), Json(view)).into_response())
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    IfMatch(if_match): IfMatch,
+    idempotency: IdempotencyKey,
+) -> Result<Response, ApiError> {
+    if !principal.is_admin() {
+        return Err(ApiError::Forbidden("only an ADMIN may delete tasks".into()));
+    }
+    let stream = task_stream(&id)?;
+    let route = format!("DELETE /tasks/{id}");
+    let idem = idempotency.with_request(&route, principal.actor.user_id.as_str(), &[]);
+    let done = state
+        .commands
+        .execute::<Task>(
+            &meta(&principal, idem),
+            &stream,
+            &TaskCommand::Delete,
+            if_match,
+        )
+        .await?;
+    Ok((StatusCode::NO_CONTENT, command_headers(&done)).into_response())
+}
+
+/// Waits, bounded, until the read model shows the write behind the token.
+async fn wait_fresh(
+    state: &AppState,
+    principal: &Principal,
+    token: Option<domain::ConsistencyToken>,
+) -> Result<(), ApiError> {
+    let Some(token) = token else { return Ok(()) };
+    if state
+        .freshness
+        .wait_for(&principal.tenant_id, &token, state.consistency_timeout)
+        .await
+    {
+        Ok(())
+    } else {
+        Err(ApiError::Unavailable(format!(
+            "the read model has not caught up with the write within {} ms; retry",
+            state.consistency_timeout.as_millis()
+        )))
+    }
+}
+
+fn parse_view(doc: serde_json::Value) -> Result<TaskView, ApiError> {
+    serde_json::from_value(doc).map_err(ApiError::internal)
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    Consistency(token): Consistency,
+) -> Result<Response, ApiError> {
+    task_stream(&id)?;
+    wait_fresh(&state, &principal, token).await?;
+    let row = state
+        .views
+        .get(VIEW, &principal.tenant_id, &id)
+        .await?
+        .and_then(|r| r.doc)
+        .ok_or_else(|| ApiError::NotFound("no such task".into()))?;
+    let view = parse_view(row)?;
+    let etag =
+        HeaderValue::from_str(&format!("\"{}\"", view.version)).map_err(ApiError::internal)?;
+    Ok(([(header::ETAG, etag)], Json(view)).into_response())
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(params): Query<ListParams>,
+    Consistency(token): Consistency,
+) -> Result<Json<TaskPage>, ApiError> {
+    let mut filters = Vec::new();
+    if let Some(status) = params.status {
+        filters.push((
+            "status".to_owned(),
+            TaskStatus::parse(&status)?.as_str().to_owned(),
+        ));
+    }
+    if let Some(who) = params.assigned_to {
+        let who = UserId::parse(who).map_err(|e| {
+            ApiError::validation(domain::ValidationError::new("assigned_to", e.reason))
+        })?;
+        filters.push(("assigned_to".to_owned(), who.to_string()));
+    }
+    let limit = match params.limit {
+        None => DEFAULT_LIMIT,
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|l| (1..=MAX_LIMIT).contains(l))
+            .ok_or_else(|| ApiError::Validation {
+                field: "limit".into(),
+                detail: format!("limit: must be an integer from 1 to {MAX_LIMIT}"),
+            })?,
+    };
+    let after = params.cursor.map(|c| decode_cursor(&c)).transpose()?;
+    wait_fresh(&state, &principal, token).await?;
+    let query = ListQuery {
+        filters,
+        after,
+        limit: limit + 1,
+    };
+    let mut rows = state.views.list(VIEW, &principal.tenant_id, &query).await?;
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    let next_cursor = more
+        .then(|| rows.last().map(|r| URL_SAFE_NO_PAD.encode(&r.row_id)))
+        .flatten();
+    let items = rows
+        .into_iter()
+        .filter_map(|r| r.doc)
+        .map(parse_view)
+        .collect::<Result<_, _>>()?;
+    Ok(Json(TaskPage { items, next_cursor }))
+}
+
+fn decode_cursor(cursor: &str) -> Result<String, ApiError> {
+    URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| ApiError::Validation {
+            field: "cursor".into(),
+            detail: "cursor: not a cursor this server issued".into(),
+        })
+}
