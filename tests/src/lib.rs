@@ -1,4 +1,150 @@
 //! Shared pieces of the black-box tests: the event-store conformance suite that every
-//! backend runs, and helpers to start Chronicle.
+//! backend runs, and a harness that drives Chronicle's router in process.
 
 pub mod conformance;
+
+use api::{Embedded, EmbeddedConfig, app};
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use domain::{Role, TenantId, UserId};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use std::time::Duration;
+use tower::ServiceExt;
+
+pub const SECRET: &[u8] = b"test-secret-test-secret-test-secret!";
+
+/// An embedded Chronicle on a temporary data dir, driven through its router.
+pub struct TestApp {
+    pub embedded: Embedded,
+    pub router: Router,
+    pub dir: tempfile::TempDir,
+}
+
+/// What a request got back.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn token(&self) -> String {
+        self.header("x-consistency-token")
+            .expect("a consistency token")
+            .to_owned()
+    }
+
+    /// The problem `type` of an error reply, checking the media type on the way.
+    pub fn problem(&self) -> &str {
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json"),
+            "{self:?}"
+        );
+        self.body["type"].as_str().expect("problem type")
+    }
+}
+
+impl TestApp {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let embedded = Embedded::start(EmbeddedConfig {
+            data_dir: dir.path().to_owned(),
+            jwt_secret: SECRET.to_vec(),
+            consistency_timeout: Duration::from_secs(5),
+        })
+        .expect("start");
+        let router = app(embedded.state.clone());
+        Self {
+            embedded,
+            router,
+            dir,
+        }
+    }
+
+    pub fn token(&self, tenant: &str, user: &str, role: Role) -> String {
+        self.embedded
+            .state
+            .keys
+            .mint(
+                &TenantId::parse(tenant).expect("tenant"),
+                &UserId::parse(user).expect("user"),
+                role,
+                Duration::from_secs(600),
+            )
+            .expect("mint")
+    }
+
+    /// Sends a request; `body` is sent as JSON when given.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> Reply {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        if body.is_some() {
+            req = req.header("content-type", "application/json");
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req
+            .body(body.map_or_else(Body::empty, |b| Body::from(b.to_owned())))
+            .expect("request");
+        let res = self
+            .router
+            .clone()
+            .oneshot(req)
+            .await
+            .expect("router is infallible");
+        let (parts, body) = res.into_parts();
+        let bytes = body.collect().await.expect("body").to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).expect("JSON body")
+        };
+        Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: &str, consistency: Option<&str>) -> Reply {
+        let headers: Vec<(&str, &str)> = consistency
+            .map(|c| ("x-consistency-token", c))
+            .into_iter()
+            .collect();
+        self.send(Method::GET, path, Some(token), &headers, None)
+            .await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: &str) -> Reply {
+        self.send(Method::POST, path, Some(token), &[], Some(body))
+            .await
+    }
+
+    pub async fn put(&self, path: &str, token: &str, body: &str) -> Reply {
+        self.send(Method::PUT, path, Some(token), &[], Some(body))
+            .await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> Reply {
+        self.send(Method::DELETE, path, Some(token), &[], None)
+            .await
+    }
+}
