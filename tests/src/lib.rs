@@ -148,3 +148,5 @@ impl TestApp {
             .await
     }
 }
+
+pub mod process;
