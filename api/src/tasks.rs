@@ -95,10 +95,10 @@ fn meta(p: &Principal, idempotency: Option<commands::Idempotency>) -> CommandMet
 /// The response headers of a command: the consistency token and the ETag.
 fn command_headers(done: &Executed<Task>) -> HeaderMap {
     let mut headers = HeaderMap::new();
-    if let Some(token) = &done.token {
-        if let Ok(v) = HeaderValue::from_str(&token.to_string()) {
-            headers.insert(CONSISTENCY_HEADER, v);
-        }
+    if let Some(token) = &done.token
+        && let Ok(v) = HeaderValue::from_str(&token.to_string())
+    {
+        headers.insert(CONSISTENCY_HEADER, v);
     }
     if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", done.version)) {
         headers.insert(header::ETAG, v);

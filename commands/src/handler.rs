@@ -136,20 +136,20 @@ impl CommandHandler {
         command: &A::Command,
         if_match: Option<u64>,
     ) -> Result<Executed<A>, CommandError<A::Error>> {
-        if let Some(idem) = &meta.idempotency {
-            if let Some(done) = self.replay::<A>(meta, stream, idem).await? {
-                return Ok(done);
-            }
+        if let Some(idem) = &meta.idempotency
+            && let Some(done) = self.replay::<A>(meta, stream, idem).await?
+        {
+            return Ok(done);
         }
         for _ in 0..self.max_attempts {
             let loaded = self.load::<A>(&meta.tenant_id, stream, u64::MAX).await?;
-            if let Some(expected) = if_match {
-                if expected != loaded.version {
-                    return Err(CommandError::PreconditionFailed {
-                        expected,
-                        actual: loaded.version,
-                    });
-                }
+            if let Some(expected) = if_match
+                && expected != loaded.version
+            {
+                return Err(CommandError::PreconditionFailed {
+                    expected,
+                    actual: loaded.version,
+                });
             }
             let ctx = CommandContext {
                 actor: meta.actor.clone(),

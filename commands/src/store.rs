@@ -105,10 +105,10 @@ impl AppendRequest {
                 return invalid(format!("an event of {} has no type: {e:?}", w.stream_id));
             }
         }
-        if let Some(idem) = &self.idempotency {
-            if idem.key.is_empty() || idem.key.len() > 255 {
-                return invalid("an idempotency key has 1 to 255 bytes".into());
-            }
+        if let Some(idem) = &self.idempotency
+            && (idem.key.is_empty() || idem.key.len() > 255)
+        {
+            return invalid("an idempotency key has 1 to 255 bytes".into());
         }
         Ok(())
     }

@@ -51,13 +51,13 @@ impl Server {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                    if let Some(addr) = v["fields"]["addr"]
+                let addr = serde_json::from_str::<Value>(&line).ok().and_then(|v| {
+                    v["fields"]["addr"]
                         .as_str()
                         .and_then(|a| a.parse::<SocketAddr>().ok())
-                    {
-                        let _ = tx.send(addr);
-                    }
+                });
+                if let Some(addr) = addr {
+                    let _ = tx.send(addr);
                 }
             }
         });

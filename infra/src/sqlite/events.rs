@@ -186,18 +186,18 @@ fn append_one(
     now: DateTime<Utc>,
 ) -> Result<AppendOutcome, StoreError> {
     req.validate()?;
-    if let Some(idem) = &req.idempotency {
-        if let Some(record) = idempotent_record(conn, &req.tenant_id, &idem.key).map_err(backend)? {
-            if record.request_hash != idem.request_hash {
-                return Err(StoreError::IdempotencyMismatch {
-                    key: idem.key.clone(),
-                });
-            }
-            return Ok(AppendOutcome {
-                events: record.events,
-                replayed: true,
+    if let Some(idem) = &req.idempotency
+        && let Some(record) = idempotent_record(conn, &req.tenant_id, &idem.key).map_err(backend)?
+    {
+        if record.request_hash != idem.request_hash {
+            return Err(StoreError::IdempotencyMismatch {
+                key: idem.key.clone(),
             });
         }
+        return Ok(AppendOutcome {
+            events: record.events,
+            replayed: true,
+        });
     }
     let mut written = Vec::with_capacity(req.event_count());
     for w in &req.streams {

@@ -42,10 +42,10 @@ impl ReadPool {
                 _ => pool.open().map_err(|e| e.to_string())?,
             };
             let result = f(&conn).map_err(|e| e.to_string());
-            if let Ok(mut idle) = pool.idle.lock() {
-                if idle.len() < MAX_IDLE {
-                    idle.push(conn);
-                }
+            if let Ok(mut idle) = pool.idle.lock()
+                && idle.len() < MAX_IDLE
+            {
+                idle.push(conn);
             }
             result
         })
