@@ -134,7 +134,7 @@ pub async fn create(
     let stream = StreamId::for_aggregate("task", task_id);
     let done = state
         .commands
-        .execute::<Task>(&meta(&principal, idem), &stream, &command, None)
+        .create::<Task>(&meta(&principal, idem), &stream, &command)
         .await?;
     let view = view_of(&principal, &done)?;
     let mut headers = command_headers(&done);

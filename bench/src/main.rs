@@ -1,1 +1,309 @@
-fn main() {}
+//! `chronicle-bench`: prints figures, asserts nothing.
+//!
+//! - `store`: durable appends/s of the embedded store with 1 and 64 concurrent writers,
+//!   one event per append.
+//! - `http`: `POST /tasks` requests/s and p50/p99 latency at 64 connections against the
+//!   release `chronicle` binary, and the projection lag (append to visible in the read
+//!   model) under that load, read from the server's `/metrics`.
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use commands::{AppendRequest, EventStore, ExpectedVersion, NewEvent, StreamWrite};
+use domain::{Role, StreamId, TenantId, UserId};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use infra::sqlite::SqliteEventStore;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+#[derive(Parser)]
+#[command(name = "chronicle-bench")]
+struct Cli {
+    #[command(subcommand)]
+    command: Bench,
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// Durable appends/s of the SQLite event store.
+    Store {
+        /// Seconds per writer count.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+    },
+    /// POST /tasks against the release binary, and projection lag under that load.
+    Http {
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// A running server to load instead of starting target/release/chronicle.
+        #[arg(long)]
+        url: Option<String>,
+        /// The running server's JWT secret (with --url).
+        #[arg(long, env = "CHRONICLE_JWT_SECRET")]
+        jwt_secret: Option<String>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Bench::Store { seconds } => {
+            for writers in [1, 64] {
+                store(writers, Duration::from_secs(seconds)).await?;
+            }
+            Ok(())
+        }
+        Bench::Http {
+            connections,
+            seconds,
+            url,
+            jwt_secret,
+        } => http(connections, Duration::from_secs(seconds), url, jwt_secret).await,
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+async fn store(writers: usize, run_for: Duration) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let store = Arc::new(SqliteEventStore::open(&dir.path().join("events.db"))?);
+    let tenant = TenantId::parse("bench")?;
+    let deadline = Instant::now() + run_for;
+    let mut tasks = Vec::new();
+    for _ in 0..writers {
+        let (store, tenant) = (store.clone(), tenant.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while Instant::now() < deadline {
+                let request = AppendRequest {
+                    tenant_id: tenant.clone(),
+                    command_id: Uuid::now_v7(),
+                    correlation_id: Uuid::now_v7(),
+                    causation_id: None,
+                    actor: "bench".into(),
+                    idempotency: None,
+                    streams: vec![StreamWrite {
+                        stream_id: StreamId::for_aggregate("task", Uuid::now_v7()),
+                        expected: ExpectedVersion::NoStream,
+                        events: vec![NewEvent {
+                            event_type: "TaskCreated".into(),
+                            schema_version: 1,
+                            payload: serde_json::json!({"title": "benchmark task", "description": "", "assigned_to": null}),
+                        }],
+                    }],
+                };
+                let start = Instant::now();
+                store.append(request).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                latencies.push(start.elapsed());
+            }
+            anyhow::Ok(latencies)
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    all.sort();
+    println!(
+        "store: {writers:>2} writers: {:>9.0} appends/s durable ({} appends in {:.1}s), latency p50 {:.2} ms, p99 {:.2} ms",
+        all.len() as f64 / run_for.as_secs_f64(),
+        all.len(),
+        run_for.as_secs_f64(),
+        ms(percentile(&all, 0.50)),
+        ms(percentile(&all, 0.99)),
+    );
+    Ok(())
+}
+
+const SECRET: &str = "benchmark-secret-benchmark-secret-0000";
+
+/// The release `chronicle` binary beside this one, started on a fresh data dir.
+fn start_server(dir: &std::path::Path) -> anyhow::Result<(std::process::Child, String)> {
+    let exe = std::env::current_exe()?;
+    let bin = exe.with_file_name("chronicle");
+    if !bin.exists() {
+        bail!(
+            "{} is missing: run `cargo build --release` first",
+            bin.display()
+        );
+    }
+    let mut child = Command::new(&bin)
+        .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
+        .arg(dir)
+        .env("CHRONICLE_JWT_SECRET", SECRET)
+        .env("CHRONICLE_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("start {}", bin.display()))?;
+    let stderr = child.stderr.take().context("stderr")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let addr = serde_json::from_str::<serde_json::Value>(&line)
+                .ok()
+                .and_then(|v| v["fields"]["addr"].as_str().map(str::to_owned));
+            if let Some(addr) = addr {
+                let _ = tx.send(addr);
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(30))
+        .context("the server did not start")?;
+    Ok((child, format!("http://{addr}")))
+}
+
+type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
+
+async fn get_text(client: &HttpClient, url: &str) -> anyhow::Result<String> {
+    let res = client.get(url.parse()?).await?;
+    let bytes = res.into_body().collect().await?.to_bytes();
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Cumulative bucket counts of the projection-lag histogram, as (upper bound s, count).
+fn lag_buckets(metrics: &str) -> Vec<(f64, f64)> {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("chronicle_projection_lag_seconds_bucket"))
+        .filter_map(|l| {
+            let le = l.split("le=\"").nth(1)?.split('"').next()?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            let count = l.rsplit(' ').next()?.parse().ok()?;
+            Some((le, count))
+        })
+        .collect()
+}
+
+/// The bucket upper bound under which fraction `p` of the samples (between two scrapes) fall.
+fn bucket_quantile(before: &[(f64, f64)], after: &[(f64, f64)], p: f64) -> Option<f64> {
+    let delta: Vec<(f64, f64)> = after
+        .iter()
+        .map(|(le, n)| {
+            (
+                *le,
+                n - before
+                    .iter()
+                    .find(|(b, _)| b == le)
+                    .map_or(0.0, |(_, m)| *m),
+            )
+        })
+        .collect();
+    let total = delta.iter().map(|(_, n)| *n).fold(0.0, f64::max);
+    if total == 0.0 {
+        return None;
+    }
+    delta
+        .iter()
+        .find(|(_, n)| *n >= total * p)
+        .map(|(le, _)| *le)
+}
+
+async fn http(
+    connections: usize,
+    run_for: Duration,
+    url: Option<String>,
+    secret: Option<String>,
+) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (mut child, base) = match url {
+        Some(u) => (None, u),
+        None => {
+            let (c, u) = start_server(dir.path())?;
+            (Some(c), u)
+        }
+    };
+    let secret = secret.unwrap_or_else(|| SECRET.to_owned());
+    let token = api::TokenKeys::from_secret(secret.as_bytes())?.mint(
+        &TenantId::parse("bench")?,
+        &UserId::parse("loader")?,
+        Role::Admin,
+        Duration::from_secs(3600),
+    )?;
+    let client: HttpClient = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(connections)
+        .build_http();
+    let before = lag_buckets(&get_text(&client, &format!("{base}/metrics")).await?);
+    let deadline = Instant::now() + run_for;
+    let mut tasks = Vec::new();
+    for c in 0..connections {
+        let (client, url, token) = (client.clone(), format!("{base}/tasks"), token.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut errors = 0u64;
+            let mut i = 0u64;
+            while Instant::now() < deadline {
+                let body = format!(r#"{{"title":"bench {c}-{i}","assigned_to":"u{c}"}}"#);
+                let req = hyper::Request::post(&url)
+                    .header("authorization", format!("Bearer {token}"))
+                    .header("content-type", "application/json")
+                    .body(Full::new(Bytes::from(body)))?;
+                let start = Instant::now();
+                let res = client.request(req).await?;
+                let ok = res.status() == 201;
+                res.into_body().collect().await?;
+                if ok {
+                    latencies.push(start.elapsed());
+                } else {
+                    errors += 1;
+                }
+                i += 1;
+            }
+            anyhow::Ok((latencies, errors))
+        }));
+    }
+    let (mut all, mut errors) = (Vec::new(), 0);
+    for t in tasks {
+        let (l, e) = t.await??;
+        all.extend(l);
+        errors += e;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let after = lag_buckets(&get_text(&client, &format!("{base}/metrics")).await?);
+    all.sort();
+    println!(
+        "http: POST /tasks, {connections} connections, {:.0}s: {:.0} requests/s ({} created, {errors} errors), latency p50 {:.2} ms, p99 {:.2} ms",
+        run_for.as_secs_f64(),
+        all.len() as f64 / run_for.as_secs_f64(),
+        all.len(),
+        ms(percentile(&all, 0.50)),
+        ms(percentile(&all, 0.99)),
+    );
+    let fmt =
+        |q: Option<f64>| q.map_or_else(|| "n/a".to_owned(), |s| format!("<= {:.1} ms", s * 1000.0));
+    println!(
+        "lag: append to visible in the tasks read model under that load: p50 {}, p99 {} (histogram bucket bounds)",
+        fmt(bucket_quantile(&before, &after, 0.50)),
+        fmt(bucket_quantile(&before, &after, 0.99)),
+    );
+    if let Some(c) = child.as_mut() {
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+        let _ = c.wait();
+    }
+    Ok(())
+}

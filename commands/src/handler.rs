@@ -205,6 +205,51 @@ impl CommandHandler {
         Err(CommandError::Contended(self.max_attempts))
     }
 
+    /// Runs a creating `command` on a stream id the caller just minted (a fresh UUIDv7), so
+    /// there is nothing to load: the decision is made on the empty state and the append
+    /// expects no stream. Saves the read a general `execute` makes.
+    pub async fn create<A: Aggregate>(
+        &self,
+        meta: &CommandMeta,
+        stream: &StreamId,
+        command: &A::Command,
+    ) -> Result<Executed<A>, CommandError<A::Error>> {
+        if let Some(idem) = &meta.idempotency
+            && let Some(done) = self.replay::<A>(meta, stream, idem).await?
+        {
+            return Ok(done);
+        }
+        let ctx = CommandContext {
+            actor: meta.actor.clone(),
+            now: self.clock.now(),
+        };
+        let mut state = A::default();
+        let events = state
+            .decide(command, &ctx)
+            .map_err(CommandError::Rejected)?;
+        let request = self.request(meta, stream, 0, &events);
+        match self.store.append(request).await {
+            Ok(outcome) if outcome.replayed => {
+                self.replayed_state(meta, stream, outcome.events).await
+            }
+            Ok(outcome) => {
+                for e in &events {
+                    state.apply(e);
+                }
+                let last = outcome.events.last();
+                Ok(Executed {
+                    state,
+                    version: last.map_or(0, |e| e.version),
+                    token: last.map(token_of),
+                    events: outcome.events,
+                    replayed: false,
+                })
+            }
+            Err(StoreError::IdempotencyMismatch { .. }) => Err(CommandError::IdempotencyMismatch),
+            Err(e) => Err(CommandError::Store(e)),
+        }
+    }
+
     fn request<E: DomainEvent>(
         &self,
         meta: &CommandMeta,

@@ -110,7 +110,17 @@ pub fn verify_chain(
 
 /// Store time is kept to the microsecond, so a timestamp survives every backend unchanged.
 pub fn format_time(t: &DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+    use chrono::{Datelike, Timelike};
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.nanosecond() / 1000 % 1_000_000
+    )
 }
 
 /// Truncates a timestamp to what `format_time` keeps.
@@ -284,6 +294,18 @@ mod tests {
         a.seal(GENESIS_HASH);
         b.seal(GENESIS_HASH);
         assert_eq!(a.hash, b.hash);
+    }
+
+    #[test]
+    fn time_is_formatted_to_the_microsecond() {
+        let t = DateTime::parse_from_rfc3339("2026-03-04T05:06:07.1234567Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(format_time(&t), "2026-03-04T05:06:07.123456Z");
+        assert_eq!(
+            format_time(&truncate_micros(t)),
+            "2026-03-04T05:06:07.123456Z"
+        );
     }
 
     #[test]

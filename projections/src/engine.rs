@@ -134,12 +134,27 @@ impl Projector {
         self.progress.running.store(true, Ordering::Relaxed);
         let mut head = feed.head();
         let mut backoff = Duration::from_millis(10);
+        // Known after the first successful step; re-read from the store after a failure,
+        // when it is not known whether the last commit landed.
+        let mut checkpoint: Option<u64> = None;
         loop {
             head.borrow_and_update();
+            let step = async {
+                let from = match checkpoint {
+                    Some(c) => c,
+                    None => {
+                        let c = self.store.checkpoint(self.projection.name()).await?;
+                        self.progress.set(c);
+                        c
+                    }
+                };
+                self.catch_up_from(feed.as_ref(), from).await
+            };
             let step = tokio::select! {
-                r = self.catch_up(feed.as_ref()) => r,
+                r = step => r,
                 () = &mut shutdown => break,
             };
+            checkpoint = step.as_ref().ok().map(|(_, c)| *c);
             match step {
                 Ok(_) => {
                     backoff = Duration::from_millis(10);
@@ -163,14 +178,23 @@ impl Projector {
 
     /// Applies everything the feed has after the checkpoint; returns how many events it read.
     pub async fn catch_up(&self, feed: &dyn EventFeed) -> Result<usize, ReadModelError> {
-        let name = self.projection.name();
-        let mut checkpoint = self.store.checkpoint(name).await?;
+        let checkpoint = self.store.checkpoint(self.projection.name()).await?;
         self.progress.set(checkpoint);
+        Ok(self.catch_up_from(feed, checkpoint).await?.0)
+    }
+
+    /// Applies everything after `checkpoint`; returns the events read and the new checkpoint.
+    async fn catch_up_from(
+        &self,
+        feed: &dyn EventFeed,
+        mut checkpoint: u64,
+    ) -> Result<(usize, u64), ReadModelError> {
+        let name = self.projection.name();
         let mut total = 0;
         loop {
             let batch = feed.read_after(checkpoint, self.config.batch_size).await?;
             let Some(last) = batch.last() else {
-                return Ok(total);
+                return Ok((total, checkpoint));
             };
             let position = last.position;
             self.apply_batch(&batch, Some((name.to_owned(), position)))

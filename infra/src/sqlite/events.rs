@@ -1,7 +1,6 @@
 //! The embedded event store. One writer thread owns the write connection and commits every
 //! append that queued up while the previous commit was syncing in one transaction (group
-//! commit); each append runs in its own savepoint, so one append's conflict does not touch
-//! its neighbours. An append is acknowledged only after its transaction is durable
+//! commit); one append's conflict does not touch its neighbours. An append is acknowledged only after its transaction is durable
 //! (`synchronous=FULL`). Reads use a pool of read-only connections.
 
 use super::pool::ReadPool;
@@ -118,13 +117,7 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
 
 fn writer_loop(mut conn: Connection, rx: &mpsc::Receiver<Job>, head: &watch::Sender<u64>) {
     while let Ok(first) = rx.recv() {
-        let mut jobs = vec![first];
-        while jobs.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(job) => jobs.push(job),
-                Err(_) => break,
-            }
-        }
+        let jobs = gather(first, rx);
         let results = commit_batch(&mut conn, &jobs);
         let last = results
             .iter()
@@ -147,29 +140,37 @@ fn writer_loop(mut conn: Connection, rx: &mpsc::Receiver<Job>, head: &watch::Sen
     }
 }
 
-/// Runs every job of the batch in one transaction, each in its own savepoint.
+/// Takes `first` and whatever else is queued: the appends that arrived while the previous
+/// batch was syncing share the next fsync.
+fn gather(first: Job, rx: &mpsc::Receiver<Job>) -> Vec<Job> {
+    let mut jobs = vec![first];
+    jobs.extend(rx.try_iter().take(MAX_BATCH - 1));
+    jobs
+}
+
+/// Runs every job of the batch in one transaction. Each job is checked in full (idempotency,
+/// every stream's expected version) before any of its events is written, so a refused job
+/// writes nothing and needs no savepoint. A storage error while writing fails the batch.
 fn commit_batch(conn: &mut Connection, jobs: &[Job]) -> Vec<Result<AppendOutcome, StoreError>> {
     let fail_all = |e: rusqlite::Error| jobs.iter().map(|_| Err(backend(&e))).collect();
-    let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+    let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
         Err(e) => return fail_all(e),
     };
     let now = truncate_micros(Utc::now());
     let mut results = Vec::with_capacity(jobs.len());
     for job in jobs {
-        let result = match tx.savepoint() {
-            Ok(mut sp) => {
-                let r = append_one(&sp, &job.request, now);
-                if r.as_ref().is_ok_and(|o| !o.replayed) {
-                    sp.commit().map_err(backend).and(r)
-                } else {
-                    let _ = sp.rollback();
-                    r
+        match check(&tx, &job.request) {
+            Ok(Checked::Write(heads)) => match write(&tx, &job.request, heads, now) {
+                Ok(outcome) => results.push(Ok(outcome)),
+                Err(e) => {
+                    tracing::error!(error = %e, "event store write failed; the batch is rolled back");
+                    return fail_all(e);
                 }
-            }
-            Err(e) => Err(backend(e)),
-        };
-        results.push(result);
+            },
+            Ok(Checked::Replay(outcome)) => results.push(Ok(outcome)),
+            Err(e) => results.push(Err(e)),
+        }
     }
     match tx.commit() {
         Ok(()) => results,
@@ -180,11 +181,14 @@ fn commit_batch(conn: &mut Connection, jobs: &[Job]) -> Vec<Result<AppendOutcome
     }
 }
 
-fn append_one(
-    conn: &Connection,
-    req: &AppendRequest,
-    now: DateTime<Utc>,
-) -> Result<AppendOutcome, StoreError> {
+enum Checked {
+    /// Seen before under this idempotency key: the first result.
+    Replay(AppendOutcome),
+    /// May be written: each stream's current version and last hash.
+    Write(Vec<(u64, String)>),
+}
+
+fn check(conn: &Connection, req: &AppendRequest) -> Result<Checked, StoreError> {
     req.validate()?;
     if let Some(idem) = &req.idempotency
         && let Some(record) = idempotent_record(conn, &req.tenant_id, &idem.key).map_err(backend)?
@@ -194,15 +198,14 @@ fn append_one(
                 key: idem.key.clone(),
             });
         }
-        return Ok(AppendOutcome {
+        return Ok(Checked::Replay(AppendOutcome {
             events: record.events,
             replayed: true,
-        });
+        }));
     }
-    let mut written = Vec::with_capacity(req.event_count());
+    let mut heads = Vec::with_capacity(req.streams.len());
     for w in &req.streams {
-        let (current, mut prev) =
-            stream_head(conn, &req.tenant_id, &w.stream_id).map_err(backend)?;
+        let (current, hash) = stream_head(conn, &req.tenant_id, &w.stream_id).map_err(backend)?;
         if !w.expected.matches(current) {
             return Err(StoreError::Conflict {
                 stream_id: w.stream_id.clone(),
@@ -210,6 +213,19 @@ fn append_one(
                 actual: current,
             });
         }
+        heads.push((current, hash));
+    }
+    Ok(Checked::Write(heads))
+}
+
+fn write(
+    conn: &Connection,
+    req: &AppendRequest,
+    heads: Vec<(u64, String)>,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<AppendOutcome> {
+    let mut written = Vec::with_capacity(req.event_count());
+    for (w, (current, mut prev)) in req.streams.iter().zip(heads) {
         for (i, new) in w.events.iter().enumerate() {
             let mut e = EventEnvelope {
                 event_id: Uuid::now_v7(),
@@ -228,7 +244,7 @@ fn append_one(
                 hash: String::new(),
             };
             e.seal(&prev);
-            e.position = insert_event(conn, &e).map_err(backend)?;
+            e.position = insert_event(conn, &e)?;
             prev.clone_from(&e.hash);
             written.push(e);
         }
@@ -239,17 +255,14 @@ fn append_one(
         conn.prepare_cached(
             "INSERT INTO idempotency (tenant_id, key, request_hash, first_position, last_position) \
              VALUES (?1, ?2, ?3, ?4, ?5)",
-        )
-        .and_then(|mut s| {
-            s.execute(params![
-                req.tenant_id.as_str(),
-                idem.key,
-                idem.request_hash,
-                first as i64,
-                last as i64
-            ])
-        })
-        .map_err(backend)?;
+        )?
+        .execute(params![
+            req.tenant_id.as_str(),
+            idem.key,
+            idem.request_hash,
+            first as i64,
+            last as i64
+        ])?;
     }
     Ok(AppendOutcome {
         events: written,

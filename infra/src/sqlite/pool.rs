@@ -1,22 +1,26 @@
-//! A few read-only connections, used from blocking threads.
+//! A fixed set of read-only connections, used from blocking threads. At most `SIZE` reads
+//! run at once; each keeps its connection (and its prepared statements) for the next.
 
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use tokio::sync::Semaphore;
 
 #[derive(Clone)]
 pub(crate) struct ReadPool {
     path: Arc<PathBuf>,
     idle: Arc<Mutex<Vec<Connection>>>,
+    permits: Arc<Semaphore>,
 }
 
-const MAX_IDLE: usize = 16;
+const SIZE: usize = 8;
 
 impl ReadPool {
     pub(crate) fn new(path: &Path) -> Self {
         Self {
             path: Arc::new(path.to_owned()),
-            idle: Arc::new(Mutex::new(Vec::new())),
+            idle: Arc::new(Mutex::new(Vec::with_capacity(SIZE))),
+            permits: Arc::new(Semaphore::new(SIZE)),
         }
     }
 
@@ -26,6 +30,7 @@ impl ReadPool {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.set_prepared_statement_cache_capacity(64);
         Ok(conn)
     }
 
@@ -35,16 +40,22 @@ impl ReadPool {
         R: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
     {
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| "read pool closed".to_owned())?;
         let pool = self.clone();
         tokio::task::spawn_blocking(move || {
-            let conn = match pool.idle.lock().map(|mut idle| idle.pop()) {
-                Ok(Some(conn)) => conn,
-                _ => pool.open().map_err(|e| e.to_string())?,
+            let _permit = permit;
+            let pooled = pool.idle.lock().ok().and_then(|mut idle| idle.pop());
+            let conn = match pooled {
+                Some(conn) => conn,
+                None => pool.open().map_err(|e| e.to_string())?,
             };
             let result = f(&conn).map_err(|e| e.to_string());
-            if let Ok(mut idle) = pool.idle.lock()
-                && idle.len() < MAX_IDLE
-            {
+            if let Ok(mut idle) = pool.idle.lock() {
                 idle.push(conn);
             }
             result

@@ -191,15 +191,18 @@ impl ReadModelStore for SqliteReadModelStore {
         keys: &[RowKey],
     ) -> Result<HashMap<RowKey, StoredRow>, ReadModelError> {
         let (view, keys) = (view.to_owned(), keys.to_vec());
-        self.read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT row_id, version, doc FROM view_rows WHERE view = ?1 AND tenant_id = ?2 AND row_id = ?3",
-            )?;
+        // Through the writer: only the projector loads, right before it commits, and the
+        // writer's page cache is always current.
+        self.write(move |c| {
+            let mut stmt = c
+                .prepare_cached("SELECT row_id, version, doc FROM view_rows WHERE view = ?1 AND tenant_id = ?2 AND row_id = ?3")
+                .map_err(backend)?;
             let mut found = HashMap::with_capacity(keys.len());
             for key in keys {
                 let row = stmt
                     .query_row(params![view, key.tenant_id.as_str(), key.row_id], stored_row)
-                    .optional()?;
+                    .optional()
+                    .map_err(backend)?;
                 if let Some(row) = row {
                     found.insert(key, row);
                 }
