@@ -44,12 +44,22 @@ impl Embedded {
         );
         let (stop, mut stopped) = watch::channel(false);
         let feed = Arc::new(events.clone());
-        let projector = tokio::spawn(async move {
-            projector
-                .run(feed, async move {
+        // Its own thread and runtime: under load the request tasks would otherwise queue
+        // ahead of it on the shared workers, and read-model lag would grow with them.
+        let (done, projector_done) = tokio::sync::oneshot::channel();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        std::thread::Builder::new()
+            .name("projector".into())
+            .spawn(move || {
+                runtime.block_on(projector.run(feed, async move {
                     let _ = stopped.wait_for(|s| *s).await;
-                })
-                .await;
+                }));
+                let _ = done.send(());
+            })?;
+        let projector = tokio::spawn(async move {
+            let _ = projector_done.await;
         });
         let state = AppState {
             commands: CommandHandler::new(Arc::new(events.clone()), Arc::new(SystemClock)),

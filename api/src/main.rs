@@ -12,6 +12,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc: request handling allocates many small, short-lived buffers, where the system
+/// allocator showed up at a fifth of the CPU profile under load.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "chronicle",
