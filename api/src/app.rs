@@ -23,7 +23,7 @@ pub struct AppState {
     pub commands: CommandHandler,
     pub views: Arc<dyn ReadModelStore>,
     pub freshness: Arc<dyn Freshness>,
-    pub keys: TokenKeys,
+    pub keys: Arc<TokenKeys>,
     /// How long a query that carries `X-Consistency-Token` waits for the read model.
     pub consistency_timeout: Duration,
     pub metrics: Option<PrometheusHandle>,

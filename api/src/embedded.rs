@@ -65,7 +65,7 @@ impl Embedded {
             commands: CommandHandler::new(Arc::new(events.clone()), Arc::new(SystemClock)),
             views: Arc::new(views.clone()),
             freshness: Arc::new(progress),
-            keys: TokenKeys::from_secret(&config.jwt_secret)?,
+            keys: Arc::new(TokenKeys::from_secret(&config.jwt_secret)?),
             consistency_timeout: config.consistency_timeout,
             metrics: None,
         };
