@@ -30,6 +30,8 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Gone(String),
+    #[error("this method is not allowed on this path")]
+    MethodNotAllowed,
     #[error("{0}")]
     Conflict(String),
     #[error("the resource is at version {actual}, not {expected}")]
@@ -67,6 +69,7 @@ impl ApiError {
             Self::Forbidden(_) => (S::FORBIDDEN, "forbidden", "Forbidden"),
             Self::NotFound(_) => (S::NOT_FOUND, "not-found", "Not found"),
             Self::Gone(_) => (S::GONE, "gone", "Gone"),
+            Self::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed"),
             Self::Conflict(_) => (S::CONFLICT, "conflict", "Conflict"),
             Self::PreconditionFailed { .. } => (
                 S::PRECONDITION_FAILED,
