@@ -69,7 +69,11 @@ impl ApiError {
             Self::Forbidden(_) => (S::FORBIDDEN, "forbidden", "Forbidden"),
             Self::NotFound(_) => (S::NOT_FOUND, "not-found", "Not found"),
             Self::Gone(_) => (S::GONE, "gone", "Gone"),
-            Self::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed"),
+            Self::MethodNotAllowed => (
+                S::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+            ),
             Self::Conflict(_) => (S::CONFLICT, "conflict", "Conflict"),
             Self::PreconditionFailed { .. } => (
                 S::PRECONDITION_FAILED,

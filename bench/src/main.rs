@@ -110,6 +110,7 @@ async fn store(writers: usize, run_for: Duration) -> anyhow::Result<()> {
                             schema_version: 1,
                             payload: serde_json::json!({"title": "benchmark task", "description": "", "assigned_to": null}),
                         }],
+                        prev_hash: None,
                     }],
                 };
                 let start = Instant::now();

@@ -168,7 +168,8 @@ impl CommandHandler {
                     replayed: false,
                 });
             }
-            let request = self.request(meta, stream, loaded.version, &events);
+            let prev_hash = loaded.last.as_ref().map(|e| e.hash.as_str());
+            let request = self.request(meta, stream, loaded.version, prev_hash, &events);
             match self.store.append(request).await {
                 Ok(outcome) if outcome.replayed => {
                     return self.replayed_state(meta, stream, outcome.events).await;
@@ -227,7 +228,7 @@ impl CommandHandler {
         let events = state
             .decide(command, &ctx)
             .map_err(CommandError::Rejected)?;
-        let request = self.request(meta, stream, 0, &events);
+        let request = self.request(meta, stream, 0, None, &events);
         match self.store.append(request).await {
             Ok(outcome) if outcome.replayed => {
                 self.replayed_state(meta, stream, outcome.events).await
@@ -255,6 +256,7 @@ impl CommandHandler {
         meta: &CommandMeta,
         stream: &StreamId,
         version: u64,
+        prev_hash: Option<&str>,
         events: &[E],
     ) -> AppendRequest {
         AppendRequest {
@@ -279,6 +281,7 @@ impl CommandHandler {
                         payload: e.to_payload(),
                     })
                     .collect(),
+                prev_hash: prev_hash.map(str::to_owned),
             }],
         }
     }

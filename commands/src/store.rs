@@ -50,6 +50,9 @@ pub struct StreamWrite {
     pub stream_id: StreamId,
     pub expected: ExpectedVersion,
     pub events: Vec<NewEvent>,
+    /// With `Exact(n)`, the hash of event `n` if the writer just read it: a backend may
+    /// then skip reading it again. A wrong hint is a `Conflict`, never a broken chain.
+    pub prev_hash: Option<String>,
 }
 
 /// A client-chosen key under which the first result of a command is kept, with a hash of

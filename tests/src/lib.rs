@@ -1,6 +1,7 @@
 //! Shared pieces of the black-box tests: the event-store conformance suite that every
 //! backend runs, and a harness that drives Chronicle's router in process.
 
+pub mod aws;
 pub mod conformance;
 
 use api::{Embedded, EmbeddedConfig, app};

@@ -63,6 +63,7 @@ impl Rig {
                         payload,
                     })
                     .collect(),
+                prev_hash: None,
             }],
         };
         self.events.append(request).await.expect("append").events

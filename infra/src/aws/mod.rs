@@ -1,0 +1,81 @@
+//! The AWS backend: the DynamoDB event store and read models, the DynamoDB Streams relay to
+//! EventBridge and Kinesis, the SQS-fed projector, and `setup` for the resources. Every
+//! client honours the standard AWS environment (region, credentials, `AWS_ENDPOINT_URL`).
+
+mod counting;
+mod dynamodb;
+mod item;
+mod publish;
+mod relay;
+mod setup;
+mod sqs;
+mod views;
+
+pub use counting::RequestCounter;
+pub use dynamodb::DynamoEventStore;
+pub use setup::{MAX_RECEIVES, SetupError, setup};
+
+use aws_config::SdkConfig;
+
+/// Resource names, all derived from one prefix so several deployments share an account.
+#[derive(Debug, Clone)]
+pub struct Names {
+    pub events_table: String,
+    pub views_table: String,
+    pub bus: String,
+    pub projector_rule: String,
+    pub projector_queue: String,
+    pub projector_dlq: String,
+    pub kinesis_stream: String,
+}
+
+impl Names {
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            events_table: format!("{prefix}-events"),
+            views_table: format!("{prefix}-views"),
+            bus: format!("{prefix}-bus"),
+            projector_rule: format!("{prefix}-projector"),
+            projector_queue: format!("{prefix}-projector"),
+            projector_dlq: format!("{prefix}-projector-dlq"),
+            kinesis_stream: format!("{prefix}-events"),
+        }
+    }
+}
+
+/// The SDK clients of one process, built from one loaded configuration.
+#[derive(Clone)]
+pub struct Aws {
+    pub names: Names,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub streams: aws_sdk_dynamodbstreams::Client,
+    pub eventbridge: aws_sdk_eventbridge::Client,
+    pub kinesis: aws_sdk_kinesis::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub counter: RequestCounter,
+}
+
+impl Aws {
+    /// Loads the standard AWS configuration chain and builds the clients. DynamoDB requests
+    /// are counted by kind in `counter`.
+    pub async fn load(prefix: &str) -> Self {
+        let config = aws_config::load_from_env().await;
+        Self::from_config(&config, prefix)
+    }
+
+    pub fn from_config(config: &SdkConfig, prefix: &str) -> Self {
+        let counter = RequestCounter::default();
+        let dynamodb_config = aws_sdk_dynamodb::config::Builder::from(config)
+            .interceptor(counter.clone())
+            .build();
+        Self {
+            names: Names::new(prefix),
+            dynamodb: aws_sdk_dynamodb::Client::from_conf(dynamodb_config),
+            streams: aws_sdk_dynamodbstreams::Client::new(config),
+            eventbridge: aws_sdk_eventbridge::Client::new(config),
+            kinesis: aws_sdk_kinesis::Client::new(config),
+            sqs: aws_sdk_sqs::Client::new(config),
+            counter,
+        }
+    }
+}

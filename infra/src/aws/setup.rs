@@ -1,0 +1,323 @@
+//! `chronicle setup --backend aws`: creates every resource Chronicle needs, idempotently.
+//! Running it twice is harmless: what exists is left as it is.
+
+use super::Aws;
+use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType, TableStatus,
+};
+use aws_sdk_sqs::types::QueueAttributeName;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use std::time::Duration;
+
+/// Receives of one message before SQS moves it to the dead-letter queue.
+pub const MAX_RECEIVES: u32 = 5;
+
+#[derive(Debug, thiserror::Error)]
+#[error("setup of {resource} failed: {message}")]
+pub struct SetupError {
+    resource: String,
+    message: String,
+}
+
+fn fail<E: std::error::Error>(resource: &str, e: E) -> SetupError {
+    SetupError {
+        resource: resource.to_owned(),
+        message: DisplayErrorContext(e).to_string(),
+    }
+}
+
+/// Creates the tables, queues, bus, rule and stream. Returns a line per resource.
+pub async fn setup(aws: &Aws) -> Result<Vec<String>, SetupError> {
+    let mut report = Vec::new();
+    report.push(events_table(aws).await?);
+    report.push(views_table(aws).await?);
+    let (queue_report, queue_arn, queue_url) = queues(aws).await?;
+    report.extend(queue_report);
+    report.extend(bus(aws, &queue_arn, &queue_url).await?);
+    report.push(kinesis(aws).await?);
+    Ok(report)
+}
+
+fn key(name: &str, kind: KeyType) -> Result<KeySchemaElement, SetupError> {
+    KeySchemaElement::builder()
+        .attribute_name(name)
+        .key_type(kind)
+        .build()
+        .map_err(|e| fail(name, e))
+}
+
+fn attr(name: &str, kind: ScalarAttributeType) -> Result<AttributeDefinition, SetupError> {
+    AttributeDefinition::builder()
+        .attribute_name(name)
+        .attribute_type(kind)
+        .build()
+        .map_err(|e| fail(name, e))
+}
+
+async fn events_table(aws: &Aws) -> Result<String, SetupError> {
+    let name = &aws.names.events_table;
+    let feed = GlobalSecondaryIndex::builder()
+        .index_name(super::item::FEED_INDEX)
+        .key_schema(key("gsi1pk", KeyType::Hash)?)
+        .key_schema(key("gsi1sk", KeyType::Range)?)
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::All)
+                .build(),
+        )
+        .build()
+        .map_err(|e| fail(name, e))?;
+    let created = aws
+        .dynamodb
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .key_schema(key("pk", KeyType::Hash)?)
+        .key_schema(key("sk", KeyType::Range)?)
+        .attribute_definitions(attr("pk", ScalarAttributeType::S)?)
+        .attribute_definitions(attr("sk", ScalarAttributeType::N)?)
+        .attribute_definitions(attr("gsi1pk", ScalarAttributeType::S)?)
+        .attribute_definitions(attr("gsi1sk", ScalarAttributeType::S)?)
+        .global_secondary_indexes(feed)
+        .stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::NewImage)
+                .build()
+                .map_err(|e| fail(name, e))?,
+        )
+        .send()
+        .await;
+    table_result(
+        aws,
+        name,
+        created
+            .map(|_| ())
+            .map_err(|e| (e.code().map(str::to_owned), fail(name, e))),
+    )
+    .await
+}
+
+async fn views_table(aws: &Aws) -> Result<String, SetupError> {
+    let name = &aws.names.views_table;
+    let created = aws
+        .dynamodb
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .key_schema(key("pk", KeyType::Hash)?)
+        .key_schema(key("sk", KeyType::Range)?)
+        .attribute_definitions(attr("pk", ScalarAttributeType::S)?)
+        .attribute_definitions(attr("sk", ScalarAttributeType::S)?)
+        .send()
+        .await;
+    table_result(
+        aws,
+        name,
+        created
+            .map(|_| ())
+            .map_err(|e| (e.code().map(str::to_owned), fail(name, e))),
+    )
+    .await
+}
+
+async fn table_result(
+    aws: &Aws,
+    name: &str,
+    created: Result<(), (Option<String>, SetupError)>,
+) -> Result<String, SetupError> {
+    let line = match created {
+        Ok(()) => format!("table {name}: created"),
+        Err((Some(code), _)) if code == "ResourceInUseException" => format!("table {name}: exists"),
+        Err((_, e)) => return Err(e),
+    };
+    for _ in 0..120 {
+        let out = aws
+            .dynamodb
+            .describe_table()
+            .table_name(name)
+            .send()
+            .await
+            .map_err(|e| fail(name, e))?;
+        if out.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) {
+            return Ok(line);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Err(SetupError {
+        resource: name.to_owned(),
+        message: "not ACTIVE after 60 s".into(),
+    })
+}
+
+async fn queue_arn(aws: &Aws, url: &str) -> Result<String, SetupError> {
+    let out = aws
+        .sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .map_err(|e| fail(url, e))?;
+    out.attributes()
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn))
+        .cloned()
+        .ok_or_else(|| SetupError {
+            resource: url.to_owned(),
+            message: "no QueueArn".into(),
+        })
+}
+
+/// The projector queue and its dead-letter queue; returns the queue's ARN and URL.
+async fn queues(aws: &Aws) -> Result<(Vec<String>, String, String), SetupError> {
+    let names = &aws.names;
+    let dlq = aws
+        .sqs
+        .create_queue()
+        .queue_name(&names.projector_dlq)
+        .attributes(QueueAttributeName::MessageRetentionPeriod, "1209600")
+        .send()
+        .await
+        .map_err(|e| fail(&names.projector_dlq, e))?;
+    let dlq_url = dlq.queue_url().unwrap_or_default().to_owned();
+    let dlq_arn = queue_arn(aws, &dlq_url).await?;
+    let redrive = serde_json::json!({ "deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVES.to_string() });
+    let queue = aws
+        .sqs
+        .create_queue()
+        .queue_name(&names.projector_queue)
+        .attributes(QueueAttributeName::VisibilityTimeout, "10")
+        .send()
+        .await
+        .map_err(|e| fail(&names.projector_queue, e))?;
+    let url = queue.queue_url().unwrap_or_default().to_owned();
+    aws.sqs
+        .set_queue_attributes()
+        .queue_url(&url)
+        .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
+        .send()
+        .await
+        .map_err(|e| fail(&names.projector_queue, e))?;
+    let arn = queue_arn(aws, &url).await?;
+    Ok((
+        vec![
+            format!("queue {}: ready", names.projector_dlq),
+            format!(
+                "queue {}: ready, dead letters after {MAX_RECEIVES} receives",
+                names.projector_queue
+            ),
+        ],
+        arn,
+        url,
+    ))
+}
+
+async fn bus(aws: &Aws, queue_arn: &str, queue_url: &str) -> Result<Vec<String>, SetupError> {
+    let names = &aws.names;
+    let bus_line = match aws
+        .eventbridge
+        .create_event_bus()
+        .name(&names.bus)
+        .send()
+        .await
+    {
+        Ok(_) => format!("event bus {}: created", names.bus),
+        Err(e) if e.code() == Some("ResourceAlreadyExistsException") => {
+            format!("event bus {}: exists", names.bus)
+        }
+        Err(e) => return Err(fail(&names.bus, e)),
+    };
+    let rule = aws
+        .eventbridge
+        .put_rule()
+        .name(&names.projector_rule)
+        .event_bus_name(&names.bus)
+        .event_pattern(serde_json::json!({ "source": ["chronicle"] }).to_string())
+        .send()
+        .await
+        .map_err(|e| fail(&names.projector_rule, e))?;
+    let rule_arn = rule.rule_arn().unwrap_or_default().to_owned();
+    let policy = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": { "Service": "events.amazonaws.com" },
+            "Action": "sqs:SendMessage",
+            "Resource": queue_arn,
+            "Condition": { "ArnEquals": { "aws:SourceArn": rule_arn } }
+        }]
+    });
+    aws.sqs
+        .set_queue_attributes()
+        .queue_url(queue_url)
+        .attributes(QueueAttributeName::Policy, policy.to_string())
+        .send()
+        .await
+        .map_err(|e| fail(queue_url, e))?;
+    let target = aws_sdk_eventbridge::types::Target::builder()
+        .id("projector")
+        .arn(queue_arn)
+        .build()
+        .map_err(|e| fail(&names.projector_rule, e))?;
+    let put = aws
+        .eventbridge
+        .put_targets()
+        .rule(&names.projector_rule)
+        .event_bus_name(&names.bus)
+        .targets(target)
+        .send()
+        .await
+        .map_err(|e| fail(&names.projector_rule, e))?;
+    if put.failed_entry_count() > 0 {
+        return Err(SetupError {
+            resource: names.projector_rule.clone(),
+            message: format!("target not attached: {:?}", put.failed_entries()),
+        });
+    }
+    Ok(vec![
+        bus_line,
+        format!(
+            "rule {} (source chronicle) -> queue {}: ready",
+            names.projector_rule, names.projector_queue
+        ),
+    ])
+}
+
+async fn kinesis(aws: &Aws) -> Result<String, SetupError> {
+    let name = &aws.names.kinesis_stream;
+    let line = match aws
+        .kinesis
+        .create_stream()
+        .stream_name(name)
+        .shard_count(1)
+        .send()
+        .await
+    {
+        Ok(_) => format!("kinesis stream {name}: created"),
+        Err(e) if e.code() == Some("ResourceInUseException") => {
+            format!("kinesis stream {name}: exists")
+        }
+        Err(e) => return Err(fail(name, e)),
+    };
+    for _ in 0..120 {
+        let out = aws
+            .kinesis
+            .describe_stream_summary()
+            .stream_name(name)
+            .send()
+            .await
+            .map_err(|e| fail(name, e))?;
+        if out.stream_description_summary().map(|s| s.stream_status())
+            == Some(&aws_sdk_kinesis::types::StreamStatus::Active)
+        {
+            return Ok(line);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Err(SetupError {
+        resource: name.clone(),
+        message: "not ACTIVE after 60 s".into(),
+    })
+}

@@ -1,0 +1,23 @@
+//! The AWS emulator for tests: `./scripts/test` starts `moto_server` on loopback and exports
+//! `AWS_ENDPOINT_URL`. Tests never fall back to real AWS: without the emulator they fail.
+
+use infra::aws::{Aws, setup};
+
+/// Clients pointed at the emulator, with a fresh set of resources for this test: the
+/// emulator copies a whole table on every transaction, so small tables keep it fast.
+pub async fn test_aws() -> Aws {
+    let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    test_aws_with_prefix(&prefix).await
+}
+
+pub async fn test_aws_with_prefix(prefix: &str) -> Aws {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
+    assert!(
+        endpoint.starts_with("http://127.0.0.1:") || endpoint.starts_with("http://localhost:"),
+        "AWS tests need the AWS emulator on loopback (AWS_ENDPOINT_URL is {endpoint:?}). \
+         Run them with ./scripts/test, or wrap the command in ./scripts/with-aws-emulator"
+    );
+    let aws = Aws::load(prefix).await;
+    setup(&aws).await.expect("set up the emulator's resources");
+    aws
+}
