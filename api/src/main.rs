@@ -33,14 +33,64 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the REST API (the default), with the store and projector in process.
+    /// Run the REST API (the default). Embedded: with the store and projector in process.
     Serve(ServeArgs),
+    /// Run a projector worker (aws: long-poll SQS; embedded: tail the log).
+    Project(ProjectArgs),
+    /// Relay DynamoDB Streams to EventBridge and Kinesis (aws only).
+    Relay(RelayArgs),
+    /// Create the AWS resources, idempotently (aws only).
+    Setup(BackendArgs),
     /// Print a signed access token for a tenant, user and role, alone on stdout.
     Token(TokenArgs),
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Backend {
+    /// One process, SQLite files under the data dir.
+    Embedded,
+    /// DynamoDB, DynamoDB Streams, EventBridge, SQS, Kinesis (standard AWS environment).
+    Aws,
+}
+
+#[derive(Args, Clone)]
+struct BackendArgs {
+    #[arg(
+        long,
+        env = "CHRONICLE_BACKEND",
+        value_enum,
+        default_value = "embedded"
+    )]
+    backend: Backend,
+    /// Prefix of every AWS resource name (tables, bus, queues, stream).
+    #[arg(long, env = "CHRONICLE_AWS_PREFIX", default_value = "chronicle")]
+    aws_prefix: String,
+}
+
+#[derive(Args, Clone)]
+struct ProjectArgs {
+    #[command(flatten)]
+    backend: BackendArgs,
+    #[arg(long, env = "CHRONICLE_DATA_DIR", default_value = "./data")]
+    data_dir: PathBuf,
+    /// SQS long-poll wait, in seconds (aws).
+    #[arg(long, env = "CHRONICLE_SQS_WAIT_SECONDS", default_value_t = 10)]
+    wait_seconds: u64,
+}
+
+#[derive(Args, Clone)]
+struct RelayArgs {
+    #[command(flatten)]
+    backend: BackendArgs,
+    /// Pause between polls of the stream when it had nothing new, in milliseconds.
+    #[arg(long, env = "CHRONICLE_RELAY_INTERVAL_MS", default_value_t = 200)]
+    interval_ms: u64,
+}
+
 #[derive(Args, Clone)]
 struct ServeArgs {
+    #[command(flatten)]
+    backend: BackendArgs,
     /// Address to listen on.
     #[arg(long, env = "CHRONICLE_ADDR", default_value = "127.0.0.1:8080")]
     addr: SocketAddr,
@@ -119,6 +169,9 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Token(args)) => token(args),
         Some(Command::Serve(args)) => serve(args).await,
+        Some(Command::Project(args)) => project(args).await,
+        Some(Command::Relay(args)) => relay(args).await,
+        Some(Command::Setup(args)) => setup(args).await,
         None => serve(cli.serve).await,
     }
 }
@@ -137,17 +190,42 @@ const LAG_BUCKETS: &[f64] = &[
     5.0,
 ];
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let metrics = PrometheusBuilder::new()
+fn install_metrics() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHandle> {
+    Ok(PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LAG_BUCKETS)?
-        .install_recorder()?;
+        .install_recorder()?)
+}
+
+fn require_aws(backend: &BackendArgs, what: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        backend.backend == Backend::Aws,
+        "`chronicle {what}` works on the aws backend only (--backend aws); the embedded store needs none"
+    );
+    Ok(())
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let metrics = install_metrics()?;
     let secret = load_or_create_secret(args.jwt_secret.as_deref(), &args.data_dir)?;
-    let mut embedded = Embedded::start(EmbeddedConfig {
-        data_dir: args.data_dir.clone(),
-        jwt_secret: secret,
-        consistency_timeout: Duration::from_millis(args.consistency_timeout_ms),
-    })?;
-    embedded.state.metrics = Some(metrics);
+    let timeout = Duration::from_millis(args.consistency_timeout_ms);
+    let mut embedded = None;
+    let mut state = match args.backend.backend {
+        Backend::Embedded => {
+            let e = Embedded::start(EmbeddedConfig {
+                data_dir: args.data_dir.clone(),
+                jwt_secret: secret,
+                consistency_timeout: timeout,
+            })?;
+            let state = e.state.clone();
+            embedded = Some(e);
+            state
+        }
+        Backend::Aws => {
+            let aws = infra::aws::Aws::load(&args.backend.aws_prefix).await;
+            api::aws::aws_state(&aws, TokenKeys::from_secret(&secret)?, timeout)
+        }
+    };
+    state.metrics = Some(metrics);
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .with_context(|| format!("cannot listen on {}", args.addr))?;
@@ -157,10 +235,68 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "get a token: cargo run --release -- token --tenant demo --user alice --role ADMIN --data-dir {}",
         args.data_dir.display()
     );
-    api::serve(listener, embedded.state.clone(), shutdown_signal()).await?;
-    tracing::info!("draining: stopping the projector");
-    embedded.shutdown().await;
+    api::serve(listener, state, shutdown_signal()).await?;
+    if let Some(e) = embedded {
+        tracing::info!("draining: stopping the projector");
+        e.shutdown().await;
+    }
     tracing::info!("stopped");
+    Ok(())
+}
+
+async fn project(args: ProjectArgs) -> anyhow::Result<()> {
+    let _metrics = install_metrics()?;
+    let projection = std::sync::Arc::new(projections::tasks::TasksProjection);
+    match args.backend.backend {
+        Backend::Aws => {
+            let aws = infra::aws::Aws::load(&args.backend.aws_prefix).await;
+            let worker = infra::aws::SqsProjector::new(
+                &aws,
+                projection,
+                Duration::from_secs(args.wait_seconds),
+            )
+            .await?;
+            tracing::info!(queue = %aws.names.projector_queue, "projector consuming");
+            worker.run(shutdown_signal()).await;
+        }
+        Backend::Embedded => {
+            use std::sync::Arc;
+            let events = infra::sqlite::SqliteEventStore::open(&args.data_dir.join("events.db"))?;
+            let views = infra::sqlite::SqliteReadModelStore::open(&args.data_dir.join("views.db"))?;
+            let projector = projections::Projector::new(
+                projection,
+                Arc::new(views),
+                Arc::new(events.clone()),
+                projections::ProjectionProgress::default(),
+                projections::ProjectorConfig::default(),
+            );
+            tracing::info!(data_dir = %args.data_dir.display(), "projector tailing the log");
+            projector.run(Arc::new(events), shutdown_signal()).await;
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn relay(args: RelayArgs) -> anyhow::Result<()> {
+    require_aws(&args.backend, "relay")?;
+    let _metrics = install_metrics()?;
+    let aws = infra::aws::Aws::load(&args.backend.aws_prefix).await;
+    let relay = infra::aws::Relay::new(&aws);
+    tracing::info!(table = %aws.names.events_table, bus = %aws.names.bus, stream = %aws.names.kinesis_stream, "relay running");
+    relay
+        .run(Duration::from_millis(args.interval_ms), shutdown_signal())
+        .await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn setup(args: BackendArgs) -> anyhow::Result<()> {
+    require_aws(&args, "setup")?;
+    let aws = infra::aws::Aws::load(&args.aws_prefix).await;
+    for line in infra::aws::setup(&aws).await? {
+        println!("{line}");
+    }
     Ok(())
 }
 

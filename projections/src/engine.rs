@@ -8,7 +8,7 @@ use crate::ports::{
 };
 use async_trait::async_trait;
 use chrono::Utc;
-use domain::{ConsistencyToken, EventEnvelope, TenantId};
+use domain::{ConsistencyToken, EventEnvelope, StreamId, TenantId};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
@@ -80,15 +80,73 @@ impl Freshness for ProjectionProgress {
     }
 }
 
+/// Freshness for projectors that run elsewhere (the SQS workers on AWS): polls the row the
+/// token's stream maps to until it reflects the token's version.
+pub struct RowVersionFreshness {
+    store: Arc<dyn ReadModelStore>,
+}
+
+impl RowVersionFreshness {
+    pub fn new(store: Arc<dyn ReadModelStore>) -> Self {
+        Self { store }
+    }
+}
+
+#[async_trait]
+impl Freshness for RowVersionFreshness {
+    async fn wait_for(
+        &self,
+        tenant: &TenantId,
+        token: &ConsistencyToken,
+        timeout: Duration,
+    ) -> bool {
+        let Some(view) = crate::view_for(&token.stream_id) else {
+            return true;
+        };
+        let row_id = token.stream_id.instance();
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut pause = Duration::from_millis(5);
+        loop {
+            if let Ok(v) = self.store.row_version(view, tenant, row_id).await
+                && v >= token.version
+            {
+                return true;
+            }
+            if tokio::time::Instant::now() + pause > deadline {
+                return false;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(100));
+        }
+    }
+
+    fn is_running(&self) -> bool {
+        true
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ProjectorConfig {
     pub batch_size: usize,
+    /// Keep poison events in the read-model store's dead letters (the embedded log tail,
+    /// which cannot leave an event behind). Off for queue consumers: there the message
+    /// stays on the queue and its redrive policy moves it to the dead-letter queue.
+    pub record_dead_letters: bool,
 }
 
 impl Default for ProjectorConfig {
     fn default() -> Self {
-        Self { batch_size: 512 }
+        Self {
+            batch_size: 512,
+            record_dead_letters: true,
+        }
     }
+}
+
+/// What a batch left undone: the events no projection could apply, by (stream, version).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct BatchOutcome {
+    pub poisoned: Vec<(StreamId, u64)>,
 }
 
 pub struct Projector {
@@ -211,7 +269,7 @@ impl Projector {
         &self,
         events: &[EventEnvelope],
         checkpoint: Option<(String, u64)>,
-    ) -> Result<(), ReadModelError> {
+    ) -> Result<BatchOutcome, ReadModelError> {
         let view = self.projection.name();
         let relevant: Vec<&EventEnvelope> = events
             .iter()
@@ -256,6 +314,13 @@ impl Projector {
                 doc: w.row.doc,
             })
             .collect::<Vec<_>>();
+        let poisoned = dead
+            .iter()
+            .map(|d| (d.event.stream_id.clone(), d.event.version))
+            .collect();
+        if !self.config.record_dead_letters {
+            dead.clear();
+        }
         self.store.commit(view, writes, dead, checkpoint).await?;
         let now = Utc::now();
         for e in events {
@@ -263,7 +328,7 @@ impl Projector {
             metrics::histogram!("chronicle_projection_lag_seconds", "view" => view)
                 .record(lag.as_secs_f64());
         }
-        Ok(())
+        Ok(BatchOutcome { poisoned })
     }
 
     fn key(&self, e: &EventEnvelope) -> RowKey {

@@ -5,8 +5,18 @@ pub mod engine;
 pub mod ports;
 pub mod tasks;
 
-pub use engine::{Freshness, ProjectionProgress, Projector, ProjectorConfig};
+pub use engine::{
+    BatchOutcome, Freshness, ProjectionProgress, Projector, ProjectorConfig, RowVersionFreshness,
+};
 pub use ports::{
     DeadLetter, EventFeed, ListQuery, Projection, ProjectionError, ReadModelError, ReadModelStore,
     RowKey, RowWrite, StoredRow, StreamSource,
 };
+
+/// The view that holds the row of a stream, by the stream's aggregate kind.
+pub fn view_for(stream: &domain::StreamId) -> Option<&'static str> {
+    match stream.kind() {
+        "task" => Some(tasks::VIEW),
+        _ => None,
+    }
+}

@@ -118,6 +118,14 @@ pub trait ReadModelStore: Send + Sync {
         row_id: &str,
     ) -> Result<Option<StoredRow>, ReadModelError>;
 
+    /// The stream version a row reflects, tombstones included; 0 when there is no row.
+    async fn row_version(
+        &self,
+        view: &str,
+        tenant: &TenantId,
+        row_id: &str,
+    ) -> Result<u64, ReadModelError>;
+
     /// Live rows in `row_id` order.
     async fn list(
         &self,

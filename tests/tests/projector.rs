@@ -35,7 +35,10 @@ impl Rig {
             Arc::new(self.views.clone()),
             Arc::new(self.events.clone()),
             ProjectionProgress::default(),
-            ProjectorConfig { batch_size },
+            ProjectorConfig {
+                batch_size,
+                ..ProjectorConfig::default()
+            },
         )
     }
 

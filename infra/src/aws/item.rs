@@ -127,7 +127,6 @@ pub(crate) fn envelope_from_item(item: &Item) -> Result<EventEnvelope, ItemError
 }
 
 /// A DynamoDB Streams image in the DynamoDB client's types (the two SDKs each have their own).
-#[allow(dead_code)] // used by the relay, next
 pub(crate) fn from_stream_image(
     image: &HashMap<String, aws_sdk_dynamodbstreams::types::AttributeValue>,
 ) -> Item {

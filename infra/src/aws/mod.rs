@@ -11,9 +11,14 @@ mod setup;
 mod sqs;
 mod views;
 
+pub use publish::{EventBridgePublisher, KinesisPublisher, PublishError, SOURCE};
+pub use relay::{Relay, RelayError};
+pub use sqs::SqsProjector;
+
 pub use counting::RequestCounter;
 pub use dynamodb::DynamoEventStore;
 pub use setup::{MAX_RECEIVES, SetupError, setup};
+pub use views::DynamoReadModelStore;
 
 use aws_config::SdkConfig;
 

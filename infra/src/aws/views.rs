@@ -1,1 +1,493 @@
-//! placeholder
+//! The DynamoDB read-model store: one item per row, keyed `T#<tenant>#V#<view>` / row id,
+//! carrying the stream version it reflects so that "row + its version" is one conditional
+//! write. Top-level string fields of the row are copied to `f_<field>` attributes for the
+//! list filters. Checkpoints, dead letters and relay checkpoints live in the same table.
+
+use super::Aws;
+use super::dynamodb::sdk_error;
+use super::item::{Item, get_n, get_s, n, s};
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    DeleteRequest, KeysAndAttributes, Put, TransactWriteItem, WriteRequest,
+};
+use domain::TenantId;
+use domain::envelope::format_time;
+use projections::{
+    DeadLetter, ListQuery, ReadModelError, ReadModelStore, RowKey, RowWrite, StoredRow,
+};
+use std::collections::HashMap;
+
+#[derive(Clone)]
+pub struct DynamoReadModelStore {
+    pub(crate) client: aws_sdk_dynamodb::Client,
+    pub(crate) table: String,
+}
+
+fn rows_key(tenant: &TenantId, view: &str) -> String {
+    format!("T#{tenant}#V#{view}")
+}
+
+fn checkpoint_key(name: &str) -> String {
+    format!("CP#{name}")
+}
+
+pub(crate) fn error(e: commands::StoreError) -> ReadModelError {
+    match e {
+        commands::StoreError::Retryable(m) => ReadModelError::Unavailable(m),
+        other => ReadModelError::Backend(other.to_string()),
+    }
+}
+
+fn corrupt(e: impl std::fmt::Display) -> ReadModelError {
+    ReadModelError::Backend(e.to_string())
+}
+
+fn stored_row(item: &Item) -> Result<StoredRow, ReadModelError> {
+    Ok(StoredRow {
+        row_id: get_s(item, "sk").map_err(corrupt)?.to_owned(),
+        version: get_n(item, "version").map_err(corrupt)?,
+        doc: match item.get("doc") {
+            Some(_) => {
+                Some(serde_json::from_str(get_s(item, "doc").map_err(corrupt)?).map_err(corrupt)?)
+            }
+            None => None,
+        },
+    })
+}
+
+impl DynamoReadModelStore {
+    pub fn new(aws: &Aws) -> Self {
+        Self {
+            client: aws.dynamodb.clone(),
+            table: aws.names.views_table.clone(),
+        }
+    }
+
+    fn row_item(&self, view: &str, w: &RowWrite) -> Item {
+        let mut item = HashMap::from([
+            ("pk".to_owned(), s(rows_key(&w.key.tenant_id, view))),
+            ("sk".to_owned(), s(w.key.row_id.clone())),
+            ("version".to_owned(), n(w.version)),
+        ]);
+        if let Some(doc) = &w.doc {
+            item.insert("doc".to_owned(), s(doc.to_string()));
+            if let Some(fields) = doc.as_object() {
+                for (k, v) in fields {
+                    if let Some(text) = v.as_str() {
+                        item.insert(format!("f_{k}"), s(text));
+                    }
+                }
+            }
+        }
+        item
+    }
+
+    fn put(
+        &self,
+        item: Item,
+        condition: Option<(&str, Option<u64>)>,
+    ) -> Result<TransactWriteItem, ReadModelError> {
+        let mut put = Put::builder().table_name(&self.table).set_item(Some(item));
+        if let Some((expr, expected)) = condition {
+            put = put.condition_expression(expr);
+            if let Some(v) = expected {
+                put = put.expression_attribute_values(":expected", n(v));
+            }
+        }
+        Ok(TransactWriteItem::builder()
+            .put(put.build().map_err(corrupt)?)
+            .build())
+    }
+
+    async fn transact(
+        &self,
+        view: &str,
+        actions: Vec<TransactWriteItem>,
+        rows: &[RowWrite],
+    ) -> Result<(), ReadModelError> {
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(actions))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => Err(self.cancelled(view, rows, e)),
+        }
+    }
+
+    fn cancelled<R: std::fmt::Debug>(
+        &self,
+        view: &str,
+        rows: &[RowWrite],
+        e: SdkError<TransactWriteItemsError, R>,
+    ) -> ReadModelError {
+        if let SdkError::ServiceError(se) = &e
+            && let TransactWriteItemsError::TransactionCanceledException(c) = se.err()
+        {
+            let lost = c
+                .cancellation_reasons()
+                .iter()
+                .position(|r| r.code() == Some("ConditionalCheckFailed"));
+            if let Some(w) = lost.and_then(|i| rows.get(i)) {
+                return ReadModelError::Conflict {
+                    view: view.to_owned(),
+                    row_id: w.key.row_id.clone(),
+                    expected: w.expected_version,
+                };
+            }
+            return ReadModelError::Unavailable(format!(
+                "transaction cancelled: {:?}",
+                c.cancellation_reasons()
+            ));
+        }
+        error(sdk_error(e))
+    }
+
+    /// A value kept under `key` in this table (relay checkpoints).
+    pub(crate) async fn get_value(&self, key: &str) -> Result<Option<Item>, ReadModelError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(key))
+            .key("sk", s("0"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| error(sdk_error(e)))?;
+        Ok(out.item().cloned())
+    }
+
+    pub(crate) async fn put_value(&self, key: &str, mut attrs: Item) -> Result<(), ReadModelError> {
+        attrs.insert("pk".to_owned(), s(key));
+        attrs.insert("sk".to_owned(), s("0"));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(attrs))
+            .send()
+            .await
+            .map_err(|e| error(sdk_error(e)))?;
+        Ok(())
+    }
+
+    /// Dead letters of a view: (stream, version, error).
+    pub async fn dead_letters(
+        &self,
+        view: &str,
+    ) -> Result<Vec<(String, u64, String)>, ReadModelError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(format!("DL#{view}")))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| error(sdk_error(e)))?;
+        out.items()
+            .iter()
+            .map(|i| {
+                Ok((
+                    get_s(i, "stream_id").map_err(corrupt)?.to_owned(),
+                    get_n(i, "version").map_err(corrupt)?,
+                    get_s(i, "error").map_err(corrupt)?.to_owned(),
+                ))
+            })
+            .collect()
+    }
+
+    async fn delete_keys(&self, keys: Vec<Item>) -> Result<(), ReadModelError> {
+        for chunk in keys.chunks(25) {
+            let mut requests: Vec<WriteRequest> = chunk
+                .iter()
+                .map(|k| {
+                    DeleteRequest::builder()
+                        .set_key(Some(k.clone()))
+                        .build()
+                        .map(|d| WriteRequest::builder().delete_request(d).build())
+                        .map_err(corrupt)
+                })
+                .collect::<Result<_, _>>()?;
+            while !requests.is_empty() {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, requests)
+                    .send()
+                    .await
+                    .map_err(|e| error(sdk_error(e)))?;
+                requests = out
+                    .unprocessed_items()
+                    .and_then(|u| u.get(&self.table))
+                    .cloned()
+                    .unwrap_or_default();
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ReadModelStore for DynamoReadModelStore {
+    async fn load(
+        &self,
+        view: &str,
+        keys: &[RowKey],
+    ) -> Result<HashMap<RowKey, StoredRow>, ReadModelError> {
+        let mut found = HashMap::with_capacity(keys.len());
+        for chunk in keys.chunks(100) {
+            let mut wanted = KeysAndAttributes::builder().consistent_read(true);
+            for k in chunk {
+                wanted = wanted.keys(HashMap::from([
+                    ("pk".to_owned(), s(rows_key(&k.tenant_id, view))),
+                    ("sk".to_owned(), s(k.row_id.clone())),
+                ]));
+            }
+            let mut pending = Some(wanted.build().map_err(corrupt)?);
+            while let Some(request) = pending.take() {
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(|e| error(sdk_error(e)))?;
+                for item in out
+                    .responses()
+                    .and_then(|r| r.get(&self.table))
+                    .into_iter()
+                    .flatten()
+                {
+                    let row = stored_row(item)?;
+                    let pk = get_s(item, "pk").map_err(corrupt)?;
+                    if let Some(k) = chunk
+                        .iter()
+                        .find(|k| k.row_id == row.row_id && rows_key(&k.tenant_id, view) == pk)
+                    {
+                        found.insert(k.clone(), row);
+                    }
+                }
+                pending = out
+                    .unprocessed_keys()
+                    .and_then(|u| u.get(&self.table))
+                    .filter(|k| !k.keys().is_empty())
+                    .cloned();
+            }
+        }
+        Ok(found)
+    }
+
+    async fn commit(
+        &self,
+        view: &str,
+        writes: Vec<RowWrite>,
+        dead_letters: Vec<DeadLetter>,
+        checkpoint: Option<(String, u64)>,
+    ) -> Result<(), ReadModelError> {
+        let mut actions = Vec::with_capacity(writes.len() + dead_letters.len() + 1);
+        for w in &writes {
+            let item = self.row_item(view, w);
+            actions.push(if w.expected_version == 0 {
+                self.put(item, Some(("attribute_not_exists(pk)", None)))?
+            } else {
+                self.put(
+                    item,
+                    Some(("version = :expected", Some(w.expected_version))),
+                )?
+            });
+        }
+        for d in &dead_letters {
+            let item = HashMap::from([
+                ("pk".to_owned(), s(format!("DL#{}", d.view))),
+                ("sk".to_owned(), s(d.event.event_id.to_string())),
+                ("tenant_id".to_owned(), s(d.event.tenant_id.as_str())),
+                ("stream_id".to_owned(), s(d.event.stream_id.as_str())),
+                ("version".to_owned(), n(d.event.version)),
+                (
+                    "event".to_owned(),
+                    s(serde_json::to_string(&d.event).map_err(corrupt)?),
+                ),
+                ("error".to_owned(), s(d.error.clone())),
+                (
+                    "recorded_at".to_owned(),
+                    s(format_time(&chrono::Utc::now())),
+                ),
+            ]);
+            actions.push(self.put(item, None)?);
+        }
+        if let Some((name, position)) = &checkpoint {
+            let item = HashMap::from([
+                ("pk".to_owned(), s(checkpoint_key(name))),
+                ("sk".to_owned(), s("0")),
+                ("position".to_owned(), n(*position)),
+            ]);
+            actions.push(self.put(item, None)?);
+        }
+        // The service takes 100 actions per transaction. Rows carry their own versions,
+        // so a batch split in chunks stays exactly-once: a re-run skips what landed.
+        let mut rows = writes.as_slice();
+        let mut actions = actions.into_iter().peekable();
+        while actions.peek().is_some() {
+            let chunk: Vec<TransactWriteItem> = actions.by_ref().take(100).collect();
+            let (these, rest) = rows.split_at(rows.len().min(chunk.len()));
+            self.transact(view, chunk, these).await?;
+            rows = rest;
+        }
+        Ok(())
+    }
+
+    async fn checkpoint(&self, name: &str) -> Result<u64, ReadModelError> {
+        match self.get_value(&checkpoint_key(name)).await? {
+            Some(item) => get_n(&item, "position").map_err(corrupt),
+            None => Ok(0),
+        }
+    }
+
+    async fn get(
+        &self,
+        view: &str,
+        tenant: &TenantId,
+        row_id: &str,
+    ) -> Result<Option<StoredRow>, ReadModelError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(rows_key(tenant, view)))
+            .key("sk", s(row_id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| error(sdk_error(e)))?;
+        out.item()
+            .map(stored_row)
+            .transpose()
+            .map(|r| r.filter(|r| r.doc.is_some()))
+    }
+
+    async fn row_version(
+        &self,
+        view: &str,
+        tenant: &TenantId,
+        row_id: &str,
+    ) -> Result<u64, ReadModelError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(rows_key(tenant, view)))
+            .key("sk", s(row_id))
+            .consistent_read(true)
+            .projection_expression("version")
+            .send()
+            .await
+            .map_err(|e| error(sdk_error(e)))?;
+        out.item()
+            .map_or(Ok(0), |i| get_n(i, "version").map_err(corrupt))
+    }
+
+    async fn list(
+        &self,
+        view: &str,
+        tenant: &TenantId,
+        query: &ListQuery,
+    ) -> Result<Vec<StoredRow>, ReadModelError> {
+        let mut filter = vec!["attribute_exists(doc)".to_owned()];
+        let mut names = HashMap::new();
+        let mut values = HashMap::from([(":pk".to_owned(), s(rows_key(tenant, view)))]);
+        for (i, (field, value)) in query.filters.iter().enumerate() {
+            filter.push(format!("#f{i} = :f{i}"));
+            names.insert(format!("#f{i}"), format!("f_{field}"));
+            values.insert(format!(":f{i}"), s(value.clone()));
+        }
+        let condition = match &query.after {
+            Some(after) => {
+                values.insert(":after".to_owned(), s(after.clone()));
+                "pk = :pk AND sk > :after"
+            }
+            None => "pk = :pk",
+        };
+        let mut rows = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression(condition)
+                .filter_expression(filter.join(" AND "))
+                .set_expression_attribute_names((!names.is_empty()).then(|| names.clone()))
+                .set_expression_attribute_values(Some(values.clone()))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| error(sdk_error(e)))?;
+            for item in out.items() {
+                if rows.len() < query.limit {
+                    rows.push(stored_row(item)?);
+                }
+            }
+            match out.last_evaluated_key() {
+                Some(key) if rows.len() < query.limit => start = Some(key.clone()),
+                _ => return Ok(rows),
+            }
+        }
+    }
+
+    async fn reset(&self, view: &str, tenant: Option<&TenantId>) -> Result<(), ReadModelError> {
+        let mut keys = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = match tenant {
+                Some(t) => {
+                    let q = self
+                        .client
+                        .query()
+                        .table_name(&self.table)
+                        .key_condition_expression("pk = :pk")
+                        .expression_attribute_values(":pk", s(rows_key(t, view)))
+                        .projection_expression("pk, sk")
+                        .set_exclusive_start_key(start.take())
+                        .send()
+                        .await
+                        .map_err(|e| error(sdk_error(e)))?;
+                    (q.items().to_vec(), q.last_evaluated_key().cloned())
+                }
+                None => {
+                    let q = self
+                        .client
+                        .scan()
+                        .table_name(&self.table)
+                        .filter_expression("begins_with(pk, :t) AND contains(pk, :v)")
+                        .expression_attribute_values(":t", s("T#"))
+                        .expression_attribute_values(":v", s(format!("#V#{view}")))
+                        .projection_expression("pk, sk")
+                        .set_exclusive_start_key(start.take())
+                        .send()
+                        .await
+                        .map_err(|e| error(sdk_error(e)))?;
+                    (q.items().to_vec(), q.last_evaluated_key().cloned())
+                }
+            };
+            keys.extend(out.0);
+            match out.1 {
+                Some(k) => start = Some(k),
+                None => break,
+            }
+        }
+        if tenant.is_none() {
+            keys.push(HashMap::from([
+                ("pk".to_owned(), s(checkpoint_key(view))),
+                ("sk".to_owned(), s("0")),
+            ]));
+        }
+        self.delete_keys(keys).await
+    }
+}

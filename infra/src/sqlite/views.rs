@@ -275,6 +275,24 @@ impl ReadModelStore for SqliteReadModelStore {
         .await
     }
 
+    async fn row_version(
+        &self,
+        view: &str,
+        tenant: &TenantId,
+        row_id: &str,
+    ) -> Result<u64, ReadModelError> {
+        let (view, tenant, row_id) = (view.to_owned(), tenant.to_string(), row_id.to_owned());
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT version FROM view_rows WHERE view = ?1 AND tenant_id = ?2 AND row_id = ?3",
+            )?
+            .query_row(params![view, tenant, row_id], |r| r.get::<_, i64>(0))
+            .optional()
+            .map(|v| v.unwrap_or(0) as u64)
+        })
+        .await
+    }
+
     async fn list(
         &self,
         view: &str,
