@@ -37,9 +37,15 @@ impl Server {
     /// Starts `chronicle serve` on a free loopback port over `data_dir`, and waits until it
     /// listens.
     pub fn start(data_dir: &Path, secret: &str) -> Self {
+        Self::start_with(data_dir, secret, &[])
+    }
+
+    /// `chronicle serve` with extra arguments (e.g. `--backend aws`).
+    pub fn start_with(data_dir: &Path, secret: &str, extra: &[&str]) -> Self {
         let mut child = Command::new(chronicle_bin())
             .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(extra)
             .env("CHRONICLE_JWT_SECRET", secret)
             .env("RUST_LOG", "info")
             .env("CHRONICLE_LOG_FORMAT", "json")
@@ -82,6 +88,36 @@ impl Server {
         let pid = self.child.id().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
         self.child.wait().expect("wait")
+    }
+}
+
+/// A background `chronicle` process (relay, projector), killed when dropped.
+pub struct Worker(Child);
+
+impl Worker {
+    pub fn start(args: &[&str]) -> Self {
+        let child = Command::new(chronicle_bin())
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn chronicle worker");
+        Self(child)
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
