@@ -138,7 +138,30 @@ impl SqsProjector {
             .filter(|m| !keep.iter().any(|k| std::ptr::eq(*k, *m)))
             .collect();
         self.delete(&done).await?;
+        let left: Vec<&Message> = messages
+            .iter()
+            .filter(|m| !done.iter().any(|d| std::ptr::eq(*d, *m)))
+            .collect();
+        self.retry_soon(&left).await;
         Ok(done.len())
+    }
+
+    /// A message that failed comes back after a short pause instead of the queue's full
+    /// visibility timeout; its receive count climbs to the redrive limit just the same.
+    async fn retry_soon(&self, messages: &[&Message]) {
+        for m in messages {
+            let result = self
+                .sqs
+                .change_message_visibility()
+                .queue_url(&self.queue_url)
+                .receipt_handle(m.receipt_handle().unwrap_or_default())
+                .visibility_timeout(1)
+                .send()
+                .await;
+            if let Err(e) = result {
+                tracing::warn!(error = %sdk_error(e), "could not shorten a failed message's visibility");
+            }
+        }
     }
 
     async fn apply(
