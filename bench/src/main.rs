@@ -5,6 +5,8 @@
 //! - `http`: `POST /tasks` requests/s and p50/p99 latency at 64 connections against the
 //!   release `chronicle` binary, and the projection lag (append to visible in the read
 //!   model) under that load, read from the server's `/metrics`.
+//! - `aws` (run under `scripts/with-aws-emulator`): DynamoDB requests per command by kind,
+//!   and append-to-view lag through the relay, EventBridge, SQS and the projector.
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -52,6 +54,12 @@ enum Bench {
         #[arg(long, env = "CHRONICLE_JWT_SECRET")]
         jwt_secret: Option<String>,
     },
+    /// The AWS backend on the emulator (AWS_ENDPOINT_URL): requests per command and lag.
+    Aws {
+        /// Tasks created (each then updated once).
+        #[arg(long, default_value_t = 100)]
+        tasks: usize,
+    },
 }
 
 #[tokio::main]
@@ -69,8 +77,11 @@ async fn main() -> anyhow::Result<()> {
             url,
             jwt_secret,
         } => http(connections, Duration::from_secs(seconds), url, jwt_secret).await,
+        Bench::Aws { tasks } => aws::run(tasks).await,
     }
 }
+
+mod aws;
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
@@ -185,7 +196,7 @@ async fn get_text(client: &HttpClient, url: &str) -> anyhow::Result<String> {
 }
 
 /// Cumulative bucket counts of the projection-lag histogram, as (upper bound s, count).
-fn lag_buckets(metrics: &str) -> Vec<(f64, f64)> {
+pub(crate) fn lag_buckets(metrics: &str) -> Vec<(f64, f64)> {
     metrics
         .lines()
         .filter(|l| l.starts_with("chronicle_projection_lag_seconds_bucket"))
@@ -203,7 +214,7 @@ fn lag_buckets(metrics: &str) -> Vec<(f64, f64)> {
 }
 
 /// The bucket upper bound under which fraction `p` of the samples (between two scrapes) fall.
-fn bucket_quantile(before: &[(f64, f64)], after: &[(f64, f64)], p: f64) -> Option<f64> {
+pub(crate) fn bucket_quantile(before: &[(f64, f64)], after: &[(f64, f64)], p: f64) -> Option<f64> {
     let delta: Vec<(f64, f64)> = after
         .iter()
         .map(|(le, n)| {

@@ -146,6 +146,30 @@ pub(crate) fn from_stream_image(
         .collect()
 }
 
+/// An image in DynamoDB's JSON form (`{"S": "..."}`, `{"N": "1"}`), as a Lambda receives
+/// DynamoDB Streams records.
+pub(crate) fn from_dynamodb_json(image: &serde_json::Value) -> Item {
+    image
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| {
+            let v = if let Some(x) = v.get("S").and_then(|x| x.as_str()) {
+                AttributeValue::S(x.to_owned())
+            } else if let Some(x) = v.get("N").and_then(|x| x.as_str()) {
+                AttributeValue::N(x.to_owned())
+            } else if let Some(x) = v.get("BOOL").and_then(|x| x.as_bool()) {
+                AttributeValue::Bool(x)
+            } else if v.get("NULL").is_some() {
+                AttributeValue::Null(true)
+            } else {
+                return None;
+            };
+            Some((k.clone(), v))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,5 +204,39 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(2));
         let b = Uuid::now_v7();
         assert!(position_of(&a) < position_of(&b));
+    }
+
+    #[test]
+    fn a_lambda_stream_image_reads_as_an_item() {
+        let mut e = EventEnvelope {
+            event_id: Uuid::now_v7(),
+            tenant_id: TenantId::parse("t1").unwrap(),
+            stream_id: StreamId::parse("task-1").unwrap(),
+            version: 1,
+            position: 7,
+            event_type: "TaskCreated".into(),
+            schema_version: 1,
+            recorded_at: domain::envelope::truncate_micros(Utc::now()),
+            actor: "alice".into(),
+            command_id: Uuid::now_v7(),
+            correlation_id: Uuid::now_v7(),
+            causation_id: None,
+            payload: serde_json::json!({"title": "x"}),
+            hash: String::new(),
+        };
+        e.seal(GENESIS_HASH);
+        let image: serde_json::Map<String, serde_json::Value> = event_item(&e)
+            .into_iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    AttributeValue::S(x) => serde_json::json!({ "S": x }),
+                    AttributeValue::N(x) => serde_json::json!({ "N": x }),
+                    other => panic!("unexpected {other:?}"),
+                };
+                (k, v)
+            })
+            .collect();
+        let item = from_dynamodb_json(&serde_json::Value::Object(image));
+        assert_eq!(envelope_from_item(&item).unwrap(), e);
     }
 }

@@ -5,7 +5,7 @@
 
 use super::Aws;
 use super::dynamodb::sdk_error;
-use super::item::{envelope_from_item, from_stream_image, get_s, s};
+use super::item::{envelope_from_item, from_dynamodb_json, from_stream_image, get_s, s};
 use super::publish::{EventBridgePublisher, KinesisPublisher, PublishError};
 use super::views::{DynamoReadModelStore, error};
 use aws_sdk_dynamodbstreams::types::{OperationType, Shard, ShardIteratorType};
@@ -47,6 +47,27 @@ impl Relay {
             kinesis: KinesisPublisher::new(aws.kinesis.clone(), aws.names.kinesis_stream.clone()),
             aws: aws.clone(),
         }
+    }
+
+    /// Publishes the events among DynamoDB Streams records as a Lambda receives them
+    /// (`Records[].dynamodb.NewImage` in DynamoDB JSON). On error the Lambda fails the
+    /// batch and the service retries it: publishing is at least once.
+    pub async fn publish_records(
+        &self,
+        records: &[serde_json::Value],
+    ) -> Result<usize, RelayError> {
+        let events = records
+            .iter()
+            .filter(|r| r["eventName"] == "INSERT")
+            .map(|r| from_dynamodb_json(&r["dynamodb"]["NewImage"]))
+            .filter(|item| get_s(item, "kind").ok() == Some("event"))
+            .map(|item| {
+                envelope_from_item(&item).map_err(|e| ReadModelError::Backend(e.to_string()))
+            })
+            .collect::<Result<Vec<EventEnvelope>, _>>()?;
+        self.eventbridge.publish(&events).await?;
+        self.kinesis.publish(&events).await?;
+        Ok(events.len())
     }
 
     /// Relays until `shutdown` resolves, polling every `interval` when there is nothing new.

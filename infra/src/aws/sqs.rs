@@ -17,20 +17,81 @@ use std::time::Duration;
 /// Immediate re-applications of a batch that lost a row-version race to another worker.
 const CONFLICT_RETRIES: usize = 5;
 
+/// The projector a queue consumer runs: poison is left on the queue, not recorded.
+pub fn queue_projector(aws: &Aws, projection: Arc<dyn Projection>) -> Projector {
+    Projector::new(
+        projection,
+        Arc::new(DynamoReadModelStore::new(aws)),
+        Arc::new(DynamoEventStore::new(aws)),
+        ProjectionProgress::default(),
+        ProjectorConfig {
+            batch_size: 10,
+            record_dead_letters: false,
+        },
+    )
+}
+
+/// The envelope inside an EventBridge event delivered to SQS (`detail`).
+fn envelope(body: &str) -> Result<EventEnvelope, String> {
+    let event: serde_json::Value =
+        serde_json::from_str(body).map_err(|e| format!("not JSON: {e}"))?;
+    let detail = event.get("detail").cloned().unwrap_or(event);
+    serde_json::from_value(detail).map_err(|e| format!("not an event envelope: {e}"))
+}
+
+/// Applies a batch of SQS message bodies (EventBridge events, as `(message id, body)`) and
+/// returns the ids of the messages that must stay on the queue: unreadable or poison. The
+/// polling worker and the Lambda handler (partial batch response) share it.
+pub async fn apply_messages(
+    projector: &Projector,
+    messages: &[(&str, &str)],
+) -> Result<Vec<String>, ReadModelError> {
+    let mut failed = Vec::new();
+    let mut events = Vec::new();
+    let mut ids = Vec::new();
+    for (id, body) in messages {
+        match envelope(body) {
+            Ok(e) => {
+                events.push(e);
+                ids.push(*id);
+            }
+            Err(reason) => {
+                tracing::error!(message_id = id, %reason, "unreadable message left for the dead-letter queue");
+                failed.push((*id).to_owned());
+            }
+        }
+    }
+    let mut attempt = 0;
+    let outcome = loop {
+        match projector.apply_batch(&events, None).await {
+            Err(ReadModelError::Conflict { .. }) if attempt < CONFLICT_RETRIES => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(rand::random_range(1..=20))).await;
+            }
+            other => break other?,
+        }
+    };
+    for (id, e) in ids.iter().zip(&events) {
+        if outcome
+            .poisoned
+            .iter()
+            .any(|(s, v)| *s == e.stream_id && *v == e.version)
+        {
+            tracing::error!(
+                tenant_id = %e.tenant_id, stream_id = %e.stream_id, version = e.version,
+                "poison event left for the dead-letter queue"
+            );
+            failed.push((*id).to_owned());
+        }
+    }
+    Ok(failed)
+}
+
 pub struct SqsProjector {
     sqs: aws_sdk_sqs::Client,
     queue_url: String,
     projector: Projector,
     wait: Duration,
-}
-
-/// The envelope inside an EventBridge event delivered to SQS (`detail`).
-fn envelope(message: &Message) -> Result<EventEnvelope, String> {
-    let body = message.body().ok_or("empty message")?;
-    let event: serde_json::Value =
-        serde_json::from_str(body).map_err(|e| format!("not JSON: {e}"))?;
-    let detail = event.get("detail").cloned().unwrap_or(event);
-    serde_json::from_value(detail).map_err(|e| format!("not an event envelope: {e}"))
 }
 
 impl SqsProjector {
@@ -50,20 +111,10 @@ impl SqsProjector {
             .queue_url()
             .unwrap_or_default()
             .to_owned();
-        let projector = Projector::new(
-            projection,
-            Arc::new(DynamoReadModelStore::new(aws)),
-            Arc::new(DynamoEventStore::new(aws)),
-            ProjectionProgress::default(),
-            ProjectorConfig {
-                batch_size: 10,
-                record_dead_letters: false,
-            },
-        );
         Ok(Self {
             sqs: aws.sqs.clone(),
             queue_url,
-            projector,
+            projector: queue_projector(aws, projection),
             wait,
         })
     }
@@ -100,48 +151,20 @@ impl SqsProjector {
         if messages.is_empty() {
             return Ok(0);
         }
-        let mut events = Vec::new();
-        let mut applied: Vec<&Message> = Vec::new();
-        for m in messages {
-            match envelope(m) {
-                Ok(e) => {
-                    events.push(e);
-                    applied.push(m);
-                }
-                Err(reason) => tracing::error!(
-                    message_id = m.message_id().unwrap_or_default(),
-                    %reason,
-                    "unreadable message left for the dead-letter queue"
-                ),
-            }
-        }
-        let outcome = self.apply(&events).await?;
-        let keep: Vec<&Message> = applied
+        let bodies: Vec<(&str, &str)> = messages
             .iter()
-            .zip(&events)
-            .filter(|(_, e)| {
-                outcome
-                    .poisoned
-                    .iter()
-                    .any(|(s, v)| *s == e.stream_id && *v == e.version)
-            })
-            .map(|(m, e)| {
-                tracing::error!(
-                    tenant_id = %e.tenant_id, stream_id = %e.stream_id, version = e.version,
-                    "poison event left for the dead-letter queue"
-                );
-                *m
+            .map(|m| {
+                (
+                    m.message_id().unwrap_or_default(),
+                    m.body().unwrap_or_default(),
+                )
             })
             .collect();
-        let done: Vec<&Message> = applied
-            .into_iter()
-            .filter(|m| !keep.iter().any(|k| std::ptr::eq(*k, *m)))
-            .collect();
+        let failed = apply_messages(&self.projector, &bodies).await?;
+        let (left, done): (Vec<&Message>, Vec<&Message>) = messages
+            .iter()
+            .partition(|m| failed.iter().any(|f| Some(f.as_str()) == m.message_id()));
         self.delete(&done).await?;
-        let left: Vec<&Message> = messages
-            .iter()
-            .filter(|m| !done.iter().any(|d| std::ptr::eq(*d, *m)))
-            .collect();
         self.retry_soon(&left).await;
         Ok(done.len())
     }
@@ -160,22 +183,6 @@ impl SqsProjector {
                 .await;
             if let Err(e) = result {
                 tracing::warn!(error = %sdk_error(e), "could not shorten a failed message's visibility");
-            }
-        }
-    }
-
-    async fn apply(
-        &self,
-        events: &[EventEnvelope],
-    ) -> Result<projections::BatchOutcome, ReadModelError> {
-        let mut attempt = 0;
-        loop {
-            match self.projector.apply_batch(events, None).await {
-                Err(ReadModelError::Conflict { .. }) if attempt < CONFLICT_RETRIES => {
-                    attempt += 1;
-                    tokio::time::sleep(Duration::from_millis(rand::random_range(1..=20))).await;
-                }
-                other => return other,
             }
         }
     }

@@ -1,0 +1,15 @@
+//! The REST API as a Lambda function behind API Gateway: the same router as `chronicle serve`.
+
+use lambda_http::Error;
+use std::time::Duration;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    chronicle_lambda::init_logs();
+    let aws = chronicle_lambda::aws().await;
+    let secret =
+        std::env::var("CHRONICLE_JWT_SECRET").map_err(|_| "CHRONICLE_JWT_SECRET is not set")?;
+    let keys = api::TokenKeys::from_secret(secret.as_bytes()).map_err(|e| e.to_string())?;
+    let state = api::aws::aws_state(&aws, keys, Duration::from_millis(2000));
+    lambda_http::run(api::app(state)).await
+}
