@@ -191,3 +191,20 @@ async fn relay_publishes_each_event_once_across_restarts_and_poison_reaches_the_
         "poison left no row"
     );
 }
+
+#[tokio::test]
+async fn setup_twice_is_harmless() {
+    let prefix = format!("st{}", &Uuid::new_v4().simple().to_string()[..10]);
+    let aws = test_aws_with_prefix(&prefix).await;
+    let again = infra::aws::setup(&aws)
+        .await
+        .expect("a second setup succeeds");
+    for resource in ["table", "event bus", "kinesis stream"] {
+        assert!(
+            again
+                .iter()
+                .any(|l| l.starts_with(resource) && l.ends_with("exists")),
+            "{resource} should already exist: {again:?}"
+        );
+    }
+}
