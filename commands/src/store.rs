@@ -1,6 +1,7 @@
 //! The `EventStore` port. Every backend passes the one conformance suite in `tests/`.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use domain::{EventEnvelope, StreamId, TenantId};
 use serde_json::Value;
 use std::fmt;
@@ -83,6 +84,39 @@ pub const MAX_EVENTS_PER_APPEND: usize = 99;
 impl AppendRequest {
     pub fn event_count(&self) -> usize {
         self.streams.iter().map(|s| s.events.len()).sum()
+    }
+
+    /// The sealed envelope of `new`, one of `w`'s events, at `version`, chained from
+    /// `prev_hash`. Backends give the id, the position and the store time.
+    #[allow(clippy::too_many_arguments)]
+    pub fn envelope(
+        &self,
+        w: &StreamWrite,
+        new: &NewEvent,
+        version: u64,
+        event_id: Uuid,
+        position: u64,
+        recorded_at: DateTime<Utc>,
+        prev_hash: &str,
+    ) -> EventEnvelope {
+        let mut e = EventEnvelope {
+            event_id,
+            tenant_id: self.tenant_id.clone(),
+            stream_id: w.stream_id.clone(),
+            version,
+            position,
+            event_type: new.event_type.clone(),
+            schema_version: new.schema_version,
+            recorded_at,
+            actor: self.actor.clone(),
+            command_id: self.command_id,
+            correlation_id: self.correlation_id,
+            causation_id: self.causation_id,
+            payload: new.payload.clone(),
+            hash: String::new(),
+        };
+        e.seal(prev_hash);
+        e
     }
 
     /// Checks the request's shape; every backend calls this before writing.

@@ -231,23 +231,16 @@ impl DynamoEventStore {
             }
             for (j, new) in w.events.iter().enumerate() {
                 let event_id = Uuid::now_v7();
-                let mut e = EventEnvelope {
+                let version = base + 1 + j as u64;
+                let e = req.envelope(
+                    w,
+                    new,
+                    version,
                     event_id,
-                    tenant_id: req.tenant_id.clone(),
-                    stream_id: w.stream_id.clone(),
-                    version: base + 1 + j as u64,
-                    position: position_of(&event_id),
-                    event_type: new.event_type.clone(),
-                    schema_version: new.schema_version,
-                    recorded_at: now,
-                    actor: req.actor.clone(),
-                    command_id: req.command_id,
-                    correlation_id: req.correlation_id,
-                    causation_id: req.causation_id,
-                    payload: new.payload.clone(),
-                    hash: String::new(),
-                };
-                e.seal(&prev);
+                    position_of(&event_id),
+                    now,
+                    &prev,
+                );
                 prev.clone_from(&e.hash);
                 actions.push(put(&self.table, event_item(&e))?);
                 owners.push(Owner::Stream(i));

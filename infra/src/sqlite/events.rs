@@ -227,23 +227,15 @@ fn write(
     let mut written = Vec::with_capacity(req.event_count());
     for (w, (current, mut prev)) in req.streams.iter().zip(heads) {
         for (i, new) in w.events.iter().enumerate() {
-            let mut e = EventEnvelope {
-                event_id: Uuid::now_v7(),
-                tenant_id: req.tenant_id.clone(),
-                stream_id: w.stream_id.clone(),
-                version: current + 1 + i as u64,
-                position: 0,
-                event_type: new.event_type.clone(),
-                schema_version: new.schema_version,
-                recorded_at: now,
-                actor: req.actor.clone(),
-                command_id: req.command_id,
-                correlation_id: req.correlation_id,
-                causation_id: req.causation_id,
-                payload: new.payload.clone(),
-                hash: String::new(),
-            };
-            e.seal(&prev);
+            let mut e = req.envelope(
+                w,
+                new,
+                current + 1 + i as u64,
+                Uuid::now_v7(),
+                0,
+                now,
+                &prev,
+            );
             e.position = insert_event(conn, &e)?;
             prev.clone_from(&e.hash);
             written.push(e);
