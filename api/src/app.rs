@@ -3,11 +3,14 @@
 use crate::auth::TokenKeys;
 use crate::error::ApiError;
 use crate::extract::BODY_LIMIT;
-use crate::{health, tasks};
+use crate::{health, policy, tasks};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath};
-use axum::http::{HeaderName, Request};
-use axum::routing::get;
+use axum::handler::Handler;
+use axum::http::{HeaderName, Method, Request};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{MethodFilter, on};
 use commands::CommandHandler;
 use metrics_exporter_prometheus::PrometheusHandle;
 use projections::{Freshness, ReadModelStore};
@@ -31,16 +34,41 @@ pub struct AppState {
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// Registers `handler` for `method path`, which must have a rule in `policy::POLICY`.
+fn routed<H, T>(
+    router: Router<AppState>,
+    method: Method,
+    path: &'static str,
+    handler: H,
+) -> Router<AppState>
+where
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    assert!(
+        policy::rule_for(&method, path).is_some(),
+        "{method} {path} has no access rule in policy::POLICY"
+    );
+    let filter = MethodFilter::try_from(method).expect("a standard method");
+    router.route(path, on(filter, handler))
+}
+
 pub fn app(state: AppState) -> Router {
-    Router::new()
-        .route("/tasks", get(tasks::list).post(tasks::create))
-        .route(
-            "/tasks/{id}",
-            get(tasks::get).put(tasks::update).delete(tasks::delete),
-        )
-        .route("/health", get(health::health))
-        .route("/ready", get(health::ready))
-        .route("/metrics", get(health::metrics))
+    let mut router = Router::new();
+    router = routed(router, Method::GET, "/tasks", tasks::list);
+    router = routed(router, Method::POST, "/tasks", tasks::create);
+    router = routed(router, Method::GET, "/tasks/{id}", tasks::get);
+    router = routed(router, Method::PUT, "/tasks/{id}", tasks::update);
+    router = routed(router, Method::DELETE, "/tasks/{id}", tasks::delete);
+    router = routed(router, Method::GET, "/health", health::health);
+    router = routed(router, Method::GET, "/ready", health::ready);
+    router = routed(router, Method::GET, "/metrics", health::metrics);
+    router
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            policy::authorize,
+        ))
+        .route_layer(middleware::from_fn(track))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -69,6 +97,26 @@ pub fn app(state: AppState) -> Router {
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .with_state(state)
+}
+
+/// Request count, errors and latency by route and status, for `/metrics`.
+async fn track(req: axum::extract::Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let method = req.method().to_string();
+    let started = std::time::Instant::now();
+    let response = next.run(req).await;
+    let status = response.status().as_u16().to_string();
+    let labels = [("route", route), ("method", method), ("status", status)];
+    metrics::counter!("chronicle_http_requests_total", &labels).increment(1);
+    if response.status().is_server_error() {
+        metrics::counter!("chronicle_http_errors_total", &labels).increment(1);
+    }
+    metrics::histogram!("chronicle_http_request_duration_seconds", &labels)
+        .record(started.elapsed().as_secs_f64());
+    response
 }
 
 /// Serves `app(state)` on `listener` until `shutdown` resolves, then drains requests.

@@ -160,34 +160,41 @@ pub fn load_or_create_secret(explicit: Option<&str>, data_dir: &Path) -> anyhow:
     }
 }
 
+/// The caller of a request from its `Authorization: Bearer` header.
+pub fn authenticate(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+) -> Result<Principal, ApiError> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| ApiError::Unauthenticated {
+            detail: "an Authorization: Bearer token is required".into(),
+            challenge: r#"Bearer realm="chronicle""#.into(),
+        })?;
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .ok_or_else(|| invalid_token("the Authorization header is not a Bearer token"))?;
+    let principal = state.keys.verify(token.trim())?;
+    let span = tracing::Span::current();
+    span.record("tenant_id", principal.tenant_id.as_str());
+    span.record("user_id", principal.actor.user_id.as_str());
+    Ok(principal)
+}
+
+/// Handlers take the caller that the `policy::authorize` layer authenticated.
 impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(
         parts: &mut Parts,
-        state: &AppState,
+        _state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let value =
-            parts
-                .headers
-                .get(header::AUTHORIZATION)
-                .ok_or_else(|| ApiError::Unauthenticated {
-                    detail: "an Authorization: Bearer token is required".into(),
-                    challenge: r#"Bearer realm="chronicle""#.into(),
-                })?;
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .ok_or_else(|| invalid_token("the Authorization header is not a Bearer token"))?;
-        let principal = state.keys.verify(token.trim())?;
-        let span = tracing::Span::current();
-        span.record("tenant_id", principal.tenant_id.as_str());
-        span.record("user_id", principal.actor.user_id.as_str());
-        Ok(principal)
+        Principal::from_extensions(&parts.extensions)
     }
 }
 

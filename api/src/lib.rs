@@ -8,6 +8,7 @@ pub mod embedded;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod policy;
 pub mod tasks;
 
 pub use app::{AppState, app, serve};

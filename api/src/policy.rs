@@ -1,0 +1,115 @@
+//! Who may call what: one table of routes, each with its operation and the access it
+//! needs. The router registers a route only through this table (`app::routed` refuses a
+//! route without a rule), and the `authorize` layer applies it to every request before any
+//! handler runs, so no handler can forget to check. Finer rules that depend on the resource
+//! (a MEMBER updates only tasks they created or are assigned) live in the domain.
+
+use crate::app::AppState;
+use crate::auth::Principal;
+use crate::error::ApiError;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// No token needed.
+    Public,
+    /// Any authenticated user of the tenant: MEMBER or ADMIN.
+    Member,
+    /// ADMIN of the tenant only.
+    Admin,
+}
+
+#[derive(Debug)]
+pub struct Rule {
+    pub method: Method,
+    pub path: &'static str,
+    pub operation: &'static str,
+    pub access: Access,
+}
+
+const fn rule(method: Method, path: &'static str, operation: &'static str, access: Access) -> Rule {
+    Rule {
+        method,
+        path,
+        operation,
+        access,
+    }
+}
+
+/// The policy: role × operation, for every route the router has.
+pub const POLICY: &[Rule] = &[
+    rule(Method::GET, "/tasks", "ListTasks", Access::Member),
+    rule(Method::POST, "/tasks", "CreateTask", Access::Member),
+    rule(Method::GET, "/tasks/{id}", "GetTask", Access::Member),
+    rule(Method::PUT, "/tasks/{id}", "UpdateTask", Access::Member),
+    rule(Method::DELETE, "/tasks/{id}", "DeleteTask", Access::Admin),
+    rule(Method::GET, "/health", "Health", Access::Public),
+    rule(Method::GET, "/ready", "Ready", Access::Public),
+    rule(Method::GET, "/metrics", "Metrics", Access::Public),
+];
+
+pub fn rule_for(method: &Method, path: &str) -> Option<&'static Rule> {
+    POLICY
+        .iter()
+        .find(|r| r.method == *method && r.path == path)
+}
+
+/// Authenticates and authorizes a request by its route's rule; puts the `Principal` in the
+/// request for the handler. A route without a rule is refused (fail closed).
+pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let rule = req
+        .extensions()
+        .get::<MatchedPath>()
+        .and_then(|m| rule_for(req.method(), m.as_str()));
+    let Some(rule) = rule else {
+        return ApiError::internal(format!(
+            "{} {} has no access rule",
+            req.method(),
+            req.uri().path()
+        ))
+        .into_response();
+    };
+    if rule.access != Access::Public {
+        let principal = match crate::auth::authenticate(&state, req.headers()) {
+            Ok(p) => p,
+            Err(e) => return e.into_response(),
+        };
+        if rule.access == Access::Admin && !principal.is_admin() {
+            return ApiError::Forbidden(format!("{} needs the ADMIN role", rule.operation))
+                .into_response();
+        }
+        req.extensions_mut().insert(principal);
+    }
+    next.run(req).await
+}
+
+impl Principal {
+    /// The caller `authorize` put in the request.
+    pub(crate) fn from_extensions(req: &axum::http::Extensions) -> Result<Self, ApiError> {
+        req.get::<Principal>().cloned().ok_or_else(|| {
+            ApiError::internal("a handler needing a caller ran without the authorize layer")
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_rule_is_unique() {
+        for (i, r) in POLICY.iter().enumerate() {
+            assert!(
+                POLICY[..i]
+                    .iter()
+                    .all(|o| o.method != r.method || o.path != r.path),
+                "{} {} twice",
+                r.method,
+                r.path
+            );
+        }
+    }
+}
