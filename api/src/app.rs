@@ -63,6 +63,12 @@ pub fn app(state: AppState) -> Router {
     router = routed(router, Method::GET, "/health", health::health);
     router = routed(router, Method::GET, "/ready", health::ready);
     router = routed(router, Method::GET, "/metrics", health::metrics);
+    router = routed(
+        router,
+        Method::GET,
+        "/openapi.json",
+        crate::openapi::openapi_json,
+    );
     router
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

@@ -106,6 +106,20 @@ impl ApiError {
     }
 }
 
+/// An RFC 9457 problem, as the OpenAPI document describes error bodies.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// Stable URI of the kind of problem, e.g. `urn:chronicle:problem:validation-failed`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    /// What went wrong, for a person.
+    pub detail: String,
+    /// The offending input, on validation failures.
+    pub field: Option<String>,
+}
+
 /// The problem `type` URI for a slug.
 pub fn problem_type(slug: &str) -> String {
     format!("urn:chronicle:problem:{slug}")

@@ -9,11 +9,14 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 /// The process is up.
+#[utoipa::path(get, path = "/health", tag = "operations", responses((status = 200, description = "up")))]
 pub async fn health() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
 /// The store answers and the projector runs.
+#[utoipa::path(get, path = "/ready", tag = "operations",
+    responses((status = 200, description = "ready"), (status = 503, body = crate::error::Problem)))]
 pub async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     state
         .views
@@ -26,6 +29,9 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiErro
     Ok(Json(json!({ "status": "ready" })))
 }
 
+/// Prometheus text: requests, errors and latency by route, projection lag, DynamoDB requests.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, content_type = "text/plain", body = String)))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     match &state.metrics {
         Some(handle) => (

@@ -49,6 +49,7 @@ pub const POLICY: &[Rule] = &[
     rule(Method::GET, "/health", "Health", Access::Public),
     rule(Method::GET, "/ready", "Ready", Access::Public),
     rule(Method::GET, "/metrics", "Metrics", Access::Public),
+    rule(Method::GET, "/openapi.json", "OpenApi", Access::Public),
 ];
 
 pub fn rule_for(method: &Method, path: &str) -> Option<&'static Rule> {

@@ -4,7 +4,7 @@
 
 use crate::app::AppState;
 use crate::auth::Principal;
-use crate::error::ApiError;
+use crate::error::{ApiError, Problem};
 use crate::extract::{CONSISTENCY_HEADER, Consistency, IdempotencyKey, IfMatch, JsonBody};
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -20,7 +20,7 @@ use projections::tasks::{TaskView, VIEW};
 use serde::{Deserialize, Deserializer, Serialize};
 use uuid::Uuid;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTask {
     title: String,
@@ -31,16 +31,18 @@ pub struct CreateTask {
 }
 
 /// Absent leaves a field unchanged; `"assigned_to": null` unassigns.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateTask {
     #[serde(default)]
     title: Option<String>,
     #[serde(default)]
     description: Option<String>,
+    /// OPEN, IN_PROGRESS or DONE.
     #[serde(default)]
     status: Option<String>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     assigned_to: Option<Option<String>>,
 }
 
@@ -48,15 +50,19 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Optio
     T::deserialize(d).map(Some)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
+    /// OPEN, IN_PROGRESS or DONE.
     status: Option<String>,
     assigned_to: Option<String>,
+    /// 1 to 100, default 50.
     limit: Option<String>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TaskPage {
     items: Vec<TaskView>,
     next_cursor: Option<String>,
@@ -111,6 +117,12 @@ fn view_of(p: &Principal, done: &Executed<Task>) -> Result<TaskView, ApiError> {
         .ok_or_else(|| ApiError::internal("a command left no task to show"))
 }
 
+#[utoipa::path(post, path = "/tasks", tag = "tasks", request_body = CreateTask,
+    params(("Idempotency-Key" = Option<String>, Header, description = "replays the first response of a retried request")),
+    responses((status = 201, body = TaskView, description = "created; X-Consistency-Token and ETag headers"),
+        (status = 400, body = Problem), (status = 401, body = Problem), (status = 413, body = Problem),
+        (status = 415, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
 pub async fn create(
     State(state): State<AppState>,
     principal: Principal,
@@ -145,6 +157,13 @@ pub async fn create(
     Ok((StatusCode::CREATED, headers, Json(view)).into_response())
 }
 
+#[utoipa::path(put, path = "/tasks/{id}", tag = "tasks", request_body = UpdateTask,
+    params(("id" = String, Path), ("If-Match" = Option<String>, Header, description = "the version the update expects, as in \"3\""),
+        ("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 200, body = TaskView), (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 403, body = Problem), (status = 404, body = Problem), (status = 410, body = Problem),
+        (status = 412, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
 pub async fn update(
     State(state): State<AppState>,
     principal: Principal,
@@ -185,6 +204,11 @@ pub async fn update(
     Ok((StatusCode::OK, command_headers(&done), Json(view)).into_response())
 }
 
+#[utoipa::path(delete, path = "/tasks/{id}", tag = "tasks",
+    params(("id" = String, Path), ("If-Match" = Option<String>, Header), ("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 204, description = "deleted"), (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 404, body = Problem), (status = 410, body = Problem), (status = 412, body = Problem)),
+    security(("bearer" = [])))]
 pub async fn delete(
     State(state): State<AppState>,
     principal: Principal,
@@ -232,6 +256,11 @@ fn parse_view(doc: serde_json::Value) -> Result<TaskView, ApiError> {
     serde_json::from_value(doc).map_err(ApiError::internal)
 }
 
+#[utoipa::path(get, path = "/tasks/{id}", tag = "tasks",
+    params(("id" = String, Path), ("X-Consistency-Token" = Option<String>, Header, description = "wait until this write is visible")),
+    responses((status = 200, body = TaskView), (status = 401, body = Problem), (status = 404, body = Problem),
+        (status = 503, body = Problem)),
+    security(("bearer" = [])))]
 pub async fn get(
     State(state): State<AppState>,
     principal: Principal,
@@ -252,6 +281,11 @@ pub async fn get(
     Ok(([(header::ETAG, etag)], Json(view)).into_response())
 }
 
+#[utoipa::path(get, path = "/tasks", tag = "tasks",
+    params(ListParams, ("X-Consistency-Token" = Option<String>, Header, description = "wait until this write is visible")),
+    responses((status = 200, body = TaskPage), (status = 401, body = Problem), (status = 422, body = Problem),
+        (status = 503, body = Problem)),
+    security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
     principal: Principal,

@@ -11,6 +11,7 @@ pub const VIEW: &str = "tasks";
 
 /// A task as clients see it, from the read model or from a command's result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = Task))]
 pub struct TaskView {
     pub task_id: String,
     pub tenant_id: String,
