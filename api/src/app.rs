@@ -30,6 +30,8 @@ pub struct AppState {
     /// How long a query that carries `X-Consistency-Token` waits for the read model.
     pub consistency_timeout: Duration,
     pub metrics: Option<PrometheusHandle>,
+    /// Per-tenant rate limits by tier; `None` turns them off.
+    pub rate_limits: Option<Arc<crate::limits::RateLimits>>,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

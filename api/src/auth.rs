@@ -7,7 +7,7 @@ use crate::error::ApiError;
 use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
-use domain::{Actor, Role, TenantId, UserId};
+use domain::{Actor, Role, TenantId, Tier, UserId};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -27,6 +27,9 @@ pub struct Claims {
     pub exp: u64,
     pub iat: u64,
     pub iss: String,
+    /// The tenant's plan (`basic` when absent); sets its rate limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_tier: Option<String>,
 }
 
 /// The authenticated caller of a request.
@@ -34,6 +37,7 @@ pub struct Claims {
 pub struct Principal {
     pub tenant_id: TenantId,
     pub actor: Actor,
+    pub tier: Tier,
 }
 
 impl Principal {
@@ -75,6 +79,18 @@ impl TokenKeys {
         role: Role,
         ttl: Duration,
     ) -> anyhow::Result<String> {
+        self.mint_with_tier(tenant, user, role, Tier::Basic, ttl)
+    }
+
+    /// A signed token that also names the tenant's tier.
+    pub fn mint_with_tier(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        role: Role,
+        tier: Tier,
+        ttl: Duration,
+    ) -> anyhow::Result<String> {
         let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
         let claims = Claims {
             sub: user.to_string(),
@@ -83,6 +99,7 @@ impl TokenKeys {
             exp: now + ttl.as_secs(),
             iat: now,
             iss: ISSUER.to_owned(),
+            tenant_tier: Some(tier.as_str().to_owned()),
         };
         Ok(jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
@@ -109,9 +126,15 @@ impl TokenKeys {
                 "the token carries neither the ADMIN nor the MEMBER role".into(),
             ));
         };
+        let tier = c
+            .tenant_tier
+            .as_deref()
+            .and_then(Tier::parse)
+            .unwrap_or_default();
         Ok(Principal {
             tenant_id,
             actor: Actor { user_id, role },
+            tier,
         })
     }
 }

@@ -19,5 +19,6 @@ pub fn aws_state(aws: &Aws, keys: TokenKeys, consistency_timeout: Duration) -> A
         keys: Arc::new(keys),
         consistency_timeout,
         metrics: None,
+        rate_limits: None,
     }
 }

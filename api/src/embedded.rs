@@ -68,6 +68,7 @@ impl Embedded {
             keys: Arc::new(TokenKeys::from_secret(&config.jwt_secret)?),
             consistency_timeout: config.consistency_timeout,
             metrics: None,
+            rate_limits: None,
         };
         Ok(Self {
             state,

@@ -38,6 +38,10 @@ pub enum ApiError {
     PreconditionFailed { expected: u64, actual: u64 },
     #[error("the Idempotency-Key was already used with a different request")]
     IdempotencyKeyReused,
+    #[error(
+        "the tenant's rate limit of {limit} requests per second is used up; retry in {retry_after_secs} s"
+    )]
+    RateLimited { limit: u32, retry_after_secs: u64 },
     #[error("{0}")]
     Unavailable(String),
     #[error("internal error")]
@@ -85,6 +89,7 @@ impl ApiError {
                 "idempotency-key-reused",
                 "Idempotency key reused",
             ),
+            Self::RateLimited { .. } => (S::TOO_MANY_REQUESTS, "rate-limited", "Too many requests"),
             Self::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
             Self::Internal(_) => (
                 S::INTERNAL_SERVER_ERROR,
@@ -158,6 +163,21 @@ impl IntoResponse for ApiError {
             Self::Unauthenticated { challenge, .. } => {
                 if let Ok(v) = HeaderValue::from_str(challenge) {
                     headers.insert(header::WWW_AUTHENTICATE, v);
+                }
+            }
+            Self::RateLimited {
+                limit,
+                retry_after_secs,
+            } => {
+                for (name, value) in [
+                    ("retry-after", retry_after_secs.to_string()),
+                    ("ratelimit-limit", limit.to_string()),
+                    ("ratelimit-remaining", "0".to_owned()),
+                    ("ratelimit-reset", retry_after_secs.to_string()),
+                ] {
+                    if let Ok(v) = HeaderValue::from_str(&value) {
+                        headers.insert(name, v);
+                    }
                 }
             }
             Self::Unavailable(_) => {

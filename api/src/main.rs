@@ -100,6 +100,10 @@ struct ServeArgs {
     /// HMAC secret for tokens (at least 32 bytes); generated and kept in the data dir if unset.
     #[arg(long, env = "CHRONICLE_JWT_SECRET", hide_env_values = true)]
     jwt_secret: Option<String>,
+    /// Requests per second per tenant by tier, as `basic=100,premium=500,enterprise=2000`
+    /// (bursts of twice that), or `off`.
+    #[arg(long, env = "CHRONICLE_RATE_LIMITS", default_value = api::limits::DEFAULT_SPEC)]
+    rate_limits: String,
     /// Longest wait of a query that sends X-Consistency-Token, in milliseconds.
     #[arg(long, env = "CHRONICLE_CONSISTENCY_TIMEOUT_MS", default_value_t = 2000)]
     consistency_timeout_ms: u64,
@@ -114,6 +118,9 @@ struct TokenArgs {
     /// ADMIN or MEMBER.
     #[arg(long, env = "CHRONICLE_ROLE", value_parser = parse_role)]
     role: Role,
+    /// The tenant's tier, which sets its rate limit: basic, premium or enterprise.
+    #[arg(long, env = "CHRONICLE_TIER", default_value = "basic", value_parser = parse_tier)]
+    tier: domain::Tier,
     /// Lifetime: a number with s, m, h or d.
     #[arg(long, env = "CHRONICLE_TOKEN_TTL", default_value = "1h", value_parser = parse_ttl)]
     ttl: Duration,
@@ -121,6 +128,10 @@ struct TokenArgs {
     data_dir: PathBuf,
     #[arg(long, env = "CHRONICLE_JWT_SECRET", hide_env_values = true)]
     jwt_secret: Option<String>,
+}
+
+fn parse_tier(s: &str) -> Result<domain::Tier, String> {
+    domain::Tier::parse(s).ok_or_else(|| format!("{s:?} is not basic, premium or enterprise"))
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
@@ -180,7 +191,8 @@ fn token(args: TokenArgs) -> anyhow::Result<()> {
     let tenant = TenantId::parse(args.tenant).context("--tenant")?;
     let user = UserId::parse(args.user).context("--user")?;
     let secret = load_or_create_secret(args.jwt_secret.as_deref(), &args.data_dir)?;
-    let token = TokenKeys::from_secret(&secret)?.mint(&tenant, &user, args.role, args.ttl)?;
+    let token = TokenKeys::from_secret(&secret)?
+        .mint_with_tier(&tenant, &user, args.role, args.tier, args.ttl)?;
     println!("{token}");
     Ok(())
 }
@@ -226,6 +238,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     };
     state.metrics = Some(metrics);
+    state.rate_limits = api::limits::RateLimits::parse(&args.rate_limits)
+        .map_err(|e| anyhow::anyhow!("--rate-limits: {e}"))?
+        .map(std::sync::Arc::new);
+    if let Some(limits) = state.rate_limits.clone() {
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                limits.retain_recent();
+            }
+        });
+    }
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .with_context(|| format!("cannot listen on {}", args.addr))?;

@@ -82,7 +82,32 @@ pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Ne
             return ApiError::Forbidden(format!("{} needs the ADMIN role", rule.operation))
                 .into_response();
         }
+        let limits = state.rate_limits.as_ref();
+        let allowed = match limits.map(|l| l.check(&principal.tenant_id, principal.tier)) {
+            Some(Err(refused)) => {
+                metrics::counter!("chronicle_rate_limited_total", "tier" => principal.tier.as_str()).increment(1);
+                return ApiError::RateLimited {
+                    limit: refused.limit,
+                    retry_after_secs: refused.retry_after_secs,
+                }
+                .into_response();
+            }
+            Some(Ok(allowed)) => Some(allowed),
+            None => None,
+        };
         req.extensions_mut().insert(principal);
+        let mut response = next.run(req).await;
+        if let Some(a) = allowed {
+            let headers = response.headers_mut();
+            for (name, value) in [
+                ("ratelimit-limit", a.limit),
+                ("ratelimit-remaining", a.remaining),
+                ("ratelimit-reset", 1),
+            ] {
+                headers.insert(name, axum::http::HeaderValue::from(value));
+            }
+        }
+        return response;
     }
     next.run(req).await
 }

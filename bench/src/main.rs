@@ -163,6 +163,7 @@ fn start_server(dir: &std::path::Path) -> anyhow::Result<(std::process::Child, S
         .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
         .arg(dir)
         .env("CHRONICLE_JWT_SECRET", SECRET)
+        .env("CHRONICLE_RATE_LIMITS", "off")
         .env("CHRONICLE_LOG_FORMAT", "json")
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())

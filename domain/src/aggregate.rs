@@ -29,6 +29,34 @@ impl Role {
     }
 }
 
+/// A tenant's plan; it sets limits and rate limits (seed 003).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Tier {
+    #[default]
+    Basic,
+    Premium,
+    Enterprise,
+}
+
+impl Tier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Basic => "basic",
+            Tier::Premium => "premium",
+            Tier::Enterprise => "enterprise",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "basic" => Some(Tier::Basic),
+            "premium" => Some(Tier::Premium),
+            "enterprise" => Some(Tier::Enterprise),
+            _ => None,
+        }
+    }
+}
+
 /// Who acts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor {

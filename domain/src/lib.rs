@@ -7,6 +7,6 @@ pub mod envelope;
 pub mod ids;
 pub mod task;
 
-pub use aggregate::{Actor, Aggregate, CommandContext, DomainEvent, Role, UpcastError};
+pub use aggregate::{Actor, Aggregate, CommandContext, DomainEvent, Role, Tier, UpcastError};
 pub use envelope::{ConsistencyToken, EventEnvelope, GENESIS_HASH, HashChainError};
 pub use ids::{StreamId, TenantId, UserId, ValidationError};

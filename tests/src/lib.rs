@@ -55,6 +55,11 @@ impl Reply {
 
 impl TestApp {
     pub fn start() -> Self {
+        Self::start_with_limits("off")
+    }
+
+    /// With per-tenant rate limits (`RateLimits::parse` syntax).
+    pub fn start_with_limits(spec: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let embedded = Embedded::start(EmbeddedConfig {
             data_dir: dir.path().to_owned(),
@@ -62,6 +67,10 @@ impl TestApp {
             consistency_timeout: Duration::from_secs(5),
         })
         .expect("start");
+        let mut embedded = embedded;
+        embedded.state.rate_limits = api::limits::RateLimits::parse(spec)
+            .expect("limits")
+            .map(std::sync::Arc::new);
         let router = app(embedded.state.clone());
         Self {
             embedded,

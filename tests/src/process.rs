@@ -47,6 +47,8 @@ impl Server {
             .arg(data_dir)
             .args(extra)
             .env("CHRONICLE_JWT_SECRET", secret)
+            // Load tests drive one tenant far past any tier's rate limit.
+            .env("CHRONICLE_RATE_LIMITS", "off")
             .env("RUST_LOG", "info")
             .env("CHRONICLE_LOG_FORMAT", "json")
             .stdout(Stdio::null())
