@@ -136,6 +136,20 @@ impl CommandHandler {
         command: &A::Command,
         if_match: Option<u64>,
     ) -> Result<Executed<A>, CommandError<A::Error>> {
+        let result = self
+            .execute_inner::<A>(meta, stream, command, if_match)
+            .await;
+        record(&result);
+        result
+    }
+
+    async fn execute_inner<A: Aggregate>(
+        &self,
+        meta: &CommandMeta,
+        stream: &StreamId,
+        command: &A::Command,
+        if_match: Option<u64>,
+    ) -> Result<Executed<A>, CommandError<A::Error>> {
         if let Some(idem) = &meta.idempotency
             && let Some(done) = self.replay::<A>(meta, stream, idem).await?
         {
@@ -210,6 +224,17 @@ impl CommandHandler {
     /// there is nothing to load: the decision is made on the empty state and the append
     /// expects no stream. Saves the read a general `execute` makes.
     pub async fn create<A: Aggregate>(
+        &self,
+        meta: &CommandMeta,
+        stream: &StreamId,
+        command: &A::Command,
+    ) -> Result<Executed<A>, CommandError<A::Error>> {
+        let result = self.create_inner::<A>(meta, stream, command).await;
+        record(&result);
+        result
+    }
+
+    async fn create_inner<A: Aggregate>(
         &self,
         meta: &CommandMeta,
         stream: &StreamId,
@@ -325,6 +350,29 @@ impl CommandHandler {
             events,
             replayed: true,
         })
+    }
+}
+
+/// Counts a command's outcome and the events it appended, for `/metrics`.
+fn record<A: Aggregate, E: std::error::Error>(result: &Result<Executed<A>, CommandError<E>>) {
+    let outcome = match result {
+        Ok(done) if done.replayed => "replayed",
+        Ok(_) => "ok",
+        Err(CommandError::Rejected(_)) => "rejected",
+        Err(CommandError::PreconditionFailed { .. } | CommandError::IdempotencyMismatch) => {
+            "precondition"
+        }
+        Err(CommandError::Contended(_)) => "contended",
+        Err(_) => "error",
+    };
+    metrics::counter!("chronicle_commands_total", "aggregate" => A::KIND, "outcome" => outcome)
+        .increment(1);
+    if let Ok(done) = result
+        && !done.replayed
+    {
+        for e in &done.events {
+            metrics::counter!("chronicle_events_appended_total", "event_type" => e.event_type.clone()).increment(1);
+        }
     }
 }
 
