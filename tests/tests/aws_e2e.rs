@@ -189,7 +189,15 @@ async fn serve_relay_and_two_projectors_converge_to_the_embedded_result() {
     let server = Server::start_with(
         dir.path(),
         SECRET,
-        &["--backend", "aws", "--aws-prefix", &prefix],
+        // The emulator is shared with the other AWS tests; give the pipeline time.
+        &[
+            "--backend",
+            "aws",
+            "--aws-prefix",
+            &prefix,
+            "--consistency-timeout-ms",
+            "30000",
+        ],
     );
     let _relay = Worker::start(&[
         "relay",
