@@ -32,6 +32,8 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
     /// Per-tenant rate limits by tier; `None` turns them off.
     pub rate_limits: Option<Arc<crate::limits::RateLimits>>,
+    /// External identity provider (Cognito); RS256 tokens verify against its JWKS.
+    pub oidc: Option<Arc<crate::oidc::Oidc>>,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

@@ -184,7 +184,7 @@ pub fn load_or_create_secret(explicit: Option<&str>, data_dir: &Path) -> anyhow:
 }
 
 /// The caller of a request from its `Authorization: Bearer` header.
-pub fn authenticate(
+pub async fn authenticate(
     state: &AppState,
     headers: &axum::http::HeaderMap,
 ) -> Result<Principal, ApiError> {
@@ -202,7 +202,15 @@ pub fn authenticate(
                 .or_else(|| v.strip_prefix("bearer "))
         })
         .ok_or_else(|| invalid_token("the Authorization header is not a Bearer token"))?;
-    let principal = state.keys.verify(token.trim())?;
+    let token = token.trim();
+    let external = state
+        .oidc
+        .as_ref()
+        .filter(|_| jsonwebtoken::decode_header(token).is_ok_and(|h| h.alg == Algorithm::RS256));
+    let principal = match external {
+        Some(oidc) => oidc.verify(token).await?,
+        None => state.keys.verify(token)?,
+    };
     let span = tracing::Span::current();
     span.record("tenant_id", principal.tenant_id.as_str());
     span.record("user_id", principal.actor.user_id.as_str());

@@ -20,5 +20,6 @@ pub fn aws_state(aws: &Aws, keys: TokenKeys, consistency_timeout: Duration) -> A
         consistency_timeout,
         metrics: None,
         rate_limits: None,
+        oidc: None,
     }
 }

@@ -69,6 +69,7 @@ impl Embedded {
             consistency_timeout: config.consistency_timeout,
             metrics: None,
             rate_limits: None,
+            oidc: None,
         };
         Ok(Self {
             state,

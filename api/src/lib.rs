@@ -9,6 +9,7 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod limits;
+pub mod oidc;
 pub mod openapi;
 pub mod policy;
 pub mod tasks;

@@ -100,6 +100,13 @@ struct ServeArgs {
     /// HMAC secret for tokens (at least 32 bytes); generated and kept in the data dir if unset.
     #[arg(long, env = "CHRONICLE_JWT_SECRET", hide_env_values = true)]
     jwt_secret: Option<String>,
+    /// Issuer of external RS256 tokens (a Cognito user pool URL); their keys come from
+    /// `<issuer>/.well-known/jwks.json`. Needs --oidc-audience.
+    #[arg(long, env = "CHRONICLE_OIDC_ISSUER", requires = "oidc_audience")]
+    oidc_issuer: Option<String>,
+    /// The audience (app client id) external tokens must carry in `aud` or `client_id`.
+    #[arg(long, env = "CHRONICLE_OIDC_AUDIENCE", requires = "oidc_issuer")]
+    oidc_audience: Option<String>,
     /// Requests per second per tenant by tier, as `basic=100,premium=500,enterprise=2000`
     /// (bursts of twice that), or `off`.
     #[arg(long, env = "CHRONICLE_RATE_LIMITS", default_value = api::limits::DEFAULT_SPEC)]
@@ -238,6 +245,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     };
     state.metrics = Some(metrics);
+    if let (Some(issuer), Some(audience)) = (&args.oidc_issuer, &args.oidc_audience) {
+        tracing::info!(%issuer, %audience, "accepting RS256 tokens of this issuer");
+        state.oidc = Some(std::sync::Arc::new(api::oidc::Oidc::new(issuer, audience)));
+    }
     state.rate_limits = api::limits::RateLimits::parse(&args.rate_limits)
         .map_err(|e| anyhow::anyhow!("--rate-limits: {e}"))?
         .map(std::sync::Arc::new);

@@ -74,7 +74,7 @@ pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Ne
         .into_response();
     };
     if rule.access != Access::Public {
-        let principal = match crate::auth::authenticate(&state, req.headers()) {
+        let principal = match crate::auth::authenticate(&state, req.headers()).await {
             Ok(p) => p,
             Err(e) => return e.into_response(),
         };

@@ -10,6 +10,14 @@ async fn main() -> Result<(), Error> {
     let secret =
         std::env::var("CHRONICLE_JWT_SECRET").map_err(|_| "CHRONICLE_JWT_SECRET is not set")?;
     let keys = api::TokenKeys::from_secret(secret.as_bytes()).map_err(|e| e.to_string())?;
-    let state = api::aws::aws_state(&aws, keys, Duration::from_millis(2000));
+    let mut state = api::aws::aws_state(&aws, keys, Duration::from_millis(2000));
+    if let (Ok(issuer), Ok(audience)) = (
+        std::env::var("CHRONICLE_OIDC_ISSUER"),
+        std::env::var("CHRONICLE_OIDC_AUDIENCE"),
+    ) {
+        state.oidc = Some(std::sync::Arc::new(api::oidc::Oidc::new(
+            &issuer, &audience,
+        )));
+    }
     lambda_http::run(api::app(state)).await
 }
