@@ -90,14 +90,7 @@ async fn events_table(aws: &Aws) -> Result<String, SetupError> {
         )
         .send()
         .await;
-    table_result(
-        aws,
-        name,
-        created
-            .map(|_| ())
-            .map_err(|e| (e.code().map(str::to_owned), fail(name, e))),
-    )
-    .await
+    table_result(aws, name, created).await
 }
 
 async fn views_table(aws: &Aws) -> Result<String, SetupError> {
@@ -113,25 +106,22 @@ async fn views_table(aws: &Aws) -> Result<String, SetupError> {
         .attribute_definitions(attr("sk", ScalarAttributeType::S)?)
         .send()
         .await;
-    table_result(
-        aws,
-        name,
-        created
-            .map(|_| ())
-            .map_err(|e| (e.code().map(str::to_owned), fail(name, e))),
-    )
-    .await
+    table_result(aws, name, created).await
 }
 
-async fn table_result(
+/// Reads a CreateTable answer ("in use" means it exists) and waits for the table to be ACTIVE.
+async fn table_result<T, E>(
     aws: &Aws,
     name: &str,
-    created: Result<(), (Option<String>, SetupError)>,
-) -> Result<String, SetupError> {
+    created: Result<T, E>,
+) -> Result<String, SetupError>
+where
+    E: ProvideErrorMetadata + std::error::Error,
+{
     let line = match created {
-        Ok(()) => format!("table {name}: created"),
-        Err((Some(code), _)) if code == "ResourceInUseException" => format!("table {name}: exists"),
-        Err((_, e)) => return Err(e),
+        Ok(_) => format!("table {name}: created"),
+        Err(e) if e.code() == Some("ResourceInUseException") => format!("table {name}: exists"),
+        Err(e) => return Err(fail(name, e)),
     };
     for _ in 0..120 {
         let out = aws
