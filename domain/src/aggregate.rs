@@ -6,7 +6,8 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 /// What a user may do is decided by their role within their tenant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
 pub enum Role {
     Admin,
     Member,
@@ -30,7 +31,10 @@ impl Role {
 }
 
 /// A tenant's plan; it sets limits and rate limits (seed 003).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Tier {
     #[default]
     Basic,
@@ -109,4 +113,53 @@ pub trait Aggregate: Default + Clone + Send + Sync + 'static {
     ) -> Result<Vec<Self::Event>, Self::Error>;
 
     fn apply(&mut self, event: &Self::Event);
+}
+
+/// Declares an event enum whose variants wrap serde payload structs, with its
+/// `DomainEvent` impl: `event_type` names, JSON payloads, schema version 1.
+#[macro_export]
+macro_rules! domain_events {
+    ($(#[$meta:meta])* $enum:ident, $what:literal { $($variant:ident($payload:ty) = $name:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum $enum {
+            $($variant($payload)),+
+        }
+
+        impl $crate::aggregate::DomainEvent for $enum {
+            fn event_type(&self) -> &'static str {
+                match self {
+                    $(Self::$variant(_) => $name),+
+                }
+            }
+
+            fn to_payload(&self) -> serde_json::Value {
+                // Plain structs with string keys: serializing cannot fail.
+                match self {
+                    $(Self::$variant(e) => serde_json::to_value(e).unwrap_or(serde_json::Value::Null)),+
+                }
+            }
+
+            fn from_stored(
+                event_type: &str,
+                schema_version: u32,
+                payload: &serde_json::Value,
+            ) -> Result<Self, $crate::aggregate::UpcastError> {
+                let fail = |reason: String| $crate::aggregate::UpcastError {
+                    event_type: event_type.to_owned(),
+                    schema_version,
+                    reason,
+                };
+                if schema_version != 1 {
+                    return Err(fail("unknown schema version".into()));
+                }
+                match event_type {
+                    $($name => <$payload as serde::Deserialize>::deserialize(payload)
+                        .map(Self::$variant)
+                        .map_err(|e| fail(e.to_string())),)+
+                    _ => Err(fail(concat!("not a ", $what, " event").into())),
+                }
+            }
+        }
+    };
 }

@@ -6,6 +6,8 @@ pub mod aggregate;
 pub mod envelope;
 pub mod ids;
 pub mod task;
+pub mod tenant;
+pub mod user;
 
 pub use aggregate::{Actor, Aggregate, CommandContext, DomainEvent, Role, Tier, UpcastError};
 pub use envelope::{ConsistencyToken, EventEnvelope, GENESIS_HASH, HashChainError};

@@ -12,8 +12,8 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
-const PRIVATE_KEY: &[u8] = include_bytes!("../fixtures/oidc-test-key.pem");
-const PUBLIC_KEY: &[u8] = include_bytes!("../fixtures/oidc-test-key.pub.pem");
+const PRIVATE_KEY: &[u8] = include_bytes!("../../fixtures/oidc-test-key.pem");
+const PUBLIC_KEY: &[u8] = include_bytes!("../../fixtures/oidc-test-key.pub.pem");
 const MODULUS: &str = "r86YsWIBXp9qXfGmfkxAYQkwSHNSeAYwFOB8IF-8zdaeQlBOpP5IWjHlAb9fBfIBnpTUt6ZlmOq305QeA_0_Vml3SRFGm24xU9T0FMs4KRYQgjYDKw-dz1f2aiSUO43aI_kL7gSpf5jTUCQ7FejZipUXTKa1wQtppZBu4X-WmouBLnLI6wT9Q53uA3kStm7GoRYwgBt7J06QSWnvOrGuevsEud1B1lbOdepaOCCr9qpdw9Xyk6-r31yySoZepgTw21lXQXGvTairyX142dqrN1S59RK5xTjIeSHNZYlxqQGVZ9kpT-Ui4SS8FSe4Py9vbGL2xoyVOWAXk4aNP3HcFw";
 const AUDIENCE: &str = "chronicle-app-client";
 

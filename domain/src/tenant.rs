@@ -1,0 +1,641 @@
+//! The Tenant aggregate (seed 003): registration, plan (tier) with its limits and feature
+//! flags, settings, suspension and soft deletion. The tenant stream also holds the seats
+//! (active users), so that `max_users` is enforced by the same optimistic concurrency that
+//! guards every stream: two admins adding the last seat at once cannot both win.
+
+use crate::aggregate::{Aggregate, CommandContext, Tier};
+use crate::ids::{TenantId, UserId, ValidationError};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeSet;
+
+pub const COMPANY_NAME_MAX_CHARS: usize = 200;
+/// Largest `settings` document, serialized.
+pub const SETTINGS_MAX_BYTES: usize = 16 * 1024;
+
+/// What a tier allows (seed 003's `limits`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    pub max_products: u32,
+    pub max_orders: u32,
+    pub max_users: u32,
+}
+
+/// What a tier switches on (seed 003's `features`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Features {
+    pub advanced_analytics: bool,
+    pub custom_branding: bool,
+    pub api_access: bool,
+}
+
+impl Tier {
+    pub fn limits(self) -> Limits {
+        match self {
+            Tier::Basic => Limits {
+                max_products: 100,
+                max_orders: 1_000,
+                max_users: 10,
+            },
+            Tier::Premium => Limits {
+                max_products: 1_000,
+                max_orders: 10_000,
+                max_users: 50,
+            },
+            Tier::Enterprise => Limits {
+                max_products: 100_000,
+                max_orders: 1_000_000,
+                max_users: 1_000,
+            },
+        }
+    }
+
+    pub fn features(self) -> Features {
+        Features {
+            advanced_analytics: self != Tier::Basic,
+            custom_branding: self != Tier::Basic,
+            api_access: true,
+        }
+    }
+}
+
+/// A company name: trimmed, not empty, at most `COMPANY_NAME_MAX_CHARS`, no control chars.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct CompanyName(String);
+
+impl CompanyName {
+    pub fn parse(value: &str) -> Result<Self, ValidationError> {
+        let trimmed = value.trim();
+        if trimmed.is_empty() {
+            return Err(ValidationError::new("company_name", "must not be empty"));
+        }
+        let chars = trimmed.chars().count();
+        if chars > COMPANY_NAME_MAX_CHARS {
+            return Err(ValidationError::new(
+                "company_name",
+                format!("must be at most {COMPANY_NAME_MAX_CHARS} characters, got {chars}"),
+            ));
+        }
+        if trimmed.chars().any(char::is_control) {
+            return Err(ValidationError::new(
+                "company_name",
+                "must not contain control characters",
+            ));
+        }
+        Ok(Self(trimmed.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for CompanyName {
+    type Error = ValidationError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<CompanyName> for String {
+    fn from(value: CompanyName) -> Self {
+        value.0
+    }
+}
+
+/// Free-form tenant settings: a JSON object of bounded size.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "Value", into = "Value")]
+pub struct Settings(Value);
+
+impl Settings {
+    pub fn parse(value: Value) -> Result<Self, ValidationError> {
+        if !value.is_object() {
+            return Err(ValidationError::new("settings", "must be a JSON object"));
+        }
+        let size = value.to_string().len();
+        if size > SETTINGS_MAX_BYTES {
+            return Err(ValidationError::new(
+                "settings",
+                format!("must be at most {SETTINGS_MAX_BYTES} bytes, got {size}"),
+            ));
+        }
+        Ok(Self(value))
+    }
+
+    pub fn as_value(&self) -> &Value {
+        &self.0
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self(Value::Object(serde_json::Map::new()))
+    }
+}
+
+impl TryFrom<Value> for Settings {
+    type Error = ValidationError;
+    fn try_from(value: Value) -> Result<Self, Self::Error> {
+        Self::parse(value)
+    }
+}
+
+impl From<Settings> for Value {
+    fn from(value: Settings) -> Self {
+        value.0
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TenantStatus {
+    #[default]
+    Active,
+    Suspended,
+    Deleted,
+}
+
+impl TenantStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Suspended => "suspended",
+            Self::Deleted => "deleted",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TenantCommand {
+    Register {
+        tenant_id: TenantId,
+        company_name: CompanyName,
+        admin_email: String,
+        tier: Tier,
+    },
+    Update {
+        company_name: Option<CompanyName>,
+        settings: Option<Settings>,
+        tier: Option<Tier>,
+    },
+    Suspend {
+        reason: Option<String>,
+    },
+    Reactivate,
+    Delete,
+    /// A user becomes active (registered or re-enabled): needs a free seat.
+    TakeSeat {
+        user_id: UserId,
+    },
+    /// A user stops being active (disabled).
+    ReleaseSeat {
+        user_id: UserId,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantRegistered {
+    pub tenant_id: String,
+    pub company_name: CompanyName,
+    pub admin_email: String,
+    pub tier: Tier,
+    pub registered_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantSettingsUpdated {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub company_name: Option<CompanyName>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<Settings>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantTierChanged {
+    pub from: Tier,
+    pub to: Tier,
+    pub changed_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantSuspended {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub suspended_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantReactivated {
+    pub reactivated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantDeleted {
+    pub deleted_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantSeat {
+    pub user_id: UserId,
+}
+
+crate::domain_events!(TenantEvent, "tenant" {
+    Registered(TenantRegistered) = "TenantRegistered",
+    SettingsUpdated(TenantSettingsUpdated) = "TenantSettingsUpdated",
+    TierChanged(TenantTierChanged) = "TenantTierChanged",
+    Suspended(TenantSuspended) = "TenantSuspended",
+    Reactivated(TenantReactivated) = "TenantReactivated",
+    Deleted(TenantDeleted) = "TenantDeleted",
+    SeatTaken(TenantSeat) = "TenantSeatTaken",
+    SeatReleased(TenantSeat) = "TenantSeatReleased",
+});
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TenantError {
+    #[error("the tenant is already registered")]
+    AlreadyRegistered,
+    #[error("no such tenant")]
+    NotFound,
+    #[error("the tenant is deleted")]
+    Deleted,
+    #[error("the tenant is suspended")]
+    Suspended,
+    /// A tier limit would be exceeded; names the limit and its value.
+    #[error("the {} tier allows {limit} = {value}; the tenant would need {needed}", tier.as_str())]
+    LimitReached {
+        tier: Tier,
+        limit: &'static str,
+        value: u32,
+        needed: u32,
+    },
+}
+
+/// The registration, as kept in state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    pub tenant_id: String,
+    pub admin_email: String,
+    pub registered_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tenant {
+    pub registered: Option<Registration>,
+    pub company_name: Option<CompanyName>,
+    pub tier: Tier,
+    pub status: TenantStatus,
+    pub settings: Settings,
+    /// Active users.
+    pub seats: BTreeSet<UserId>,
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+impl Tenant {
+    pub fn limits(&self) -> Limits {
+        self.tier.limits()
+    }
+
+    /// `Ok` when the tenant exists and may act: neither suspended nor deleted.
+    pub fn check_active(&self) -> Result<(), TenantError> {
+        if self.registered.is_none() {
+            return Err(TenantError::NotFound);
+        }
+        match self.status {
+            TenantStatus::Active => Ok(()),
+            TenantStatus::Suspended => Err(TenantError::Suspended),
+            TenantStatus::Deleted => Err(TenantError::Deleted),
+        }
+    }
+
+    fn seat_limit(&self, tier: Tier, needed: usize) -> Result<(), TenantError> {
+        let value = tier.limits().max_users;
+        let needed = u32::try_from(needed).unwrap_or(u32::MAX);
+        if needed > value {
+            return Err(TenantError::LimitReached {
+                tier,
+                limit: "max_users",
+                value,
+                needed,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Aggregate for Tenant {
+    const KIND: &'static str = "tenant";
+    type Command = TenantCommand;
+    type Event = TenantEvent;
+    type Error = TenantError;
+
+    fn decide(
+        &self,
+        command: &TenantCommand,
+        ctx: &CommandContext,
+    ) -> Result<Vec<TenantEvent>, TenantError> {
+        let now = ctx.now;
+        if let TenantCommand::Register {
+            tenant_id,
+            company_name,
+            admin_email,
+            tier,
+        } = command
+        {
+            if self.registered.is_some() {
+                return Err(TenantError::AlreadyRegistered);
+            }
+            return Ok(vec![TenantEvent::Registered(TenantRegistered {
+                tenant_id: tenant_id.to_string(),
+                company_name: company_name.clone(),
+                admin_email: admin_email.clone(),
+                tier: *tier,
+                registered_at: now,
+            })]);
+        }
+        if self.registered.is_none() {
+            return Err(TenantError::NotFound);
+        }
+        match command {
+            TenantCommand::Register { .. } => Err(TenantError::AlreadyRegistered),
+            // Operators may always lift a suspension or delete; nothing undoes a deletion.
+            TenantCommand::Reactivate => match self.status {
+                TenantStatus::Deleted => Err(TenantError::Deleted),
+                TenantStatus::Active => Ok(vec![]),
+                TenantStatus::Suspended => Ok(vec![TenantEvent::Reactivated(TenantReactivated {
+                    reactivated_at: now,
+                })]),
+            },
+            TenantCommand::Suspend { reason } => match self.status {
+                TenantStatus::Deleted => Err(TenantError::Deleted),
+                TenantStatus::Suspended => Ok(vec![]),
+                TenantStatus::Active => Ok(vec![TenantEvent::Suspended(TenantSuspended {
+                    reason: reason.clone(),
+                    suspended_at: now,
+                })]),
+            },
+            TenantCommand::Delete => match self.status {
+                TenantStatus::Deleted => Err(TenantError::Deleted),
+                _ => Ok(vec![TenantEvent::Deleted(TenantDeleted {
+                    deleted_at: now,
+                })]),
+            },
+            TenantCommand::Update {
+                company_name,
+                settings,
+                tier,
+            } => {
+                self.check_active()?;
+                let mut events = Vec::new();
+                let name_changes = company_name
+                    .as_ref()
+                    .filter(|n| self.company_name.as_ref() != Some(*n));
+                let settings_change = settings.as_ref().filter(|s| **s != self.settings);
+                if name_changes.is_some() || settings_change.is_some() {
+                    events.push(TenantEvent::SettingsUpdated(TenantSettingsUpdated {
+                        company_name: name_changes.cloned(),
+                        settings: settings_change.cloned(),
+                        updated_at: now,
+                    }));
+                }
+                if let Some(to) = tier.filter(|t| *t != self.tier) {
+                    self.seat_limit(to, self.seats.len())?;
+                    events.push(TenantEvent::TierChanged(TenantTierChanged {
+                        from: self.tier,
+                        to,
+                        changed_at: now,
+                    }));
+                }
+                Ok(events)
+            }
+            TenantCommand::TakeSeat { user_id } => {
+                self.check_active()?;
+                if self.seats.contains(user_id) {
+                    return Ok(vec![]);
+                }
+                self.seat_limit(self.tier, self.seats.len() + 1)?;
+                Ok(vec![TenantEvent::SeatTaken(TenantSeat {
+                    user_id: user_id.clone(),
+                })])
+            }
+            TenantCommand::ReleaseSeat { user_id } => {
+                self.check_active()?;
+                if !self.seats.contains(user_id) {
+                    return Ok(vec![]);
+                }
+                Ok(vec![TenantEvent::SeatReleased(TenantSeat {
+                    user_id: user_id.clone(),
+                })])
+            }
+        }
+    }
+
+    fn apply(&mut self, event: &TenantEvent) {
+        match event {
+            TenantEvent::Registered(e) => {
+                self.registered = Some(Registration {
+                    tenant_id: e.tenant_id.clone(),
+                    admin_email: e.admin_email.clone(),
+                    registered_at: e.registered_at,
+                });
+                self.company_name = Some(e.company_name.clone());
+                self.tier = e.tier;
+                self.status = TenantStatus::Active;
+                self.updated_at = Some(e.registered_at);
+            }
+            TenantEvent::SettingsUpdated(e) => {
+                if let Some(n) = &e.company_name {
+                    self.company_name = Some(n.clone());
+                }
+                if let Some(s) = &e.settings {
+                    self.settings = s.clone();
+                }
+                self.updated_at = Some(e.updated_at);
+            }
+            TenantEvent::TierChanged(e) => {
+                self.tier = e.to;
+                self.updated_at = Some(e.changed_at);
+            }
+            TenantEvent::Suspended(e) => {
+                self.status = TenantStatus::Suspended;
+                self.updated_at = Some(e.suspended_at);
+            }
+            TenantEvent::Reactivated(e) => {
+                self.status = TenantStatus::Active;
+                self.updated_at = Some(e.reactivated_at);
+            }
+            TenantEvent::Deleted(e) => {
+                self.status = TenantStatus::Deleted;
+                self.updated_at = Some(e.deleted_at);
+            }
+            TenantEvent::SeatTaken(e) => {
+                self.seats.insert(e.user_id.clone());
+            }
+            TenantEvent::SeatReleased(e) => {
+                self.seats.remove(&e.user_id);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aggregate::{Actor, Role};
+
+    fn ctx() -> CommandContext {
+        CommandContext {
+            actor: Actor {
+                user_id: UserId::parse("root").unwrap(),
+                role: Role::Admin,
+            },
+            now: Utc::now(),
+        }
+    }
+
+    fn given(events: &[TenantEvent]) -> Tenant {
+        let mut t = Tenant::default();
+        for e in events {
+            t.apply(e);
+        }
+        t
+    }
+
+    fn registered(tier: Tier) -> TenantEvent {
+        TenantEvent::Registered(TenantRegistered {
+            tenant_id: "t1".into(),
+            company_name: CompanyName::parse("Acme").unwrap(),
+            admin_email: "a@acme.test".into(),
+            tier,
+            registered_at: Utc::now(),
+        })
+    }
+
+    fn seat(n: usize) -> TenantEvent {
+        TenantEvent::SeatTaken(TenantSeat {
+            user_id: UserId::parse(format!("u{n}")).unwrap(),
+        })
+    }
+
+    #[test]
+    fn the_last_seat_of_a_tier_is_the_limit() {
+        let mut history = vec![registered(Tier::Basic)];
+        history.extend((0..10).map(seat));
+        let t = given(&history);
+        let err = t
+            .decide(
+                &TenantCommand::TakeSeat {
+                    user_id: UserId::parse("u10").unwrap(),
+                },
+                &ctx(),
+            )
+            .unwrap_err();
+        assert_eq!(
+            err,
+            TenantError::LimitReached {
+                tier: Tier::Basic,
+                limit: "max_users",
+                value: 10,
+                needed: 11
+            }
+        );
+        // A seat already held is not taken twice.
+        let again = t
+            .decide(
+                &TenantCommand::TakeSeat {
+                    user_id: UserId::parse("u3").unwrap(),
+                },
+                &ctx(),
+            )
+            .unwrap();
+        assert!(again.is_empty());
+    }
+
+    #[test]
+    fn a_downgrade_below_the_seats_in_use_is_refused() {
+        let mut history = vec![registered(Tier::Premium)];
+        history.extend((0..11).map(seat));
+        let t = given(&history);
+        let update = TenantCommand::Update {
+            company_name: None,
+            settings: None,
+            tier: Some(Tier::Basic),
+        };
+        assert!(matches!(
+            t.decide(&update, &ctx()),
+            Err(TenantError::LimitReached {
+                limit: "max_users",
+                value: 10,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn suspended_and_deleted_tenants_refuse_changes() {
+        let suspended = given(&[
+            registered(Tier::Basic),
+            TenantEvent::Suspended(TenantSuspended {
+                reason: None,
+                suspended_at: Utc::now(),
+            }),
+        ]);
+        let take = TenantCommand::TakeSeat {
+            user_id: UserId::parse("u").unwrap(),
+        };
+        assert_eq!(
+            suspended.decide(&take, &ctx()).unwrap_err(),
+            TenantError::Suspended
+        );
+        let events = suspended
+            .decide(&TenantCommand::Reactivate, &ctx())
+            .unwrap();
+        assert!(matches!(events[..], [TenantEvent::Reactivated(_)]));
+        let deleted = given(&[
+            registered(Tier::Basic),
+            TenantEvent::Deleted(TenantDeleted {
+                deleted_at: Utc::now(),
+            }),
+        ]);
+        assert_eq!(
+            deleted.decide(&TenantCommand::Reactivate, &ctx()),
+            Err(TenantError::Deleted)
+        );
+        assert_eq!(deleted.decide(&take, &ctx()), Err(TenantError::Deleted));
+    }
+
+    #[test]
+    fn an_update_writes_only_what_changes() {
+        let t = given(&[registered(Tier::Basic)]);
+        let same = TenantCommand::Update {
+            company_name: Some(CompanyName::parse("Acme").unwrap()),
+            settings: None,
+            tier: Some(Tier::Basic),
+        };
+        assert!(t.decide(&same, &ctx()).unwrap().is_empty());
+        let up = TenantCommand::Update {
+            company_name: None,
+            settings: Some(Settings::parse(serde_json::json!({"theme": "dark"})).unwrap()),
+            tier: Some(Tier::Enterprise),
+        };
+        let events = t.decide(&up, &ctx()).unwrap();
+        assert!(matches!(
+            events[..],
+            [TenantEvent::SettingsUpdated(_), TenantEvent::TierChanged(_)]
+        ));
+    }
+
+    #[test]
+    fn events_round_trip_through_their_payloads() {
+        use crate::aggregate::DomainEvent;
+        for e in [registered(Tier::Premium), seat(1)] {
+            let back = TenantEvent::from_stored(e.event_type(), 1, &e.to_payload()).unwrap();
+            assert_eq!(back, e);
+        }
+        assert!(Settings::parse(serde_json::json!([1])).is_err());
+        assert!(CompanyName::parse("  ").is_err());
+    }
+}

@@ -1,0 +1,15 @@
+//! All black-box tests in one binary: one link instead of one per file, which keeps
+//! build time and disk use down (each test binary links the AWS SDKs).
+
+mod aws_e2e;
+mod aws_pipeline;
+mod cli;
+mod crash;
+mod http_tasks;
+mod oidc;
+mod openapi;
+mod projector;
+mod rate_limits;
+mod rbac;
+mod store_dynamodb;
+mod store_sqlite;
