@@ -3,7 +3,7 @@
 use crate::auth::TokenKeys;
 use crate::error::ApiError;
 use crate::extract::BODY_LIMIT;
-use crate::{health, policy, tasks};
+use crate::{access, health, policy, tasks};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath};
 use axum::handler::Handler;
@@ -34,6 +34,38 @@ pub struct AppState {
     pub rate_limits: Option<Arc<crate::limits::RateLimits>>,
     /// External identity provider (Cognito); RS256 tokens verify against its JWKS.
     pub oidc: Option<Arc<crate::oidc::Oidc>>,
+    /// Tenants, users and sign-in.
+    pub access: commands::AccessService,
+    /// Tenant lifecycle and tier, checked on every authenticated request.
+    pub tenants: Arc<crate::tenancy::TenantGate>,
+}
+
+/// How long the tenant gate trusts what it read: the delay before a suspension made by
+/// another process (the operator CLI, another instance) takes effect here.
+pub const TENANT_CACHE_TTL: Duration = Duration::from_secs(2);
+
+impl AppState {
+    /// State over `commands` with everything optional off.
+    pub fn new(
+        commands: CommandHandler,
+        views: Arc<dyn ReadModelStore>,
+        freshness: Arc<dyn Freshness>,
+        keys: TokenKeys,
+        consistency_timeout: Duration,
+    ) -> Self {
+        Self {
+            access: commands::AccessService::new(commands.clone()),
+            commands,
+            views,
+            freshness,
+            keys: Arc::new(keys),
+            consistency_timeout,
+            metrics: None,
+            rate_limits: None,
+            oidc: None,
+            tenants: Arc::new(crate::tenancy::TenantGate::new(TENANT_CACHE_TTL)),
+        }
+    }
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -64,6 +96,29 @@ pub fn app(state: AppState) -> Router {
     router = routed(router, Method::GET, "/tasks/{id}", tasks::get);
     router = routed(router, Method::PUT, "/tasks/{id}", tasks::update);
     router = routed(router, Method::DELETE, "/tasks/{id}", tasks::delete);
+    router = routed(router, Method::POST, "/tenants", access::register_tenant);
+    router = routed(router, Method::GET, "/tenants/{id}", access::get_tenant);
+    router = routed(router, Method::PUT, "/tenants/{id}", access::update_tenant);
+    router = routed(
+        router,
+        Method::DELETE,
+        "/tenants/{id}",
+        access::delete_tenant,
+    );
+    router = routed(router, Method::GET, "/users", access::list_users);
+    router = routed(router, Method::POST, "/users", access::create_user);
+    router = routed(router, Method::GET, "/users/{id}", access::get_user);
+    router = routed(router, Method::PUT, "/users/{id}", access::update_user);
+    router = routed(
+        router,
+        Method::POST,
+        "/users/invitations",
+        access::create_invitation,
+    );
+    router = routed(router, Method::POST, "/auth/signup", access::sign_up);
+    router = routed(router, Method::POST, "/auth/signin", access::sign_in);
+    router = routed(router, Method::POST, "/auth/refresh", access::refresh);
+    router = routed(router, Method::POST, "/auth/signout", access::sign_out);
     router = routed(router, Method::GET, "/health", health::health);
     router = routed(router, Method::GET, "/ready", health::ready);
     router = routed(router, Method::GET, "/metrics", health::metrics);

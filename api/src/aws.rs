@@ -12,14 +12,11 @@ use std::time::Duration;
 
 pub fn aws_state(aws: &Aws, keys: TokenKeys, consistency_timeout: Duration) -> AppState {
     let views: Arc<DynamoReadModelStore> = Arc::new(DynamoReadModelStore::new(aws));
-    AppState {
-        commands: CommandHandler::new(Arc::new(DynamoEventStore::new(aws)), Arc::new(SystemClock)),
-        freshness: Arc::new(RowVersionFreshness::new(views.clone())),
-        views,
-        keys: Arc::new(keys),
+    AppState::new(
+        CommandHandler::new(Arc::new(DynamoEventStore::new(aws)), Arc::new(SystemClock)),
+        views.clone(),
+        Arc::new(RowVersionFreshness::new(views)),
+        keys,
         consistency_timeout,
-        metrics: None,
-        rate_limits: None,
-        oidc: None,
-    }
+    )
 }

@@ -6,8 +6,7 @@ use crate::auth::TokenKeys;
 use commands::CommandHandler;
 use infra::SystemClock;
 use infra::sqlite::{SqliteEventStore, SqliteReadModelStore};
-use projections::tasks::TasksProjection;
-use projections::{ProjectionProgress, Projector, ProjectorConfig};
+use projections::{AllProjections, ProjectionProgress, Projector, ProjectorConfig};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,17 +33,22 @@ impl Embedded {
         std::fs::create_dir_all(&config.data_dir)?;
         let events = SqliteEventStore::open(&config.data_dir.join("events.db"))?;
         let views = SqliteReadModelStore::open(&config.data_dir.join("views.db"))?;
-        let progress = ProjectionProgress::default();
-        let projector = Projector::new(
-            Arc::new(TasksProjection),
-            Arc::new(views.clone()),
-            Arc::new(events.clone()),
-            progress.clone(),
-            ProjectorConfig::default(),
-        );
-        let (stop, mut stopped) = watch::channel(false);
+        let projectors: Vec<Projector> = projections::all()
+            .into_iter()
+            .map(|projection| {
+                Projector::new(
+                    projection,
+                    Arc::new(views.clone()),
+                    Arc::new(events.clone()),
+                    ProjectionProgress::default(),
+                    ProjectorConfig::default(),
+                )
+            })
+            .collect();
+        let progress = AllProjections(projectors.iter().map(|p| p.progress().clone()).collect());
+        let (stop, stopped) = watch::channel(false);
         let feed = Arc::new(events.clone());
-        // Its own thread and runtime: under load the request tasks would otherwise queue
+        // One thread and runtime for all projectors, of their own: under load the request tasks would otherwise queue
         // ahead of it on the shared workers, and read-model lag would grow with them.
         let (done, projector_done) = tokio::sync::oneshot::channel();
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -53,24 +57,32 @@ impl Embedded {
         std::thread::Builder::new()
             .name("projector".into())
             .spawn(move || {
-                runtime.block_on(projector.run(feed, async move {
-                    let _ = stopped.wait_for(|s| *s).await;
-                }));
+                runtime.block_on(async move {
+                    let mut running = tokio::task::JoinSet::new();
+                    for p in projectors {
+                        let feed = feed.clone();
+                        let mut stopped = stopped.clone();
+                        running.spawn(async move {
+                            p.run(feed, async move {
+                                let _ = stopped.wait_for(|s| *s).await;
+                            })
+                            .await;
+                        });
+                    }
+                    while running.join_next().await.is_some() {}
+                });
                 let _ = done.send(());
             })?;
         let projector = tokio::spawn(async move {
             let _ = projector_done.await;
         });
-        let state = AppState {
-            commands: CommandHandler::new(Arc::new(events.clone()), Arc::new(SystemClock)),
-            views: Arc::new(views.clone()),
-            freshness: Arc::new(progress),
-            keys: Arc::new(TokenKeys::from_secret(&config.jwt_secret)?),
-            consistency_timeout: config.consistency_timeout,
-            metrics: None,
-            rate_limits: None,
-            oidc: None,
-        };
+        let state = AppState::new(
+            CommandHandler::new(Arc::new(events.clone()), Arc::new(SystemClock)),
+            Arc::new(views.clone()),
+            Arc::new(progress),
+            TokenKeys::from_secret(&config.jwt_secret)?,
+            config.consistency_timeout,
+        );
         Ok(Self {
             state,
             events,

@@ -4,9 +4,11 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use commands::{CommandError, StoreError};
+use commands::{AccessError, CommandError, StoreError};
 use domain::ValidationError;
 use domain::task::TaskError;
+use domain::tenant::TenantError;
+use domain::user::{InvitationError, UserError};
 use projections::ReadModelError;
 use serde_json::json;
 
@@ -26,6 +28,17 @@ pub enum ApiError {
     Unauthenticated { detail: String, challenge: String },
     #[error("{0}")]
     Forbidden(String),
+    #[error("the tenant is suspended; its users cannot act until an operator reactivates it")]
+    TenantSuspended,
+    #[error("the tenant is deleted")]
+    TenantDeleted,
+    /// A tier limit: 403 naming the limit and its value.
+    #[error("{detail}")]
+    LimitReached {
+        limit: &'static str,
+        value: u32,
+        detail: String,
+    },
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -71,6 +84,9 @@ impl ApiError {
             ),
             Self::Unauthenticated { .. } => (S::UNAUTHORIZED, "unauthenticated", "Unauthenticated"),
             Self::Forbidden(_) => (S::FORBIDDEN, "forbidden", "Forbidden"),
+            Self::TenantSuspended => (S::FORBIDDEN, "tenant-suspended", "Tenant suspended"),
+            Self::TenantDeleted => (S::FORBIDDEN, "tenant-deleted", "Tenant deleted"),
+            Self::LimitReached { .. } => (S::FORBIDDEN, "limit-reached", "Tier limit reached"),
             Self::NotFound(_) => (S::NOT_FOUND, "not-found", "Not found"),
             Self::Gone(_) => (S::GONE, "gone", "Gone"),
             Self::MethodNotAllowed => (
@@ -123,6 +139,10 @@ pub struct Problem {
     pub detail: String,
     /// The offending input, on validation failures.
     pub field: Option<String>,
+    /// The tier limit, on `limit-reached` (e.g. `max_users`).
+    pub limit: Option<String>,
+    /// The limit's value for the tenant's tier, on `limit-reached`.
+    pub value: Option<u32>,
 }
 
 /// The problem `type` URI for a slug.
@@ -152,6 +172,10 @@ impl IntoResponse for ApiError {
         });
         if let Self::Validation { field, .. } = &self {
             body["field"] = json!(field);
+        }
+        if let Self::LimitReached { limit, value, .. } = &self {
+            body["limit"] = json!(limit);
+            body["value"] = json!(value);
         }
         let mut response = (status, body.to_string()).into_response();
         let headers = response.headers_mut();
@@ -229,6 +253,71 @@ impl From<CommandError<TaskError>> for ApiError {
             CommandError::IdempotencyMismatch => Self::IdempotencyKeyReused,
             CommandError::Contended(n) => Self::Conflict(format!(
                 "the task changed concurrently {n} times in a row; retry"
+            )),
+            CommandError::Corrupt(e) => Self::internal(e),
+            CommandError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<TenantError> for ApiError {
+    fn from(e: TenantError) -> Self {
+        match e {
+            TenantError::NotFound => Self::NotFound("no such tenant".into()),
+            TenantError::AlreadyRegistered => Self::Conflict(e.to_string()),
+            TenantError::Deleted => Self::TenantDeleted,
+            TenantError::Suspended => Self::TenantSuspended,
+            TenantError::LimitReached { limit, value, .. } => Self::LimitReached {
+                limit,
+                value,
+                detail: e.to_string(),
+            },
+        }
+    }
+}
+
+impl From<AccessError> for ApiError {
+    fn from(e: AccessError) -> Self {
+        match e {
+            AccessError::Invalid(v) => Self::validation(v),
+            AccessError::EmailTaken => Self::Conflict(e.to_string()),
+            AccessError::Tenant(t) => t.into(),
+            AccessError::User(UserError::NotFound) => Self::NotFound("no such user".into()),
+            AccessError::User(u @ UserError::AlreadyExists) => Self::Conflict(u.to_string()),
+            AccessError::User(u @ UserError::SelfLockout) => Self::Conflict(u.to_string()),
+            AccessError::Invitation(InvitationError::Invalid) => Self::Validation {
+                field: "invitation_code".into(),
+                detail: "invitation_code: not valid (unknown, used or expired)".into(),
+            },
+            AccessError::Invitation(i) => Self::Conflict(i.to_string()),
+            AccessError::BadCredentials => Self::Unauthenticated {
+                detail: e.to_string(),
+                challenge: r#"Bearer realm="chronicle""#.into(),
+            },
+            AccessError::BadRefreshToken => Self::Unauthenticated {
+                detail: e.to_string(),
+                challenge: r#"Bearer realm="chronicle", error="invalid_token""#.into(),
+            },
+            AccessError::Contended(n) => {
+                Self::Conflict(format!("changed concurrently {n} times in a row; retry"))
+            }
+            AccessError::Store(s) => s.into(),
+            AccessError::Corrupt(c) => Self::internal(c),
+            AccessError::Hashing(h) => Self::internal(h),
+        }
+    }
+}
+
+impl From<CommandError<TenantError>> for ApiError {
+    fn from(e: CommandError<TenantError>) -> Self {
+        match e {
+            CommandError::Rejected(t) => t.into(),
+            CommandError::PreconditionFailed { expected, actual } => {
+                Self::PreconditionFailed { expected, actual }
+            }
+            CommandError::IdempotencyMismatch => Self::IdempotencyKeyReused,
+            CommandError::Contended(n) => Self::Conflict(format!(
+                "the tenant changed concurrently {n} times in a row; retry"
             )),
             CommandError::Corrupt(e) => Self::internal(e),
             CommandError::Store(e) => e.into(),

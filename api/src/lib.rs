@@ -1,6 +1,7 @@
 //! Chronicle's HTTP edge: the axum router, authentication, error mapping, and the
 //! bootstrap that wires the embedded backend together for the `chronicle` binary and tests.
 
+pub mod access;
 pub mod app;
 pub mod auth;
 pub mod aws;
@@ -13,6 +14,7 @@ pub mod oidc;
 pub mod openapi;
 pub mod policy;
 pub mod tasks;
+pub mod tenancy;
 
 pub use app::{AppState, app, serve};
 pub use auth::{Principal, TokenKeys};

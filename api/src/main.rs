@@ -43,6 +43,40 @@ enum Command {
     Setup(BackendArgs),
     /// Print a signed access token for a tenant, user and role, alone on stdout.
     Token(TokenArgs),
+    /// Operator actions on a tenant: show, suspend, reactivate.
+    Tenant(TenantArgs),
+}
+
+#[derive(Args)]
+struct TenantArgs {
+    #[command(subcommand)]
+    action: TenantAction,
+}
+
+#[derive(Subcommand)]
+enum TenantAction {
+    /// Print the tenant's state as JSON.
+    Show(TenantTarget),
+    /// Refuse every call of the tenant's users (403) until reactivated.
+    Suspend {
+        #[command(flatten)]
+        target: TenantTarget,
+        /// Why, kept in the event.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Lift a suspension.
+    Reactivate(TenantTarget),
+}
+
+#[derive(Args)]
+struct TenantTarget {
+    #[arg(long, env = "CHRONICLE_TENANT")]
+    tenant: String,
+    #[command(flatten)]
+    backend: BackendArgs,
+    #[arg(long, env = "CHRONICLE_DATA_DIR", default_value = "./data")]
+    data_dir: PathBuf,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -190,6 +224,7 @@ async fn main() -> anyhow::Result<()> {
         Some(Command::Project(args)) => project(args).await,
         Some(Command::Relay(args)) => relay(args).await,
         Some(Command::Setup(args)) => setup(args).await,
+        Some(Command::Tenant(args)) => tenant(args).await,
         None => serve(cli.serve).await,
     }
 }
@@ -201,6 +236,63 @@ fn token(args: TokenArgs) -> anyhow::Result<()> {
     let token = TokenKeys::from_secret(&secret)?
         .mint_with_tier(&tenant, &user, args.role, args.tier, args.ttl)?;
     println!("{token}");
+    Ok(())
+}
+
+/// `chronicle tenant ...`: runs the tenant command straight against the store, as the
+/// operator `system:operator`. A running server sees the change within its tenant cache's
+/// lifetime (`api::app::TENANT_CACHE_TTL`).
+async fn tenant(args: TenantArgs) -> anyhow::Result<()> {
+    use domain::tenant::{Tenant, TenantCommand};
+    let (target, command) = match args.action {
+        TenantAction::Show(t) => (t, None),
+        TenantAction::Suspend { target, reason } => {
+            (target, Some(TenantCommand::Suspend { reason }))
+        }
+        TenantAction::Reactivate(t) => (t, Some(TenantCommand::Reactivate)),
+    };
+    let tenant = TenantId::parse(target.tenant).context("--tenant")?;
+    let store: std::sync::Arc<dyn commands::EventStore> = match target.backend.backend {
+        Backend::Embedded => std::sync::Arc::new(infra::sqlite::SqliteEventStore::open(
+            &target.data_dir.join("events.db"),
+        )?),
+        Backend::Aws => {
+            let aws = infra::aws::Aws::load(&target.backend.aws_prefix).await;
+            std::sync::Arc::new(infra::aws::DynamoEventStore::new(&aws))
+        }
+    };
+    let handler = commands::CommandHandler::new(store, std::sync::Arc::new(infra::SystemClock));
+    let stream = commands::access::tenant_stream(&tenant);
+    let (state, version) = match command {
+        None => handler.state::<Tenant>(&tenant, &stream).await?,
+        Some(command) => {
+            let id = uuid::Uuid::now_v7();
+            let meta = commands::CommandMeta {
+                tenant_id: tenant.clone(),
+                actor: domain::Actor {
+                    user_id: UserId::parse("system:operator")?,
+                    role: Role::Admin,
+                },
+                command_id: id,
+                correlation_id: id,
+                idempotency: None,
+            };
+            let done = handler
+                .execute::<Tenant>(&meta, &stream, &command, None)
+                .await?;
+            (done.state, done.version)
+        }
+    };
+    anyhow::ensure!(state.registered.is_some(), "no tenant {tenant}");
+    let out = serde_json::json!({
+        "tenant_id": tenant.as_str(),
+        "company_name": state.company_name.as_ref().map(|n| n.as_str()),
+        "tier": state.tier.as_str(),
+        "status": state.status.as_str(),
+        "users": state.seats.len(),
+        "version": version,
+    });
+    println!("{out}");
     Ok(())
 }
 
@@ -281,13 +373,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 async fn project(args: ProjectArgs) -> anyhow::Result<()> {
     let _metrics = install_metrics()?;
-    let projection = std::sync::Arc::new(projections::tasks::TasksProjection);
     match args.backend.backend {
         Backend::Aws => {
             let aws = infra::aws::Aws::load(&args.backend.aws_prefix).await;
             let worker = infra::aws::SqsProjector::new(
                 &aws,
-                projection,
+                projections::all(),
                 Duration::from_secs(args.wait_seconds),
             )
             .await?;
@@ -298,15 +389,30 @@ async fn project(args: ProjectArgs) -> anyhow::Result<()> {
             use std::sync::Arc;
             let events = infra::sqlite::SqliteEventStore::open(&args.data_dir.join("events.db"))?;
             let views = infra::sqlite::SqliteReadModelStore::open(&args.data_dir.join("views.db"))?;
-            let projector = projections::Projector::new(
-                projection,
-                Arc::new(views),
-                Arc::new(events.clone()),
-                projections::ProjectionProgress::default(),
-                projections::ProjectorConfig::default(),
-            );
-            tracing::info!(data_dir = %args.data_dir.display(), "projector tailing the log");
-            projector.run(Arc::new(events), shutdown_signal()).await;
+            let feed: Arc<dyn projections::EventFeed> = Arc::new(events.clone());
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let mut running = tokio::task::JoinSet::new();
+            for projection in projections::all() {
+                let projector = projections::Projector::new(
+                    projection,
+                    Arc::new(views.clone()),
+                    Arc::new(events.clone()),
+                    projections::ProjectionProgress::default(),
+                    projections::ProjectorConfig::default(),
+                );
+                let (feed, mut stopped) = (feed.clone(), stopped.clone());
+                running.spawn(async move {
+                    projector
+                        .run(feed, async move {
+                            let _ = stopped.wait_for(|s| *s).await;
+                        })
+                        .await;
+                });
+            }
+            tracing::info!(data_dir = %args.data_dir.display(), "projectors tailing the log");
+            shutdown_signal().await;
+            let _ = stop.send(true);
+            while running.join_next().await.is_some() {}
         }
     }
     tracing::info!("stopped");

@@ -2,9 +2,10 @@
 //! and the request and response types themselves.
 
 use crate::error::Problem;
-use crate::{health, tasks};
+use crate::{access, health, tasks};
 use axum::Json;
 use projections::tasks::TaskView;
+use projections::users::UserView;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -14,10 +15,19 @@ use utoipa::{Modify, OpenApi};
         Errors are application/problem+json (RFC 9457). Commands return X-Consistency-Token; \
         queries that send it back wait until the read model shows the write."),
     paths(tasks::list, tasks::create, tasks::get, tasks::update, tasks::delete,
+          access::register_tenant, access::get_tenant, access::update_tenant, access::delete_tenant,
+          access::list_users, access::create_user, access::get_user, access::update_user,
+          access::create_invitation, access::sign_up, access::sign_in, access::refresh, access::sign_out,
           health::health, health::ready, health::metrics, openapi_json),
-    components(schemas(TaskView, tasks::TaskPage, tasks::CreateTask, tasks::UpdateTask, Problem)),
+    components(schemas(TaskView, tasks::TaskPage, tasks::CreateTask, tasks::UpdateTask, Problem,
+        UserView, access::UserPage, access::CreateUser, access::UpdateUser, access::CreateInvitation,
+        access::InvitationView, access::TenantView, access::RegisterTenant, access::UpdateTenant,
+        access::TokenResponse, access::SignIn, access::SignUp, access::RefreshRequest)),
     modifiers(&Bearer),
     tags((name = "tasks", description = "Tasks of the caller's tenant"),
+         (name = "tenants", description = "Sign-up, plan, settings and lifecycle of the caller's tenant"),
+         (name = "users", description = "Users of the caller's tenant and invitations"),
+         (name = "auth", description = "Built-in sign-in: access and rotating refresh tokens"),
          (name = "operations", description = "Health, readiness, metrics, this document"))
 )]
 pub struct ApiDoc;

@@ -46,6 +46,34 @@ pub const POLICY: &[Rule] = &[
     rule(Method::GET, "/tasks/{id}", "GetTask", Access::Member),
     rule(Method::PUT, "/tasks/{id}", "UpdateTask", Access::Member),
     rule(Method::DELETE, "/tasks/{id}", "DeleteTask", Access::Admin),
+    rule(Method::POST, "/tenants", "RegisterTenant", Access::Public),
+    rule(Method::GET, "/tenants/{id}", "GetTenant", Access::Member),
+    rule(Method::PUT, "/tenants/{id}", "UpdateTenant", Access::Admin),
+    rule(
+        Method::DELETE,
+        "/tenants/{id}",
+        "DeleteTenant",
+        Access::Admin,
+    ),
+    rule(Method::GET, "/users", "ListUsers", Access::Member),
+    rule(Method::POST, "/users", "RegisterUser", Access::Admin),
+    rule(Method::GET, "/users/{id}", "GetUser", Access::Member),
+    rule(Method::PUT, "/users/{id}", "UpdateUser", Access::Admin),
+    rule(
+        Method::POST,
+        "/users/invitations",
+        "InviteUser",
+        Access::Admin,
+    ),
+    rule(Method::POST, "/auth/signup", "SignUp", Access::Public),
+    rule(Method::POST, "/auth/signin", "SignIn", Access::Public),
+    rule(
+        Method::POST,
+        "/auth/refresh",
+        "RefreshToken",
+        Access::Public,
+    ),
+    rule(Method::POST, "/auth/signout", "SignOut", Access::Public),
     rule(Method::GET, "/health", "Health", Access::Public),
     rule(Method::GET, "/ready", "Ready", Access::Public),
     rule(Method::GET, "/metrics", "Metrics", Access::Public),
@@ -74,10 +102,20 @@ pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Ne
         .into_response();
     };
     if rule.access != Access::Public {
-        let principal = match crate::auth::authenticate(&state, req.headers()).await {
+        let mut principal = match crate::auth::authenticate(&state, req.headers()).await {
             Ok(p) => p,
             Err(e) => return e.into_response(),
         };
+        // A suspended or deleted tenant is refused whatever its tokens say; the tier (and
+        // so the rate limit) is the tenant aggregate's.
+        match state
+            .tenants
+            .admit(&state.access, &principal.tenant_id, principal.tier)
+            .await
+        {
+            Ok(tier) => principal.tier = tier,
+            Err(e) => return e.into_response(),
+        }
         if rule.access == Access::Admin && !principal.is_admin() {
             return ApiError::Forbidden(format!("{} needs the ADMIN role", rule.operation))
                 .into_response();

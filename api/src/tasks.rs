@@ -87,7 +87,7 @@ fn task_stream(id: &str) -> Result<StreamId, ApiError> {
     Ok(StreamId::for_aggregate("task", uuid))
 }
 
-fn meta(p: &Principal, idempotency: Option<commands::Idempotency>) -> CommandMeta {
+pub(crate) fn meta(p: &Principal, idempotency: Option<commands::Idempotency>) -> CommandMeta {
     let command_id = Uuid::now_v7();
     CommandMeta {
         tenant_id: p.tenant_id.clone(),
@@ -232,7 +232,7 @@ pub async fn delete(
 }
 
 /// Waits, bounded, until the read model shows the write behind the token.
-async fn wait_fresh(
+pub(crate) async fn wait_fresh(
     state: &AppState,
     principal: &Principal,
     token: Option<domain::ConsistencyToken>,
@@ -305,25 +305,40 @@ pub async fn list(
         })?;
         filters.push(("assigned_to".to_owned(), who.to_string()));
     }
-    let limit = match params.limit {
-        None => DEFAULT_LIMIT,
-        Some(l) => l
-            .parse::<usize>()
-            .ok()
-            .filter(|l| (1..=MAX_LIMIT).contains(l))
-            .ok_or_else(|| ApiError::Validation {
-                field: "limit".into(),
-                detail: format!("limit: must be an integer from 1 to {MAX_LIMIT}"),
-            })?,
-    };
-    let after = params.cursor.map(|c| decode_cursor(&c)).transpose()?;
-    wait_fresh(&state, &principal, token).await?;
+    let (items, next_cursor) = page_of(
+        &state,
+        &principal,
+        VIEW,
+        filters,
+        params.limit,
+        params.cursor,
+        token,
+    )
+    .await?;
+    Ok(Json(TaskPage { items, next_cursor }))
+}
+
+/// One page of `view` for the caller's tenant: the rows after `cursor` (after waiting for
+/// `token`), and the cursor of the next page when there is one.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn page_of<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    principal: &Principal,
+    view: &str,
+    filters: Vec<(String, String)>,
+    limit: Option<String>,
+    cursor: Option<String>,
+    token: Option<domain::ConsistencyToken>,
+) -> Result<(Vec<T>, Option<String>), ApiError> {
+    let limit = page_limit(limit)?;
+    let after = cursor.map(|c| decode_cursor(&c)).transpose()?;
+    wait_fresh(state, principal, token).await?;
     let query = ListQuery {
         filters,
         after,
         limit: limit + 1,
     };
-    let mut rows = state.views.list(VIEW, &principal.tenant_id, &query).await?;
+    let mut rows = state.views.list(view, &principal.tenant_id, &query).await?;
     let more = rows.len() > limit;
     rows.truncate(limit);
     let next_cursor = more
@@ -332,9 +347,24 @@ pub async fn list(
     let items = rows
         .into_iter()
         .filter_map(|r| r.doc)
-        .map(parse_view)
+        .map(|doc| serde_json::from_value(doc).map_err(ApiError::internal))
         .collect::<Result<_, _>>()?;
-    Ok(Json(TaskPage { items, next_cursor }))
+    Ok((items, next_cursor))
+}
+
+/// A list's `limit` parameter: 1 to `MAX_LIMIT`, `DEFAULT_LIMIT` when absent.
+fn page_limit(limit: Option<String>) -> Result<usize, ApiError> {
+    match limit {
+        None => Ok(DEFAULT_LIMIT),
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|l| (1..=MAX_LIMIT).contains(l))
+            .ok_or_else(|| ApiError::Validation {
+                field: "limit".into(),
+                detail: format!("limit: must be an integer from 1 to {MAX_LIMIT}"),
+            }),
+    }
 }
 
 fn decode_cursor(cursor: &str) -> Result<String, ApiError> {

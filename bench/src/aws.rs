@@ -8,7 +8,6 @@ use domain::task::{Task, TaskCommand, TaskStatus, TaskTitle};
 use domain::{Actor, Role, StreamId, TenantId, UserId};
 use infra::SystemClock;
 use infra::aws::{Aws, DynamoEventStore, Relay, SqsProjector, setup};
-use projections::tasks::TasksProjection;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -80,12 +79,8 @@ pub async fn run(tasks: usize) -> anyhow::Result<()> {
     // The pipeline has clients of its own, so its requests do not count against commands.
     let pipeline_aws = Aws::load(&prefix).await;
     let relay = Relay::new(&pipeline_aws);
-    let projector = SqsProjector::new(
-        &pipeline_aws,
-        Arc::new(TasksProjection),
-        Duration::from_secs(1),
-    )
-    .await?;
+    let projector =
+        SqsProjector::new(&pipeline_aws, projections::all(), Duration::from_secs(1)).await?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut s1 = stopped.clone();
     let relay_task = tokio::spawn(async move {

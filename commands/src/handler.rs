@@ -1,9 +1,7 @@
 //! Runs one command against one aggregate: load, decide, append; retry on a version
 //! conflict unless the caller pinned the version (`If-Match`); replay idempotent retries.
 
-use crate::store::{
-    AppendRequest, EventStore, ExpectedVersion, Idempotency, NewEvent, StoreError, StreamWrite,
-};
+use crate::store::{AppendRequest, EventStore, Idempotency, StoreError, StreamWrite};
 use chrono::{DateTime, Utc};
 use domain::{
     Actor, Aggregate, CommandContext, ConsistencyToken, DomainEvent, EventEnvelope, StreamId,
@@ -80,6 +78,11 @@ impl CommandHandler {
 
     pub fn store(&self) -> &Arc<dyn EventStore> {
         &self.store
+    }
+
+    /// The injected clock's time.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
     }
 
     async fn load<A: Aggregate>(
@@ -183,7 +186,7 @@ impl CommandHandler {
                 });
             }
             let prev_hash = loaded.last.as_ref().map(|e| e.hash.as_str());
-            let request = self.request(meta, stream, loaded.version, prev_hash, &events);
+            let request = self.request::<A>(meta, stream, loaded.version, prev_hash, &events);
             match self.store.append(request).await {
                 Ok(outcome) if outcome.replayed => {
                     return self.replayed_state(meta, stream, outcome.events).await;
@@ -253,7 +256,7 @@ impl CommandHandler {
         let events = state
             .decide(command, &ctx)
             .map_err(CommandError::Rejected)?;
-        let request = self.request(meta, stream, 0, None, &events);
+        let request = self.request::<A>(meta, stream, 0, None, &events);
         match self.store.append(request).await {
             Ok(outcome) if outcome.replayed => {
                 self.replayed_state(meta, stream, outcome.events).await
@@ -276,13 +279,13 @@ impl CommandHandler {
         }
     }
 
-    fn request<E: DomainEvent>(
+    fn request<A: Aggregate>(
         &self,
         meta: &CommandMeta,
         stream: &StreamId,
         version: u64,
         prev_hash: Option<&str>,
-        events: &[E],
+        events: &[A::Event],
     ) -> AppendRequest {
         AppendRequest {
             tenant_id: meta.tenant_id.clone(),
@@ -292,21 +295,8 @@ impl CommandHandler {
             actor: meta.actor.user_id.to_string(),
             idempotency: meta.idempotency.clone(),
             streams: vec![StreamWrite {
-                stream_id: stream.clone(),
-                expected: if version == 0 {
-                    ExpectedVersion::NoStream
-                } else {
-                    ExpectedVersion::Exact(version)
-                },
-                events: events
-                    .iter()
-                    .map(|e| NewEvent {
-                        event_type: e.event_type().to_owned(),
-                        schema_version: e.schema_version(),
-                        payload: e.to_payload(),
-                    })
-                    .collect(),
                 prev_hash: prev_hash.map(str::to_owned),
+                ..crate::access::write::<A>(stream.clone(), version, events)
             }],
         }
     }

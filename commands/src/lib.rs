@@ -2,9 +2,11 @@
 //! aggregate, lets the domain decide, and appends the result with optimistic concurrency,
 //! retry on conflict and idempotency.
 
+pub mod access;
 pub mod handler;
 pub mod store;
 
+pub use access::{AccessError, AccessService, IssuedInvitation, SignedIn, UserState};
 pub use handler::{Clock, CommandError, CommandHandler, CommandMeta, Executed};
 pub use store::{
     AppendOutcome, AppendRequest, EventStore, ExpectedVersion, FeedCursor, FeedPage, Idempotency,

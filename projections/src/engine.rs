@@ -80,6 +80,34 @@ impl Freshness for ProjectionProgress {
     }
 }
 
+/// Freshness over several in-process projectors: a write is visible once every one of them
+/// has applied it (each view sees the same log).
+#[derive(Clone, Default)]
+pub struct AllProjections(pub Vec<ProjectionProgress>);
+
+#[async_trait]
+impl Freshness for AllProjections {
+    async fn wait_for(
+        &self,
+        _tenant: &TenantId,
+        token: &ConsistencyToken,
+        timeout: Duration,
+    ) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        for p in &self.0 {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if !p.wait_for_position(token.position, left).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn is_running(&self) -> bool {
+        self.0.iter().all(|p| p.running.load(Ordering::Relaxed))
+    }
+}
+
 /// Freshness for projectors that run elsewhere (the SQS workers on AWS): polls the row the
 /// token's stream maps to until it reflects the token's version.
 pub struct RowVersionFreshness {

@@ -4,9 +4,11 @@
 pub mod engine;
 pub mod ports;
 pub mod tasks;
+pub mod users;
 
 pub use engine::{
-    BatchOutcome, Freshness, ProjectionProgress, Projector, ProjectorConfig, RowVersionFreshness,
+    AllProjections, BatchOutcome, Freshness, ProjectionProgress, Projector, ProjectorConfig,
+    RowVersionFreshness,
 };
 pub use ports::{
     DeadLetter, EventFeed, ListQuery, Projection, ProjectionError, ReadModelError, ReadModelStore,
@@ -17,6 +19,15 @@ pub use ports::{
 pub fn view_for(stream: &domain::StreamId) -> Option<&'static str> {
     match stream.kind() {
         "task" => Some(tasks::VIEW),
+        "user" => Some(users::VIEW),
         _ => None,
     }
+}
+
+/// Every read model, for the projector processes and the embedded backend.
+pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
+    vec![
+        std::sync::Arc::new(tasks::TasksProjection),
+        std::sync::Arc::new(users::UsersProjection),
+    ]
 }

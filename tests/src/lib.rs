@@ -148,6 +148,24 @@ impl TestApp {
             .await
     }
 
+    /// A POST without a token (sign-up, sign-in).
+    pub async fn post_public(&self, path: &str, body: &str) -> Reply {
+        self.send(Method::POST, path, None, &[], Some(body)).await
+    }
+
+    /// Registers a tenant through `POST /tenants`; its first ADMIN's tokens.
+    pub async fn register_tenant(&self, company: &str, email: &str, tier: &str) -> SignedUp {
+        let body = serde_json::json!({
+            "company_name": company,
+            "admin_email": email,
+            "admin_password": PASSWORD,
+            "tier": tier,
+        });
+        let reply = self.post_public("/tenants", &body.to_string()).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
+        SignedUp::from_reply(&reply)
+    }
+
     pub async fn put(&self, path: &str, token: &str, body: &str) -> Reply {
         self.send(Method::PUT, path, Some(token), &[], Some(body))
             .await
@@ -160,3 +178,32 @@ impl TestApp {
 }
 
 pub mod process;
+
+/// The password the harness signs tenants up with.
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// The tokens and ids of a sign-up or sign-in.
+#[derive(Debug, Clone)]
+pub struct SignedUp {
+    pub tenant_id: String,
+    pub user_id: String,
+    pub access: String,
+    pub refresh: String,
+}
+
+impl SignedUp {
+    pub fn from_reply(reply: &Reply) -> Self {
+        let field = |name: &str| {
+            reply.body[name]
+                .as_str()
+                .unwrap_or_else(|| panic!("{name} in {:?}", reply.body))
+                .to_owned()
+        };
+        Self {
+            tenant_id: field("tenant_id"),
+            user_id: field("user_id"),
+            access: field("access_token"),
+            refresh: field("refresh_token"),
+        }
+    }
+}

@@ -13,7 +13,7 @@ mod views;
 
 pub use publish::{EventBridgePublisher, KinesisPublisher, PublishError, SOURCE};
 pub use relay::{Relay, RelayError};
-pub use sqs::{SqsProjector, apply_messages, queue_projector};
+pub use sqs::{SqsProjector, apply_messages, queue_projector, queue_projectors};
 
 pub use counting::RequestCounter;
 pub use dynamodb::DynamoEventStore;

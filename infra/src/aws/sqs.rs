@@ -39,11 +39,21 @@ fn envelope(body: &str) -> Result<EventEnvelope, String> {
     serde_json::from_value(detail).map_err(|e| format!("not an event envelope: {e}"))
 }
 
-/// Applies a batch of SQS message bodies (EventBridge events, as `(message id, body)`) and
-/// returns the ids of the messages that must stay on the queue: unreadable or poison. The
-/// polling worker and the Lambda handler (partial batch response) share it.
+/// One queue projector per read model (`projections::all()`): every event reaches one queue
+/// and each projector applies the events of its kind.
+pub fn queue_projectors(aws: &Aws, projections: Vec<Arc<dyn Projection>>) -> Vec<Projector> {
+    projections
+        .into_iter()
+        .map(|p| queue_projector(aws, p))
+        .collect()
+}
+
+/// Applies a batch of SQS message bodies (EventBridge events, as `(message id, body)`) to
+/// every projector and returns the ids of the messages that must stay on the queue:
+/// unreadable, or poison to any projector. The polling worker and the Lambda handler
+/// (partial batch response) share it.
 pub async fn apply_messages(
-    projector: &Projector,
+    projectors: &[Projector],
     messages: &[(&str, &str)],
 ) -> Result<Vec<String>, ReadModelError> {
     let mut failed = Vec::new();
@@ -61,19 +71,22 @@ pub async fn apply_messages(
             }
         }
     }
-    let mut attempt = 0;
-    let outcome = loop {
-        match projector.apply_batch(&events, None).await {
-            Err(ReadModelError::Conflict { .. }) if attempt < CONFLICT_RETRIES => {
-                attempt += 1;
-                tokio::time::sleep(Duration::from_millis(rand::random_range(1..=20))).await;
+    let mut poisoned = Vec::new();
+    for projector in projectors {
+        let mut attempt = 0;
+        let outcome = loop {
+            match projector.apply_batch(&events, None).await {
+                Err(ReadModelError::Conflict { .. }) if attempt < CONFLICT_RETRIES => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(rand::random_range(1..=20))).await;
+                }
+                other => break other?,
             }
-            other => break other?,
-        }
-    };
+        };
+        poisoned.extend(outcome.poisoned);
+    }
     for (id, e) in ids.iter().zip(&events) {
-        if outcome
-            .poisoned
+        if poisoned
             .iter()
             .any(|(s, v)| *s == e.stream_id && *v == e.version)
         {
@@ -90,15 +103,15 @@ pub async fn apply_messages(
 pub struct SqsProjector {
     sqs: aws_sdk_sqs::Client,
     queue_url: String,
-    projector: Projector,
+    projectors: Vec<Projector>,
     wait: Duration,
 }
 
 impl SqsProjector {
-    /// A worker for `projection` on the projector queue; long-polls for `wait`.
+    /// A worker for `projections` on the projector queue; long-polls for `wait`.
     pub async fn new(
         aws: &Aws,
-        projection: Arc<dyn Projection>,
+        projections: Vec<Arc<dyn Projection>>,
         wait: Duration,
     ) -> Result<Self, ReadModelError> {
         let queue_url = aws
@@ -114,7 +127,7 @@ impl SqsProjector {
         Ok(Self {
             sqs: aws.sqs.clone(),
             queue_url,
-            projector: queue_projector(aws, projection),
+            projectors: queue_projectors(aws, projections),
             wait,
         })
     }
@@ -160,7 +173,7 @@ impl SqsProjector {
                 )
             })
             .collect();
-        let failed = apply_messages(&self.projector, &bodies).await?;
+        let failed = apply_messages(&self.projectors, &bodies).await?;
         let (left, done): (Vec<&Message>, Vec<&Message>) = messages
             .iter()
             .partition(|m| failed.iter().any(|f| Some(f.as_str()) == m.message_id()));

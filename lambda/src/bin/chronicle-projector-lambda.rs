@@ -1,9 +1,8 @@
-//! The tasks projector as an SQS-triggered Lambda function. It answers with a partial batch
+//! The projectors (every read model) as an SQS-triggered Lambda function. It answers with a partial batch
 //! response (`ReportBatchItemFailures`): applied messages are deleted, the others return to
 //! the queue and, after its maximum receives, reach the dead-letter queue.
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use projections::tasks::TasksProjection;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -11,9 +10,9 @@ use std::sync::Arc;
 async fn main() -> Result<(), Error> {
     chronicle_lambda::init_logs();
     let aws = chronicle_lambda::aws().await;
-    let projector = Arc::new(infra::aws::queue_projector(&aws, Arc::new(TasksProjection)));
+    let projectors = Arc::new(infra::aws::queue_projectors(&aws, projections::all()));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
-        let projector = projector.clone();
+        let projectors = projectors.clone();
         async move {
             let records = event.payload["Records"]
                 .as_array()
@@ -28,7 +27,7 @@ async fn main() -> Result<(), Error> {
                     )
                 })
                 .collect();
-            let failed = infra::aws::apply_messages(&projector, &messages).await?;
+            let failed = infra::aws::apply_messages(&projectors, &messages).await?;
             let failures: Vec<Value> = failed
                 .iter()
                 .map(|id| json!({ "itemIdentifier": id }))

@@ -134,9 +134,13 @@ async fn relay_publishes_each_event_once_across_restarts_and_poison_reaches_the_
         |(key, body)| *key == format!("{t}#{}", body["stream_id"].as_str().unwrap_or_default())
     ));
 
-    let projector = SqsProjector::new(&aws, Arc::new(TasksProjection), Duration::from_secs(1))
-        .await
-        .expect("projector");
+    let projector = SqsProjector::new(
+        &aws,
+        vec![Arc::new(TasksProjection)],
+        Duration::from_secs(1),
+    )
+    .await
+    .expect("projector");
     let views = DynamoReadModelStore::new(&aws);
     let dlq_url = aws
         .sqs

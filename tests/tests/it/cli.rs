@@ -81,3 +81,96 @@ fn token_prints_only_a_token_that_the_server_accepts() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("ADMIN or MEMBER"));
 }
+
+/// Runs `chronicle tenant <action> --tenant <tenant> --data-dir <dir>`; its JSON line.
+fn tenant_cli(action: &str, tenant: &str, dir: &std::path::Path) -> serde_json::Value {
+    let out = Command::new(chronicle_bin())
+        .args(["tenant", action, "--tenant", tenant, "--data-dir"])
+        .arg(dir)
+        .output()
+        .expect("run chronicle tenant");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("one JSON object on stdout")
+}
+
+/// Polls `GET /tasks` until it answers `status` (the server caches tenant state briefly).
+async fn until_status(
+    http: &chronicle_tests::process::Http,
+    server: &chronicle_tests::process::Server,
+    token: &str,
+    status: u16,
+) -> chronicle_tests::process::HttpReply {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let r = http
+            .send("GET", &server.url("/tasks"), token, &[], None)
+            .await
+            .expect("GET /tasks");
+        if r.status == status || std::time::Instant::now() > deadline {
+            return r;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_operator_suspends_and_reactivates_a_tenant_of_a_running_server() {
+    use chronicle_tests::process::{Http, Server};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), "cli-test-secret-cli-test-secret-0123");
+    let http = Http::default();
+    let signup = serde_json::json!({
+        "company_name": "Acme",
+        "admin_email": "root@acme.test",
+        "admin_password": chronicle_tests::PASSWORD,
+    });
+    let created = http
+        .send(
+            "POST",
+            &server.url("/tenants"),
+            "",
+            &[],
+            Some(signup.to_string()),
+        )
+        .await
+        .expect("POST /tenants");
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    let tenant = created.body["tenant_id"]
+        .as_str()
+        .expect("tenant")
+        .to_owned();
+    let token = created.body["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+
+    let shown = tenant_cli("show", &tenant, dir.path());
+    assert_eq!(shown["status"], "active");
+    assert_eq!(shown["users"], 1);
+
+    let suspended = tenant_cli("suspend", &tenant, dir.path());
+    assert_eq!(suspended["status"], "suspended");
+    let refused = until_status(&http, &server, &token, 403).await;
+    assert_eq!(refused.status, 403, "{:?}", refused.body);
+    assert_eq!(
+        refused.body["type"],
+        "urn:chronicle:problem:tenant-suspended"
+    );
+
+    let back = tenant_cli("reactivate", &tenant, dir.path());
+    assert_eq!(back["status"], "active");
+    let ok = until_status(&http, &server, &token, 200).await;
+    assert_eq!(ok.status, 200, "{:?}", ok.body);
+
+    let missing = Command::new(chronicle_bin())
+        .args(["tenant", "suspend", "--tenant", "nobody", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .expect("run");
+    assert!(!missing.status.success(), "an unknown tenant is an error");
+    server.stop();
+}

@@ -1,6 +1,7 @@
 //! All black-box tests in one binary: one link instead of one per file, which keeps
 //! build time and disk use down (each test binary links the AWS SDKs).
 
+mod access;
 mod aws_e2e;
 mod aws_pipeline;
 mod cli;

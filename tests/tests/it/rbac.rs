@@ -4,8 +4,8 @@
 
 use api::policy::{Access, POLICY};
 use axum::http::{Method, StatusCode};
-use chronicle_tests::TestApp;
-use domain::Role;
+use chronicle_tests::{PASSWORD, SignedUp, TestApp};
+use serde_json::json;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Caller {
@@ -16,33 +16,71 @@ enum Caller {
     OtherTenantAdmin,
 }
 
-fn expected(access: Access, caller: Caller, has_id: bool, method: &Method) -> Vec<StatusCode> {
+/// The status a route answers on success.
+fn success(method: &Method, path: &str) -> StatusCode {
+    match (method.as_str(), path) {
+        ("POST", "/auth/signin" | "/auth/refresh") => StatusCode::OK,
+        ("POST", "/auth/signout") => StatusCode::NO_CONTENT,
+        ("POST", _) => StatusCode::CREATED,
+        ("DELETE", _) => StatusCode::NO_CONTENT,
+        _ => StatusCode::OK,
+    }
+}
+
+fn expected(access: Access, caller: Caller, has_id: bool, ok: StatusCode) -> Vec<StatusCode> {
     use Caller::*;
-    let ok = match *method {
-        Method::POST => vec![StatusCode::CREATED],
-        Method::DELETE => vec![StatusCode::NO_CONTENT],
-        _ => vec![StatusCode::OK],
-    };
     match (access, caller) {
-        (Access::Public, _) => vec![
-            StatusCode::OK,
-            StatusCode::NOT_FOUND, /* /metrics off in tests */
-        ],
+        (Access::Public, _) => vec![ok, StatusCode::NOT_FOUND /* /metrics off in tests */],
         (_, Anonymous | BadToken) => vec![StatusCode::UNAUTHORIZED],
         (Access::Admin, Member) => vec![StatusCode::FORBIDDEN],
         (_, OtherTenantAdmin) if has_id => vec![StatusCode::NOT_FOUND],
-        _ => ok,
+        _ => vec![ok],
     }
+}
+
+/// A registered tenant with an ADMIN and a MEMBER, as the walk of one route needs it.
+struct Fixture {
+    admin: SignedUp,
+    member: SignedUp,
+    member_email: String,
+}
+
+async fn fixture(app: &TestApp, n: usize) -> Fixture {
+    let admin = app
+        .register_tenant(
+            &format!("Walk {n}"),
+            &format!("root{n}@walk.test"),
+            "enterprise",
+        )
+        .await;
+    let member_email = format!("member{n}@walk.test");
+    let body = json!({"email": member_email, "password": PASSWORD, "role": "MEMBER"});
+    let created = app.post("/users", &admin.access, &body.to_string()).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+    let member = sign_in(app, &admin.tenant_id, &member_email).await;
+    Fixture {
+        admin,
+        member,
+        member_email,
+    }
+}
+
+async fn sign_in(app: &TestApp, tenant: &str, email: &str) -> SignedUp {
+    let body = json!({"tenant_id": tenant, "email": email, "password": PASSWORD});
+    let reply = app.post_public("/auth/signin", &body.to_string()).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    SignedUp::from_reply(&reply)
 }
 
 #[tokio::test]
 async fn every_route_answers_every_caller_as_the_policy_says() {
     let app = TestApp::start();
-    let admin = app.token("acme", "root", Role::Admin);
-    let member = app.token("acme", "mia", Role::Member);
-    let other = app.token("globex", "root", Role::Admin);
+    let other = app
+        .register_tenant("Globex", "root@globex.test", "enterprise")
+        .await;
     let mut walked = 0;
-    for rule in POLICY {
+    for (n, rule) in POLICY.iter().enumerate() {
+        let f = fixture(&app, n).await;
         for caller in [
             Caller::Anonymous,
             Caller::BadToken,
@@ -50,38 +88,108 @@ async fn every_route_answers_every_caller_as_the_policy_says() {
             Caller::Admin,
             Caller::OtherTenantAdmin,
         ] {
+            walked += 1;
             // A fresh task per call, assigned to the member, so a DELETE cannot spoil the next.
             let created = app
-                .post("/tasks", &admin, r#"{"title":"walk","assigned_to":"mia"}"#)
+                .post(
+                    "/tasks",
+                    &f.admin.access,
+                    &json!({"title": "walk", "assigned_to": f.member.user_id}).to_string(),
+                )
                 .await;
-            let id = created.body["task_id"]
+            // Once the walk deleted the fixture's tenant (DELETE /tenants/{id} as ADMIN),
+            // nothing more can be created in it; the caller that follows is another tenant's.
+            let task_id = created.body["task_id"]
                 .as_str()
-                .expect("task id")
+                .unwrap_or_default()
                 .to_owned();
+            assert!(
+                created.status == StatusCode::CREATED || rule.path == "/tenants/{id}",
+                "{:?}",
+                created.body
+            );
+            let id = match rule.path {
+                p if p.starts_with("/tenants/") => f.admin.tenant_id.clone(),
+                p if p.starts_with("/users/") => f.member.user_id.clone(),
+                _ => task_id,
+            };
             let path = rule.path.replace("{id}", &id);
             let token = match caller {
                 Caller::Anonymous => None,
                 Caller::BadToken => Some("not-a-token".to_owned()),
-                Caller::Member => Some(member.clone()),
-                Caller::Admin => Some(admin.clone()),
-                Caller::OtherTenantAdmin => Some(other.clone()),
+                Caller::Member => Some(f.member.access.clone()),
+                Caller::Admin => Some(f.admin.access.clone()),
+                Caller::OtherTenantAdmin => Some(other.access.clone()),
             };
-            let body = match rule.method {
-                Method::POST => Some(r#"{"title":"by the walk"}"#),
-                Method::PUT => Some(r#"{"status":"DONE"}"#),
-                _ => None,
+            let unique = format!("{n}-{walked}");
+            let body = match (rule.method.as_str(), rule.path) {
+                ("POST", "/tasks") => Some(json!({"title": "by the walk"})),
+                ("PUT", "/tasks/{id}") => Some(json!({"status": "DONE"})),
+                ("POST", "/tenants") => Some(json!({
+                    "company_name": "Signed up by the walk",
+                    "admin_email": format!("new{unique}@walk.test"),
+                    "admin_password": PASSWORD,
+                })),
+                ("PUT", "/tenants/{id}") => Some(json!({"settings": {"walked": true}})),
+                ("POST", "/users") => Some(json!({
+                    "email": format!("user{unique}@walk.test"),
+                    "password": PASSWORD,
+                })),
+                ("PUT", "/users/{id}") => Some(json!({"role": "MEMBER"})),
+                ("POST", "/users/invitations") => Some(json!({"role": "MEMBER"})),
+                ("POST", "/auth/signup") => {
+                    let inv = app
+                        .post(
+                            "/users/invitations",
+                            &f.admin.access,
+                            r#"{"role":"MEMBER"}"#,
+                        )
+                        .await;
+                    Some(json!({
+                        "tenant_id": f.admin.tenant_id,
+                        "invitation_code": inv.body["code"],
+                        "email": format!("invited{unique}@walk.test"),
+                        "password": PASSWORD,
+                    }))
+                }
+                ("POST", "/auth/signin") => Some(json!({
+                    "tenant_id": f.admin.tenant_id,
+                    "email": f.member_email,
+                    "password": PASSWORD,
+                })),
+                ("POST", "/auth/refresh" | "/auth/signout") => {
+                    let session = sign_in(&app, &f.admin.tenant_id, &f.member_email).await;
+                    Some(json!({"refresh_token": session.refresh}))
+                }
+                (method, path) => {
+                    assert!(
+                        method == "GET" || method == "DELETE",
+                        "the walk has no body for {method} {path}: add one"
+                    );
+                    None
+                }
             };
+            let body = body.map(|b| b.to_string());
             // Reads wait for the task to reach the read model.
-            let fresh = created.token();
-            let headers = [("x-consistency-token", fresh.as_str())];
+            let fresh = created.header("x-consistency-token").unwrap_or_default();
+            let headers: Vec<(&str, &str)> = [("x-consistency-token", fresh)]
+                .into_iter()
+                .filter(|(_, v)| !v.is_empty())
+                .collect();
             let reply = app
-                .send(rule.method.clone(), &path, token.as_deref(), &headers, body)
+                .send(
+                    rule.method.clone(),
+                    &path,
+                    token.as_deref(),
+                    &headers,
+                    body.as_deref(),
+                )
                 .await;
             let allowed = expected(
                 rule.access,
                 caller,
                 rule.path.contains("{id}"),
-                &rule.method,
+                success(&rule.method, rule.path),
             );
             assert!(
                 allowed.contains(&reply.status),
@@ -94,7 +202,6 @@ async fn every_route_answers_every_caller_as_the_policy_says() {
             if reply.status.is_client_error() {
                 reply.problem();
             }
-            walked += 1;
         }
     }
     assert_eq!(walked, POLICY.len() * 5);

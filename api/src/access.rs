@@ -1,0 +1,640 @@
+//! Tenants, users and built-in sign-in (seed 003): `/tenants`, `/users`, `/auth/*`.
+//!
+//! Passwords arrive in request bodies and go nowhere but the argon2 hasher: request bodies
+//! are never logged, and the events hold only the hash.
+
+use crate::app::AppState;
+use crate::auth::Principal;
+use crate::error::{ApiError, Problem};
+use crate::extract::{CONSISTENCY_HEADER, Consistency, JsonBody};
+use crate::tasks::{meta, page_of, wait_fresh};
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use commands::access::tenant_stream;
+use commands::{SignedIn, UserState};
+use domain::tenant::{CompanyName, Settings, Tenant, TenantCommand};
+use domain::user::Email;
+use domain::{Role, TenantId, Tier, UserId, ValidationError};
+use projections::users::{UserView, VIEW as USERS};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::time::Duration;
+
+/// Lifetime of an access token issued at sign-in.
+pub const ACCESS_TTL: Duration = Duration::from_secs(15 * 60);
+
+fn tier(value: &str) -> Result<Tier, ApiError> {
+    Tier::parse(value).ok_or_else(|| {
+        ApiError::validation(ValidationError::new(
+            "tier",
+            format!("must be basic, premium or enterprise, got {value:?}"),
+        ))
+    })
+}
+
+fn role(value: &str) -> Result<Role, ApiError> {
+    Role::parse(value).ok_or_else(|| {
+        ApiError::validation(ValidationError::new(
+            "role",
+            format!("must be ADMIN or MEMBER, got {value:?}"),
+        ))
+    })
+}
+
+fn tenant_id(value: &str) -> Result<TenantId, ApiError> {
+    TenantId::parse(value)
+        .map_err(|e| ApiError::validation(ValidationError::new("tenant_id", e.reason)))
+}
+
+// ------------------------------------------------------------------ tokens
+
+/// Tokens for a signed-in user.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TokenResponse {
+    tenant_id: String,
+    user_id: String,
+    /// ADMIN or MEMBER.
+    role: String,
+    /// Bearer JWT for every other call.
+    access_token: String,
+    token_type: &'static str,
+    /// Seconds until the access token expires.
+    expires_in: u64,
+    /// Opaque; exchange at `/auth/refresh` (rotates) or revoke at `/auth/signout`.
+    refresh_token: String,
+    refresh_expires_at: DateTime<Utc>,
+}
+
+fn tokens(state: &AppState, s: SignedIn) -> Result<TokenResponse, ApiError> {
+    let access_token = state
+        .keys
+        .mint_with_tier(&s.tenant_id, &s.user_id, s.role, s.tier, ACCESS_TTL)
+        .map_err(ApiError::internal)?;
+    Ok(TokenResponse {
+        tenant_id: s.tenant_id.to_string(),
+        user_id: s.user_id.to_string(),
+        role: s.role.as_str().to_owned(),
+        access_token,
+        token_type: "Bearer",
+        expires_in: ACCESS_TTL.as_secs(),
+        refresh_token: s.refresh_token,
+        refresh_expires_at: s.refresh_expires_at,
+    })
+}
+
+fn no_store() -> [(header::HeaderName, HeaderValue); 1] {
+    [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))]
+}
+
+// ------------------------------------------------------------------ tenants
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterTenant {
+    company_name: String,
+    admin_email: String,
+    /// At least 8 characters; stored only as an argon2id hash.
+    admin_password: String,
+    /// basic, premium or enterprise; default basic.
+    #[serde(default)]
+    tier: Option<String>,
+}
+
+#[utoipa::path(post, path = "/tenants", tag = "tenants", request_body = RegisterTenant,
+    responses((status = 201, body = TokenResponse, description = "the tenant, its first ADMIN, and their tokens"),
+        (status = 400, body = Problem), (status = 413, body = Problem), (status = 422, body = Problem)))]
+pub async fn register_tenant(
+    State(state): State<AppState>,
+    body: JsonBody<RegisterTenant>,
+) -> Result<Response, ApiError> {
+    let b = body.value;
+    let company_name = CompanyName::parse(&b.company_name)?;
+    let email = Email::parse(&b.admin_email)
+        .map_err(|e| ApiError::validation(ValidationError::new("admin_email", e.reason)))?;
+    domain::user::check_password(&b.admin_password)
+        .map_err(|e| ApiError::validation(ValidationError::new("admin_password", e.reason)))?;
+    let plan = b.tier.as_deref().map(tier).transpose()?.unwrap_or_default();
+    let signed_in = state
+        .access
+        .register_tenant(company_name, email, b.admin_password, plan)
+        .await?;
+    let location = format!("/tenants/{}", signed_in.tenant_id);
+    let body = tokens(&state, signed_in)?;
+    let mut headers = HeaderMap::new();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        headers.insert(header::LOCATION, v);
+    }
+    Ok((StatusCode::CREATED, headers, Json(body)).into_response())
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TierLimits {
+    max_products: u32,
+    max_orders: u32,
+    max_users: u32,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TierFeatures {
+    advanced_analytics: bool,
+    custom_branding: bool,
+    api_access: bool,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TenantUsage {
+    /// Active (not disabled) users: what `max_users` counts.
+    users: u32,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Tenant)]
+pub struct TenantView {
+    tenant_id: String,
+    company_name: String,
+    admin_email: String,
+    /// basic, premium or enterprise.
+    tier: String,
+    /// active, suspended or deleted.
+    status: String,
+    #[schema(value_type = Object)]
+    settings: Value,
+    limits: TierLimits,
+    features: TierFeatures,
+    usage: TenantUsage,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    version: u64,
+}
+
+fn tenant_view(t: &Tenant, version: u64) -> Result<TenantView, ApiError> {
+    let r = t
+        .registered
+        .as_ref()
+        .ok_or_else(|| ApiError::NotFound("no such tenant".into()))?;
+    let limits = t.limits();
+    let features = t.tier.features();
+    Ok(TenantView {
+        tenant_id: r.tenant_id.clone(),
+        company_name: t
+            .company_name
+            .as_ref()
+            .map_or_else(String::new, |n| n.as_str().to_owned()),
+        admin_email: r.admin_email.clone(),
+        tier: t.tier.as_str().to_owned(),
+        status: t.status.as_str().to_owned(),
+        settings: t.settings.as_value().clone(),
+        limits: TierLimits {
+            max_products: limits.max_products,
+            max_orders: limits.max_orders,
+            max_users: limits.max_users,
+        },
+        features: TierFeatures {
+            advanced_analytics: features.advanced_analytics,
+            custom_branding: features.custom_branding,
+            api_access: features.api_access,
+        },
+        usage: TenantUsage {
+            users: u32::try_from(t.seats.len()).unwrap_or(u32::MAX),
+        },
+        created_at: r.registered_at,
+        updated_at: t.updated_at.unwrap_or(r.registered_at),
+        version,
+    })
+}
+
+/// The caller's own tenant; any other id is 404, whether it exists or not.
+fn own_tenant(p: &Principal, id: &str) -> Result<TenantId, ApiError> {
+    if id != p.tenant_id.as_str() {
+        return Err(ApiError::NotFound("no such tenant".into()));
+    }
+    Ok(p.tenant_id.clone())
+}
+
+fn etag(version: u64) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{version}\"")) {
+        headers.insert(header::ETAG, v);
+    }
+    headers
+}
+
+#[utoipa::path(get, path = "/tenants/{id}", tag = "tenants", params(("id" = String, Path)),
+    responses((status = 200, body = TenantView), (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn get_tenant(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let tenant = own_tenant(&principal, &id)?;
+    let (t, version) = state.access.tenant(&tenant).await?;
+    Ok((etag(version), Json(tenant_view(&t, version)?)).into_response())
+}
+
+/// Absent fields stay as they are.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateTenant {
+    #[serde(default)]
+    company_name: Option<String>,
+    /// A JSON object, replacing the current settings.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    settings: Option<Value>,
+    /// basic, premium or enterprise; a downgrade below the users in use is refused.
+    #[serde(default)]
+    tier: Option<String>,
+}
+
+#[utoipa::path(put, path = "/tenants/{id}", tag = "tenants", request_body = UpdateTenant,
+    params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
+    responses((status = 200, body = TenantView), (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 404, body = Problem), (status = 412, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn update_tenant(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    crate::extract::IfMatch(if_match): crate::extract::IfMatch,
+    body: JsonBody<UpdateTenant>,
+) -> Result<Response, ApiError> {
+    let tenant = own_tenant(&principal, &id)?;
+    let b = body.value;
+    if b.company_name.is_none() && b.settings.is_none() && b.tier.is_none() {
+        return Err(ApiError::Validation {
+            field: "body".into(),
+            detail: "send at least one of company_name, settings, tier".into(),
+        });
+    }
+    let command = TenantCommand::Update {
+        company_name: b
+            .company_name
+            .as_deref()
+            .map(CompanyName::parse)
+            .transpose()?,
+        settings: b.settings.map(Settings::parse).transpose()?,
+        tier: b.tier.as_deref().map(tier).transpose()?,
+    };
+    let done = state
+        .commands
+        .execute::<Tenant>(
+            &meta(&principal, None),
+            &tenant_stream(&tenant),
+            &command,
+            if_match,
+        )
+        .await?;
+    state.tenants.remember(&tenant, &done.state);
+    Ok((
+        etag(done.version),
+        Json(tenant_view(&done.state, done.version)?),
+    )
+        .into_response())
+}
+
+#[utoipa::path(delete, path = "/tenants/{id}", tag = "tenants", params(("id" = String, Path)),
+    responses((status = 204, description = "deleted (soft): the events stay; every later call with the tenant's tokens is 403"),
+        (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn delete_tenant(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let tenant = own_tenant(&principal, &id)?;
+    let done = state
+        .commands
+        .execute::<Tenant>(
+            &meta(&principal, None),
+            &tenant_stream(&tenant),
+            &TenantCommand::Delete,
+            None,
+        )
+        .await?;
+    state.tenants.remember(&tenant, &done.state);
+    tracing::warn!(tenant_id = %tenant, user_id = %principal.actor.user_id, "tenant deleted");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+// ------------------------------------------------------------------ users
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    email: String,
+    /// At least 8 characters; stored only as an argon2id hash.
+    password: String,
+    /// ADMIN or MEMBER; default MEMBER.
+    #[serde(default)]
+    role: Option<String>,
+}
+
+fn user_view(p: &Principal, done: &UserState) -> Result<UserView, ApiError> {
+    UserView::from_state(p.tenant_id.as_str(), &done.user, done.version)
+        .ok_or_else(|| ApiError::internal("a user command left no user to show"))
+}
+
+fn user_headers(done: &UserState) -> HeaderMap {
+    let mut headers = etag(done.version);
+    if let Some(token) = &done.token
+        && let Ok(v) = HeaderValue::from_str(&token.to_string())
+    {
+        headers.insert(CONSISTENCY_HEADER, v);
+    }
+    headers
+}
+
+#[utoipa::path(post, path = "/users", tag = "users", request_body = CreateUser,
+    responses((status = 201, body = UserView, description = "created; X-Consistency-Token header"),
+        (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem, description = "not ADMIN, or the tier's max_users is reached"),
+        (status = 409, body = Problem, description = "the email is already registered"), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn create_user(
+    State(state): State<AppState>,
+    principal: Principal,
+    body: JsonBody<CreateUser>,
+) -> Result<Response, ApiError> {
+    let b = body.value;
+    let email = Email::parse(&b.email)?;
+    domain::user::check_password(&b.password)?;
+    let role = b
+        .role
+        .as_deref()
+        .map(role)
+        .transpose()?
+        .unwrap_or(Role::Member);
+    let done = state
+        .access
+        .register_user(&meta(&principal, None), email, b.password, role)
+        .await?;
+    let view = user_view(&principal, &done)?;
+    let mut headers = user_headers(&done);
+    if let Ok(v) = HeaderValue::from_str(&format!("/users/{}", view.user_id)) {
+        headers.insert(header::LOCATION, v);
+    }
+    Ok((StatusCode::CREATED, headers, Json(view)).into_response())
+}
+
+/// Absent fields stay as they are.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUser {
+    /// ADMIN or MEMBER.
+    #[serde(default)]
+    role: Option<String>,
+    /// A disabled user cannot sign in, and frees a seat.
+    #[serde(default)]
+    disabled: Option<bool>,
+}
+
+fn user_id(id: &str) -> Result<UserId, ApiError> {
+    UserId::parse(id).map_err(|_| ApiError::NotFound("no such user".into()))
+}
+
+#[utoipa::path(put, path = "/users/{id}", tag = "users", request_body = UpdateUser, params(("id" = String, Path)),
+    responses((status = 200, body = UserView), (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 404, body = Problem), (status = 409, body = Problem, description = "an ADMIN demoting or disabling themselves"),
+        (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn update_user(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    body: JsonBody<UpdateUser>,
+) -> Result<Response, ApiError> {
+    let user = user_id(&id)?;
+    let b = body.value;
+    if b.role.is_none() && b.disabled.is_none() {
+        return Err(ApiError::Validation {
+            field: "body".into(),
+            detail: "send at least one of role, disabled".into(),
+        });
+    }
+    let role = b.role.as_deref().map(role).transpose()?;
+    let done = state
+        .access
+        .update_user(&meta(&principal, None), &user, role, b.disabled)
+        .await?;
+    let view = user_view(&principal, &done)?;
+    Ok((StatusCode::OK, user_headers(&done), Json(view)).into_response())
+}
+
+#[utoipa::path(get, path = "/users/{id}", tag = "users",
+    params(("id" = String, Path), ("X-Consistency-Token" = Option<String>, Header)),
+    responses((status = 200, body = UserView), (status = 401, body = Problem), (status = 404, body = Problem),
+        (status = 503, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn get_user(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    Consistency(token): Consistency,
+) -> Result<Json<UserView>, ApiError> {
+    user_id(&id)?;
+    wait_fresh(&state, &principal, token).await?;
+    let row = state
+        .views
+        .get(USERS, &principal.tenant_id, &id)
+        .await?
+        .and_then(|r| r.doc)
+        .ok_or_else(|| ApiError::NotFound("no such user".into()))?;
+    Ok(Json(
+        serde_json::from_value(row).map_err(ApiError::internal)?,
+    ))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UserListParams {
+    /// ADMIN or MEMBER.
+    role: Option<String>,
+    /// 1 to 100, default 50.
+    limit: Option<String>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct UserPage {
+    items: Vec<UserView>,
+    next_cursor: Option<String>,
+}
+
+#[utoipa::path(get, path = "/users", tag = "users",
+    params(UserListParams, ("X-Consistency-Token" = Option<String>, Header)),
+    responses((status = 200, body = UserPage), (status = 401, body = Problem), (status = 422, body = Problem),
+        (status = 503, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn list_users(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(params): Query<UserListParams>,
+    Consistency(token): Consistency,
+) -> Result<Json<UserPage>, ApiError> {
+    let mut filters = Vec::new();
+    if let Some(r) = params.role {
+        filters.push(("role".to_owned(), role(&r)?.as_str().to_owned()));
+    }
+    let (items, next_cursor) = page_of(
+        &state,
+        &principal,
+        USERS,
+        filters,
+        params.limit,
+        params.cursor,
+        token,
+    )
+    .await?;
+    Ok(Json(UserPage { items, next_cursor }))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateInvitation {
+    /// ADMIN or MEMBER; default MEMBER.
+    #[serde(default)]
+    role: Option<String>,
+    /// When given, only this address may accept.
+    #[serde(default)]
+    email: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct InvitationView {
+    invitation_id: String,
+    /// Shown once: pass it to `/auth/signup` with the tenant id. Single use.
+    code: String,
+    tenant_id: String,
+    role: String,
+    email: Option<String>,
+    expires_at: DateTime<Utc>,
+}
+
+#[utoipa::path(post, path = "/users/invitations", tag = "users", request_body = CreateInvitation,
+    responses((status = 201, body = InvitationView), (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn create_invitation(
+    State(state): State<AppState>,
+    principal: Principal,
+    body: JsonBody<CreateInvitation>,
+) -> Result<Response, ApiError> {
+    let b = body.value;
+    let role = b
+        .role
+        .as_deref()
+        .map(role)
+        .transpose()?
+        .unwrap_or(Role::Member);
+    let email = b.email.as_deref().map(Email::parse).transpose()?;
+    let issued = state
+        .access
+        .issue_invitation(&meta(&principal, None), role, email)
+        .await?;
+    let view = InvitationView {
+        invitation_id: issued.invitation_id,
+        code: issued.code,
+        tenant_id: principal.tenant_id.to_string(),
+        role: issued.role.as_str().to_owned(),
+        email: issued.email.map(|e| e.as_str().to_owned()),
+        expires_at: issued.expires_at,
+    };
+    Ok((StatusCode::CREATED, no_store(), Json(view)).into_response())
+}
+
+// ------------------------------------------------------------------ auth
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignIn {
+    tenant_id: String,
+    email: String,
+    password: String,
+}
+
+#[utoipa::path(post, path = "/auth/signin", tag = "auth", request_body = SignIn,
+    responses((status = 200, body = TokenResponse), (status = 400, body = Problem),
+        (status = 401, body = Problem, description = "the same answer for an unknown email and a wrong password"),
+        (status = 403, body = Problem, description = "the tenant is suspended or deleted"), (status = 422, body = Problem)))]
+pub async fn sign_in(
+    State(state): State<AppState>,
+    body: JsonBody<SignIn>,
+) -> Result<Response, ApiError> {
+    let b = body.value;
+    let tenant = tenant_id(&b.tenant_id)?;
+    // A malformed address cannot match: the same answer as a wrong password.
+    let Ok(email) = Email::parse(&b.email) else {
+        return Err(commands::AccessError::BadCredentials.into());
+    };
+    let signed_in = state.access.sign_in(&tenant, &email, b.password).await?;
+    Ok((no_store(), Json(tokens(&state, signed_in)?)).into_response())
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignUp {
+    tenant_id: String,
+    /// The code an ADMIN issued at `POST /users/invitations`.
+    invitation_code: String,
+    email: String,
+    password: String,
+}
+
+#[utoipa::path(post, path = "/auth/signup", tag = "auth", request_body = SignUp,
+    responses((status = 201, body = TokenResponse), (status = 400, body = Problem),
+        (status = 403, body = Problem, description = "max_users reached, or the tenant is suspended or deleted"),
+        (status = 409, body = Problem), (status = 422, body = Problem, description = "invalid input or invitation code")))]
+pub async fn sign_up(
+    State(state): State<AppState>,
+    body: JsonBody<SignUp>,
+) -> Result<Response, ApiError> {
+    let b = body.value;
+    let tenant = tenant_id(&b.tenant_id)?;
+    let email = Email::parse(&b.email)?;
+    domain::user::check_password(&b.password)?;
+    let signed_in = state
+        .access
+        .signup(&tenant, &b.invitation_code, email, b.password)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        no_store(),
+        Json(tokens(&state, signed_in)?),
+    )
+        .into_response())
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    refresh_token: String,
+}
+
+#[utoipa::path(post, path = "/auth/refresh", tag = "auth", request_body = RefreshRequest,
+    responses((status = 200, body = TokenResponse, description = "new tokens; the presented refresh token is retired"),
+        (status = 401, body = Problem, description = "unknown, expired or revoked; a retired token revokes its whole family"),
+        (status = 403, body = Problem)))]
+pub async fn refresh(
+    State(state): State<AppState>,
+    body: JsonBody<RefreshRequest>,
+) -> Result<Response, ApiError> {
+    let signed_in = state.access.refresh(&body.value.refresh_token).await?;
+    Ok((no_store(), Json(tokens(&state, signed_in)?)).into_response())
+}
+
+#[utoipa::path(post, path = "/auth/signout", tag = "auth", request_body = RefreshRequest,
+    responses((status = 204, description = "the refresh token's family is revoked (also answered for unknown tokens)"),
+        (status = 400, body = Problem)))]
+pub async fn sign_out(
+    State(state): State<AppState>,
+    body: JsonBody<RefreshRequest>,
+) -> Result<Response, ApiError> {
+    state.access.sign_out(&body.value.refresh_token).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
