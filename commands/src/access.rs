@@ -19,8 +19,8 @@ use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
 use domain::tenant::{CompanyName, Tenant, TenantCommand, TenantError};
 use domain::user::{
-    Email, EmailReservation, Invitation, InvitationCommand, InvitationError, Presented, Session,
-    SessionCommand, User, UserCommand, UserError, digest,
+    Credential, Email, EmailReservation, Invitation, InvitationCommand, InvitationError, Presented,
+    Session, SessionCommand, User, UserCommand, UserError, digest,
 };
 use domain::{
     Actor, Aggregate, CommandContext, ConsistencyToken, DomainEvent, EventEnvelope, Role, StreamId,
@@ -132,6 +132,10 @@ pub fn tenant_stream(tenant: &TenantId) -> StreamId {
 
 pub fn user_stream(user: &UserId) -> StreamId {
     StreamId::for_aggregate(User::KIND, user)
+}
+
+fn credential_stream(user: &UserId) -> StreamId {
+    StreamId::for_aggregate(Credential::KIND, user)
 }
 
 fn email_stream(email: &Email) -> StreamId {
@@ -339,17 +343,18 @@ impl AccessService {
                 user_id: user_id.clone(),
                 email: admin_email.clone(),
                 role: Role::Admin,
-                password_hash,
             },
             &ctx,
         )?;
         let email_events = decide(&EmailReservation::default(), &user_id, &ctx)?;
+        let credential_events = decide(&Credential::default(), &password_hash, &ctx)?;
         let (session, session_write, refresh, expires) =
             self.new_session(&tenant, &user_id, &ctx)?;
         let streams = vec![
             write::<Tenant>(tenant_stream(&tenant), 0, &tenant_events),
             write::<User>(user_stream(&user_id), 0, &user_events),
             write::<EmailReservation>(email_stream(&admin_email), 0, &email_events),
+            write::<Credential>(credential_stream(&user_id), 0, &credential_events),
             session_write,
         ];
         self.append(&tenant, &actor, streams)
@@ -405,20 +410,20 @@ impl AccessService {
             user_id: user_id.clone(),
             email: email.clone(),
             role,
-            password_hash,
         };
         self.add_user(
             &meta.tenant_id,
             &meta.actor,
             &user_id,
             &email,
-            &command,
+            (&command, &password_hash),
             vec![],
         )
         .await
     }
 
-    /// Writes a new user with its seat and email reservation, plus `extra` streams; retries
+    /// Writes a new user with its credential, seat and email reservation, plus `extra`
+    /// streams; retries
     /// when only the tenant stream moved (another seat taken or released meanwhile).
     async fn add_user(
         &self,
@@ -426,7 +431,7 @@ impl AccessService {
         actor: &Actor,
         user_id: &UserId,
         email: &Email,
-        command: &UserCommand,
+        (command, password_hash): (&UserCommand, &String),
         extra: Vec<StreamWrite>,
     ) -> Result<UserState, AccessError> {
         let t_stream = tenant_stream(tenant);
@@ -443,9 +448,11 @@ impl AccessService {
             let mut user = User::default();
             let user_events = decide(&user, command, &ctx)?;
             let email_events = decide(&EmailReservation::default(), user_id, &ctx)?;
+            let credential_events = decide(&Credential::default(), password_hash, &ctx)?;
             let mut streams = vec![
                 write::<User>(user_stream(user_id), 0, &user_events),
                 write::<EmailReservation>(email_stream(email), 0, &email_events),
+                write::<Credential>(credential_stream(user_id), 0, &credential_events),
                 write::<Tenant>(t_stream.clone(), t_version, &seat),
             ];
             streams.extend(extra.iter().cloned());
@@ -631,15 +638,21 @@ impl AccessService {
             user_id: user_id.clone(),
             email: email.clone(),
             role: issued.role,
-            password_hash,
         };
         let (_, session_write, refresh, expires) = self.new_session(tenant, &user_id, &ctx)?;
         let extra = vec![
             write::<Invitation>(stream, version, &accepted),
             session_write,
         ];
-        self.add_user(tenant, &actor, &user_id, &email, &command, extra)
-            .await?;
+        self.add_user(
+            tenant,
+            &actor,
+            &user_id,
+            &email,
+            (&command, &password_hash),
+            extra,
+        )
+        .await?;
         let (t, _) = self.tenant(tenant).await?;
         Ok(SignedIn {
             tenant_id: tenant.clone(),
@@ -662,14 +675,17 @@ impl AccessService {
         let (reservation, _) = self
             .load::<EmailReservation>(tenant, &email_stream(email))
             .await?;
-        let user = match &reservation.user_id {
-            Some(id) => Some(self.load::<User>(tenant, &user_stream(id)).await?.0),
-            None => None,
+        let (user, credential) = match &reservation.user_id {
+            Some(id) => (
+                Some(self.load::<User>(tenant, &user_stream(id)).await?.0),
+                self.load::<Credential>(tenant, &credential_stream(id))
+                    .await?
+                    .0
+                    .password_hash,
+            ),
+            None => (None, None),
         };
-        let phc = user
-            .as_ref()
-            .and_then(|u| u.registered.as_ref())
-            .map_or_else(|| decoy_hash().to_owned(), |r| r.password_hash.clone());
+        let phc = credential.unwrap_or_else(|| decoy_hash().to_owned());
         let matches = blocking(move || verify_password(&password, &phc)).await?;
         let user = user.filter(|u| matches && !u.disabled && u.registered.is_some());
         let (Some(user), Some(user_id)) = (user, reservation.user_id) else {

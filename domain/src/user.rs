@@ -3,7 +3,9 @@
 //! session (one family of rotated tokens).
 //!
 //! Secrets never enter an event in clear: a password appears only as its argon2 hash, and
-//! invitation codes and refresh tokens only as SHA-256 digests.
+//! invitation codes and refresh tokens only as SHA-256 digests. Even those live in private
+//! streams (`credential`, `session`, `invitation`; see `is_private`) that are never
+//! published to the event bus or the analytics stream.
 
 use crate::aggregate::{Aggregate, CommandContext, Role};
 use crate::ids::{UserId, ValidationError};
@@ -101,8 +103,6 @@ pub enum UserCommand {
         user_id: UserId,
         email: Email,
         role: Role,
-        /// argon2 PHC string.
-        password_hash: String,
     },
     /// Changes what is given; the acting ADMIN may not demote or disable themselves, so a
     /// tenant cannot lock its last administrator out by accident.
@@ -117,7 +117,6 @@ pub struct UserRegistered {
     pub user_id: UserId,
     pub email: Email,
     pub role: Role,
-    pub password_hash: String,
     pub registered_at: DateTime<Utc>,
 }
 
@@ -173,7 +172,6 @@ impl Aggregate for User {
                 user_id,
                 email,
                 role,
-                password_hash,
             } => {
                 if self.registered.is_some() {
                     return Err(UserError::AlreadyExists);
@@ -182,7 +180,6 @@ impl Aggregate for User {
                     user_id: user_id.clone(),
                     email: email.clone(),
                     role: *role,
-                    password_hash: password_hash.clone(),
                     registered_at: ctx.now,
                 })])
             }
@@ -238,6 +235,56 @@ impl Aggregate for User {
                 self.updated_at = Some(e.at);
             }
         }
+    }
+}
+
+// ---------------------------------------------------------------- credential
+
+/// Stream kinds that hold secrets (hashed) and are never published outside the store.
+pub const PRIVATE_KINDS: &[&str] = &[Credential::KIND, Session::KIND, Invitation::KIND];
+
+/// True for a stream the relay must not publish.
+pub fn is_private(stream: &crate::ids::StreamId) -> bool {
+    PRIVATE_KINDS.contains(&stream.kind())
+}
+
+/// `credential-<user id>`: the user's password, as an argon2id PHC string.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Credential {
+    pub password_hash: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasswordSet {
+    pub password_hash: String,
+    pub set_at: DateTime<Utc>,
+}
+
+crate::domain_events!(CredentialEvent, "credential" {
+    PasswordSet(PasswordSet) = "PasswordSet",
+});
+
+impl Aggregate for Credential {
+    const KIND: &'static str = "credential";
+    /// The new password's argon2id hash.
+    type Command = String;
+    type Event = CredentialEvent;
+    type Error = std::convert::Infallible;
+
+    fn decide(
+        &self,
+        password_hash: &String,
+        ctx: &CommandContext,
+    ) -> Result<Vec<CredentialEvent>, Self::Error> {
+        Ok(vec![CredentialEvent::PasswordSet(PasswordSet {
+            password_hash: password_hash.clone(),
+            set_at: ctx.now,
+        })])
+    }
+
+    fn apply(&mut self, event: &CredentialEvent) {
+        let CredentialEvent::PasswordSet(e) = event;
+        self.password_hash = Some(e.password_hash.clone());
     }
 }
 
@@ -595,7 +642,6 @@ mod tests {
             user_id: UserId::parse(id).unwrap(),
             email: Email::parse("X@Acme.test").unwrap(),
             role: Role::Admin,
-            password_hash: "$argon2id$...".into(),
             registered_at: Utc::now(),
         }));
         u
@@ -641,15 +687,22 @@ mod tests {
     }
 
     #[test]
-    fn a_password_hash_is_all_an_event_holds_of_a_password() {
+    fn secrets_live_in_private_streams_only() {
         let u = user("root");
         let e = UserEvent::Registered(u.registered.clone().unwrap());
         let payload = e.to_payload();
-        assert_eq!(payload["password_hash"], "$argon2id$...");
+        assert!(payload.get("password_hash").is_none(), "{payload}");
         assert_eq!(
             UserEvent::from_stored("UserRegistered", 1, &payload).unwrap(),
             e
         );
+        let id = |s: &str| crate::ids::StreamId::parse(s).unwrap();
+        for private in ["credential-u1", "session-abc", "invitation-abc"] {
+            assert!(is_private(&id(private)), "{private}");
+        }
+        for public in ["user-u1", "tenant-t", "task-x", "email-abc"] {
+            assert!(!is_private(&id(public)), "{public}");
+        }
     }
 
     #[test]

@@ -65,6 +65,7 @@ impl Relay {
                 envelope_from_item(&item).map_err(|e| ReadModelError::Backend(e.to_string()))
             })
             .collect::<Result<Vec<EventEnvelope>, _>>()?;
+        let events = publishable(events);
         self.eventbridge.publish(&events).await?;
         self.kinesis.publish(&events).await?;
         Ok(events.len())
@@ -236,6 +237,7 @@ impl Relay {
                     envelope_from_item(&item).map_err(|e| ReadModelError::Backend(e.to_string()))
                 })
                 .collect::<Result<Vec<EventEnvelope>, _>>()?;
+            let events = publishable(events);
             if !events.is_empty() {
                 self.eventbridge.publish(&events).await?;
                 self.kinesis.publish(&events).await?;
@@ -259,4 +261,11 @@ impl Relay {
         }
         Ok(published)
     }
+}
+
+/// The events that leave the store: all but those of private streams (credentials,
+/// sessions, invitations), which hold hashed secrets no consumer needs.
+fn publishable(mut events: Vec<EventEnvelope>) -> Vec<EventEnvelope> {
+    events.retain(|e| !domain::user::is_private(&e.stream_id));
+    events
 }

@@ -608,6 +608,11 @@ async fn passwords_appear_in_no_event_in_clear() {
         );
         if let Some(Value::String(h)) = e.payload.get("password_hash") {
             assert!(h.starts_with("$argon2id$"), "{h}");
+            assert!(
+                domain::user::is_private(&e.stream_id),
+                "a hash outside a private stream: {}",
+                e.stream_id
+            );
             hashes += 1;
         }
     }

@@ -290,4 +290,96 @@ async fn serve_relay_and_two_projectors_converge_to_the_embedded_result() {
         .await
         .expect("get");
     assert_eq!(peek.status, 404);
+
+    access_on_aws(&http, &server).await;
+}
+
+/// Sign-up, users, sign-in and tenant deletion on the AWS backend: the multi-stream
+/// appends run as DynamoDB transactions, and the users view fills through the relay and
+/// the SQS projectors.
+async fn access_on_aws(http: &Http, server: &Server) {
+    let post = |path: &str, token: &str, body: Value| {
+        let url = server.url(path);
+        let token = token.to_owned();
+        async move {
+            http.send("POST", &url, &token, &[], Some(body.to_string()))
+                .await
+                .expect("POST")
+        }
+    };
+    let signup = post(
+        "/tenants",
+        "",
+        json!({"company_name": "Initech", "admin_email": "root@initech.test",
+               "admin_password": chronicle_tests::PASSWORD, "tier": "basic"}),
+    )
+    .await;
+    assert_eq!(signup.status, 201, "{:?}", signup.body);
+    let tenant = signup.body["tenant_id"]
+        .as_str()
+        .expect("tenant")
+        .to_owned();
+    let admin = signup.body["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let user = json!({"email": "ann@initech.test", "password": chronicle_tests::PASSWORD});
+    let ann = post("/users", &admin, user.clone()).await;
+    assert_eq!(ann.status, 201, "{:?}", ann.body);
+    let again = post("/users", &admin, user).await;
+    assert_eq!(again.status, 409, "a second ann: {:?}", again.body);
+
+    let users = http
+        .send(
+            "GET",
+            &server.url("/users"),
+            &admin,
+            &[("x-consistency-token", &consistency(&ann))],
+            None,
+        )
+        .await
+        .expect("GET /users");
+    assert_eq!(users.status, 200, "{:?}", users.body);
+    let emails: Vec<&str> = users.body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|u| u["email"].as_str())
+        .collect();
+    assert_eq!(emails.len(), 2, "{emails:?}");
+    assert!(emails.contains(&"ann@initech.test") && emails.contains(&"root@initech.test"));
+
+    let signin = post(
+        "/auth/signin",
+        "",
+        json!({"tenant_id": tenant, "email": "ann@initech.test", "password": chronicle_tests::PASSWORD}),
+    )
+    .await;
+    assert_eq!(signin.status, 200, "{:?}", signin.body);
+    let first = signin.body["refresh_token"]
+        .as_str()
+        .expect("refresh")
+        .to_owned();
+    let rotated = post("/auth/refresh", "", json!({"refresh_token": first})).await;
+    assert_eq!(rotated.status, 200, "{:?}", rotated.body);
+    let reuse = post("/auth/refresh", "", json!({"refresh_token": first})).await;
+    assert_eq!(reuse.status, 401);
+
+    let gone = http
+        .send(
+            "DELETE",
+            &server.url(&format!("/tenants/{tenant}")),
+            &admin,
+            &[],
+            None,
+        )
+        .await
+        .expect("DELETE");
+    assert_eq!(gone.status, 204, "{:?}", gone.body);
+    let after = http
+        .send("GET", &server.url("/tasks"), &admin, &[], None)
+        .await
+        .expect("GET");
+    assert_eq!(after.status, 403);
+    assert_eq!(after.body["type"], "urn:chronicle:problem:tenant-deleted");
 }

@@ -108,28 +108,47 @@ async fn relay_publishes_each_event_once_across_restarts_and_poison_reaches_the_
         0,
         "a restart resumes at its checkpoint"
     );
+    // With it, in the same append, an event of a private stream (a password hash): it is
+    // stored but never published.
+    let credential = StreamId::for_aggregate("credential", Uuid::now_v7());
     store
         .append(request(
             &t,
-            vec![write(
-                &good_stream,
-                ExpectedVersion::Exact(1),
-                vec![event(
-                    "TaskUpdated",
-                    json!({"title": "finer", "updated_at": "2026-01-02T00:00:00Z"}),
-                )],
-            )],
+            vec![
+                write(
+                    &good_stream,
+                    ExpectedVersion::Exact(1),
+                    vec![event(
+                        "TaskUpdated",
+                        json!({"title": "finer", "updated_at": "2026-01-02T00:00:00Z"}),
+                    )],
+                ),
+                write(
+                    &credential,
+                    ExpectedVersion::NoStream,
+                    vec![event(
+                        "PasswordSet",
+                        json!({"password_hash": "$argon2id$v=19$secret", "set_at": "2026-01-02T00:00:00Z"}),
+                    )],
+                ),
+            ],
         ))
         .await
         .expect("update");
     assert_eq!(
         Relay::new(&aws).pump().await.expect("new event"),
         1,
-        "exactly the new event"
+        "exactly the new public event"
     );
 
     let records = kinesis_records(&aws).await;
-    assert_eq!(records.len(), 3, "each event once on Kinesis");
+    assert_eq!(records.len(), 3, "each public event once on Kinesis");
+    assert!(
+        records
+            .iter()
+            .all(|(_, body)| !body.to_string().contains("argon2")),
+        "no private stream published: {records:?}"
+    );
     assert!(records.iter().all(
         |(key, body)| *key == format!("{t}#{}", body["stream_id"].as_str().unwrap_or_default())
     ));
