@@ -359,7 +359,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, data_dir = %args.data_dir.display(), "chronicle listening on http://{addr}");
     tracing::info!(
-        "get a token: cargo run --release -- token --tenant demo --user alice --role ADMIN --data-dir {}",
+        "sign up: POST http://{addr}/tenants with company_name, admin_email, admin_password; \
+         or mint a token: cargo run --release -- token --tenant demo --user alice --role ADMIN --data-dir {}",
         args.data_dir.display()
     );
     api::serve(listener, state, shutdown_signal()).await?;

@@ -690,6 +690,7 @@ impl AccessService {
         let user = user.filter(|u| matches && !u.disabled && u.registered.is_some());
         let (Some(user), Some(user_id)) = (user, reservation.user_id) else {
             tracing::info!(tenant_id = %tenant, "sign-in refused");
+            auth_metric("signin", "refused");
             return Err(AccessError::BadCredentials);
         };
         let (t, _) = self.tenant(tenant).await?;
@@ -704,6 +705,7 @@ impl AccessService {
         self.append(tenant, &actor, vec![session_write])
             .await
             .map_err(AccessError::Store)?;
+        auth_metric("signin", "ok");
         Ok(SignedIn {
             tenant_id: tenant.clone(),
             user_id,
@@ -729,9 +731,13 @@ impl AccessService {
         };
         let ctx = self.ctx(&system);
         match session.recognise(&presented, ctx.now) {
-            Presented::Invalid => return Err(AccessError::BadRefreshToken),
+            Presented::Invalid => {
+                auth_metric("refresh", "refused");
+                return Err(AccessError::BadRefreshToken);
+            }
             Presented::Reused => {
                 tracing::warn!(tenant_id = %tenant, session = %stream, user_id = %user_id, "refresh token reused; revoking its family");
+                auth_metric("refresh", "reused");
                 self.revoke(&tenant, &stream, &system, "refresh token reused")
                     .await?;
                 return Err(AccessError::BadRefreshToken);
@@ -772,6 +778,7 @@ impl AccessService {
             Err(StoreError::Conflict { .. }) => return Err(AccessError::BadRefreshToken),
             Err(e) => return Err(AccessError::Store(e)),
         }
+        auth_metric("refresh", "ok");
         Ok(SignedIn {
             tenant_id: tenant,
             user_id,
@@ -837,6 +844,12 @@ impl AccessService {
         }
         Err(AccessError::Contended(ATTEMPTS))
     }
+}
+
+/// Counts sign-in and refresh outcomes for `/metrics` (`chronicle_auth_total`).
+fn auth_metric(action: &'static str, outcome: &'static str) {
+    metrics::counter!("chronicle_auth_total", "action" => action, "outcome" => outcome)
+        .increment(1);
 }
 
 fn token_of(e: &EventEnvelope) -> ConsistencyToken {

@@ -72,3 +72,24 @@ async fn a_tenant_over_its_tier_limit_gets_429_and_others_go_on() {
         "public routes are not limited"
     );
 }
+
+#[tokio::test]
+async fn a_registered_tenants_limit_follows_its_tier_not_the_tokens_claim() {
+    let app = TestApp::start_with_limits("basic=2,premium=50,enterprise=100");
+    let acme = app.register_tenant("Acme", "root@acme.test", "basic").await;
+    // A token that claims enterprise for a basic tenant still gets the basic limit.
+    let claims_more = token(&app, &acme.tenant_id, Tier::Enterprise);
+    let first = app.get("/tasks", &claims_more, None).await;
+    assert_eq!(first.header("ratelimit-limit"), Some("2"), "{first:?}");
+    // An upgrade takes effect on the next request, with the same token.
+    let up = app
+        .put(
+            &format!("/tenants/{}", acme.tenant_id),
+            &acme.access,
+            r#"{"tier":"enterprise"}"#,
+        )
+        .await;
+    assert_eq!(up.status, StatusCode::OK, "{:?}", up.body);
+    let after = app.get("/tasks", &acme.access, None).await;
+    assert_eq!(after.header("ratelimit-limit"), Some("100"), "{after:?}");
+}
