@@ -54,6 +54,11 @@ enum Bench {
         #[arg(long, env = "CHRONICLE_JWT_SECRET")]
         jwt_secret: Option<String>,
     },
+    /// Sign-in latency by outcome (correct, wrong password, unknown email), in process.
+    Signin {
+        #[arg(long, default_value_t = 50)]
+        rounds: usize,
+    },
     /// The AWS backend on the emulator (AWS_ENDPOINT_URL): requests per command and lag.
     Aws {
         /// Tasks created (each then updated once).
@@ -78,10 +83,12 @@ async fn main() -> anyhow::Result<()> {
             jwt_secret,
         } => http(connections, Duration::from_secs(seconds), url, jwt_secret).await,
         Bench::Aws { tasks } => aws::run(tasks).await,
+        Bench::Signin { rounds } => signin::run(rounds).await,
     }
 }
 
 mod aws;
+mod signin;
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
