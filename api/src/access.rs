@@ -6,7 +6,7 @@
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiError, Problem};
-use crate::extract::{CONSISTENCY_HEADER, Consistency, JsonBody};
+use crate::extract::{CONSISTENCY_HEADER, Consistency, IdempotencyKey, JsonBody};
 use crate::tasks::{meta, page_of, wait_fresh};
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -351,6 +351,7 @@ fn user_headers(done: &UserState) -> HeaderMap {
 }
 
 #[utoipa::path(post, path = "/users", tag = "users", request_body = CreateUser,
+    params(("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key, email and role answers the first result")),
     responses((status = 201, body = UserView, description = "created; X-Consistency-Token header"),
         (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem, description = "not ADMIN, or the tier's max_users is reached"),
         (status = 409, body = Problem, description = "the email is already registered"), (status = 422, body = Problem)),
@@ -358,6 +359,7 @@ fn user_headers(done: &UserState) -> HeaderMap {
 pub async fn create_user(
     State(state): State<AppState>,
     principal: Principal,
+    idempotency: IdempotencyKey,
     body: JsonBody<CreateUser>,
 ) -> Result<Response, ApiError> {
     let b = body.value;
@@ -369,9 +371,17 @@ pub async fn create_user(
         .map(role)
         .transpose()?
         .unwrap_or(Role::Member);
+    // The request is identified by email and role: the password must not be part of a
+    // fast hash kept in the store.
+    let identity = format!("{}\n{}", email.as_str(), role.as_str());
+    let idem = idempotency.with_request(
+        "POST /users",
+        principal.actor.user_id.as_str(),
+        identity.as_bytes(),
+    );
     let done = state
         .access
-        .register_user(&meta(&principal, None), email, b.password, role)
+        .register_user(&meta(&principal, idem), email, b.password, role)
         .await?;
     let view = user_view(&principal, &done)?;
     let mut headers = user_headers(&done);

@@ -32,6 +32,12 @@ pub enum ApiError {
     TenantSuspended,
     #[error("the tenant is deleted")]
     TenantDeleted,
+    /// A feature the tenant's tier does not include: 403 naming it.
+    #[error("{detail}")]
+    FeatureUnavailable {
+        feature: &'static str,
+        detail: String,
+    },
     /// A tier limit: 403 naming the limit and its value.
     #[error("{detail}")]
     LimitReached {
@@ -87,6 +93,11 @@ impl ApiError {
             Self::TenantSuspended => (S::FORBIDDEN, "tenant-suspended", "Tenant suspended"),
             Self::TenantDeleted => (S::FORBIDDEN, "tenant-deleted", "Tenant deleted"),
             Self::LimitReached { .. } => (S::FORBIDDEN, "limit-reached", "Tier limit reached"),
+            Self::FeatureUnavailable { .. } => (
+                S::FORBIDDEN,
+                "feature-unavailable",
+                "Feature not in the tier",
+            ),
             Self::NotFound(_) => (S::NOT_FOUND, "not-found", "Not found"),
             Self::Gone(_) => (S::GONE, "gone", "Gone"),
             Self::MethodNotAllowed => (
@@ -139,6 +150,8 @@ pub struct Problem {
     pub detail: String,
     /// The offending input, on validation failures.
     pub field: Option<String>,
+    /// The tier feature, on `feature-unavailable` (e.g. `custom_branding`).
+    pub feature: Option<String>,
     /// The tier limit, on `limit-reached` (e.g. `max_users`).
     pub limit: Option<String>,
     /// The limit's value for the tenant's tier, on `limit-reached`.
@@ -176,6 +189,9 @@ impl IntoResponse for ApiError {
         if let Self::LimitReached { limit, value, .. } = &self {
             body["limit"] = json!(limit);
             body["value"] = json!(value);
+        }
+        if let Self::FeatureUnavailable { feature, .. } = &self {
+            body["feature"] = json!(feature);
         }
         let mut response = (status, body.to_string()).into_response();
         let headers = response.headers_mut();
@@ -267,6 +283,10 @@ impl From<TenantError> for ApiError {
             TenantError::AlreadyRegistered => Self::Conflict(e.to_string()),
             TenantError::Deleted => Self::TenantDeleted,
             TenantError::Suspended => Self::TenantSuspended,
+            TenantError::FeatureNotInTier { feature, .. } => Self::FeatureUnavailable {
+                feature,
+                detail: e.to_string(),
+            },
             TenantError::LimitReached { limit, value, .. } => Self::LimitReached {
                 limit,
                 value,
@@ -298,6 +318,7 @@ impl From<AccessError> for ApiError {
                 detail: e.to_string(),
                 challenge: r#"Bearer realm="chronicle", error="invalid_token""#.into(),
             },
+            AccessError::IdempotencyMismatch => Self::IdempotencyKeyReused,
             AccessError::Contended(n) => {
                 Self::Conflict(format!("changed concurrently {n} times in a row; retry"))
             }

@@ -11,7 +11,9 @@
 //! so an unknown email and a wrong password take the same time and get the same answer.
 
 use crate::handler::{CommandError, CommandHandler, CommandMeta};
-use crate::store::{AppendRequest, ExpectedVersion, NewEvent, StoreError, StreamWrite};
+use crate::store::{
+    AppendOutcome, AppendRequest, ExpectedVersion, Idempotency, NewEvent, StoreError, StreamWrite,
+};
 use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -52,6 +54,8 @@ pub enum AccessError {
     BadCredentials,
     #[error("the refresh token is not valid")]
     BadRefreshToken,
+    #[error("the Idempotency-Key was already used with a different request")]
+    IdempotencyMismatch,
     #[error("gave up after {0} conflicting attempts")]
     Contended(u32),
     #[error(transparent)]
@@ -282,6 +286,19 @@ impl AccessService {
         actor: &Actor,
         streams: Vec<StreamWrite>,
     ) -> Result<Vec<EventEnvelope>, StoreError> {
+        self.append_once(tenant, actor, streams, None)
+            .await
+            .map(|o| o.events)
+    }
+
+    /// An append under an optional idempotency key; a replay returns the first events.
+    async fn append_once(
+        &self,
+        tenant: &TenantId,
+        actor: &Actor,
+        streams: Vec<StreamWrite>,
+        idempotency: Option<Idempotency>,
+    ) -> Result<AppendOutcome, StoreError> {
         let id = Uuid::now_v7();
         let outcome = self
             .commands
@@ -292,11 +309,11 @@ impl AccessService {
                 correlation_id: id,
                 causation_id: None,
                 actor: actor.user_id.to_string(),
-                idempotency: None,
+                idempotency,
                 streams,
             })
             .await?;
-        Ok(outcome.events)
+        Ok(outcome)
     }
 
     /// Public sign-up: a new tenant, its first ADMIN and a session, in one append.
@@ -404,6 +421,23 @@ impl AccessService {
         role: Role,
     ) -> Result<UserState, AccessError> {
         domain::user::check_password(&password)?;
+        // A retry under the same Idempotency-Key answers the first result, before any
+        // check that the first attempt changed (its seat, its email).
+        if let Some(idem) = &meta.idempotency {
+            let record = self
+                .commands
+                .store()
+                .idempotent_result(&meta.tenant_id, &idem.key)
+                .await
+                .map_err(AccessError::Store)?;
+            match record {
+                Some(r) if r.request_hash != idem.request_hash => {
+                    return Err(AccessError::IdempotencyMismatch);
+                }
+                Some(r) => return user_state_of(&r.events),
+                None => {}
+            }
+        }
         let user_id = UserId::parse(Uuid::now_v7().to_string())?;
         let password_hash = blocking(move || hash_password(&password)).await??;
         let command = UserCommand::Register {
@@ -417,7 +451,7 @@ impl AccessService {
             &user_id,
             &email,
             (&command, &password_hash),
-            vec![],
+            (vec![], meta.idempotency.clone()),
         )
         .await
     }
@@ -432,7 +466,7 @@ impl AccessService {
         user_id: &UserId,
         email: &Email,
         (command, password_hash): (&UserCommand, &String),
-        extra: Vec<StreamWrite>,
+        (extra, idempotency): (Vec<StreamWrite>, Option<Idempotency>),
     ) -> Result<UserState, AccessError> {
         let t_stream = tenant_stream(tenant);
         for _ in 0..ATTEMPTS {
@@ -456,8 +490,16 @@ impl AccessService {
                 write::<Tenant>(t_stream.clone(), t_version, &seat),
             ];
             streams.extend(extra.iter().cloned());
-            match self.append(tenant, actor, streams).await {
-                Ok(events) => {
+            match self
+                .append_once(tenant, actor, streams, idempotency.clone())
+                .await
+            {
+                Ok(outcome) if outcome.replayed => return user_state_of(&outcome.events),
+                Err(StoreError::IdempotencyMismatch { .. }) => {
+                    return Err(AccessError::IdempotencyMismatch);
+                }
+                Ok(outcome) => {
+                    let events = outcome.events;
                     for e in &user_events {
                         user.apply(e);
                     }
@@ -650,7 +692,7 @@ impl AccessService {
             &user_id,
             &email,
             (&command, &password_hash),
-            extra,
+            (extra, None),
         )
         .await?;
         let (t, _) = self.tenant(tenant).await?;
@@ -844,6 +886,24 @@ impl AccessService {
         }
         Err(AccessError::Contended(ATTEMPTS))
     }
+}
+
+/// The user a (replayed) append wrote, folded from its user-stream events.
+fn user_state_of(events: &[EventEnvelope]) -> Result<UserState, AccessError> {
+    let mut user = User::default();
+    let mut last = None;
+    for e in events.iter().filter(|e| e.stream_id.kind() == User::KIND) {
+        let event =
+            domain::user::UserEvent::from_stored(&e.event_type, e.schema_version, &e.payload)?;
+        user.apply(&event);
+        last = Some(e);
+    }
+    let last = last.ok_or(UserError::NotFound)?;
+    Ok(UserState {
+        user,
+        version: last.version,
+        token: Some(token_of(last)),
+    })
 }
 
 /// Counts sign-in and refresh outcomes for `/metrics` (`chronicle_auth_total`).

@@ -11,6 +11,8 @@ use serde_json::Value;
 use std::collections::BTreeSet;
 
 pub const COMPANY_NAME_MAX_CHARS: usize = 200;
+/// The settings key that holds custom branding, a feature of the premium tiers.
+pub const BRANDING_KEY: &str = "branding";
 /// Largest `settings` document, serialized.
 pub const SETTINGS_MAX_BYTES: usize = 16 * 1024;
 
@@ -264,6 +266,9 @@ pub enum TenantError {
     Deleted,
     #[error("the tenant is suspended")]
     Suspended,
+    /// The tier does not include a feature the command needs.
+    #[error("the {} tier does not include {feature}", tier.as_str())]
+    FeatureNotInTier { tier: Tier, feature: &'static str },
     /// A tier limit would be exceeded; names the limit and its value.
     #[error("the {} tier allows {limit} = {value}; the tenant would need {needed}", tier.as_str())]
     LimitReached {
@@ -394,6 +399,16 @@ impl Aggregate for Tenant {
                     .as_ref()
                     .filter(|n| self.company_name.as_ref() != Some(*n));
                 let settings_change = settings.as_ref().filter(|s| **s != self.settings);
+                let tier_after = tier.unwrap_or(self.tier);
+                let settings_after = settings_change.unwrap_or(&self.settings);
+                if settings_after.as_value().get(BRANDING_KEY).is_some()
+                    && !tier_after.features().custom_branding
+                {
+                    return Err(TenantError::FeatureNotInTier {
+                        tier: tier_after,
+                        feature: "custom_branding",
+                    });
+                }
                 if name_changes.is_some() || settings_change.is_some() {
                     events.push(TenantEvent::SettingsUpdated(TenantSettingsUpdated {
                         company_name: name_changes.cloned(),
@@ -605,6 +620,40 @@ mod tests {
             Err(TenantError::Deleted)
         );
         assert_eq!(deleted.decide(&take, &ctx()), Err(TenantError::Deleted));
+    }
+
+    #[test]
+    fn branding_needs_a_tier_with_custom_branding() {
+        let basic = given(&[registered(Tier::Basic)]);
+        let brand = |tier| TenantCommand::Update {
+            company_name: None,
+            settings: Some(
+                Settings::parse(serde_json::json!({"branding": {"color": "#123"}})).unwrap(),
+            ),
+            tier,
+        };
+        assert_eq!(
+            basic.decide(&brand(None), &ctx()),
+            Err(TenantError::FeatureNotInTier {
+                tier: Tier::Basic,
+                feature: "custom_branding"
+            })
+        );
+        // Upgrading in the same update is enough; downgrading a branded tenant is not.
+        assert!(basic.decide(&brand(Some(Tier::Premium)), &ctx()).is_ok());
+        let mut branded = given(&[registered(Tier::Premium)]);
+        for e in branded.decide(&brand(None), &ctx()).unwrap() {
+            branded.apply(&e);
+        }
+        let down = TenantCommand::Update {
+            company_name: None,
+            settings: None,
+            tier: Some(Tier::Basic),
+        };
+        assert!(matches!(
+            branded.decide(&down, &ctx()),
+            Err(TenantError::FeatureNotInTier { .. })
+        ));
     }
 
     #[test]

@@ -116,6 +116,45 @@ async fn emails_are_unique_per_tenant_whatever_their_case() {
     let again = add_user(&app, &acme.access, "ANN@acme.test", "ADMIN").await;
     assert_eq!(again.status, StatusCode::CONFLICT, "{:?}", again.body);
     assert_eq!(again.problem(), "urn:chronicle:problem:conflict");
+    // A retry under the same Idempotency-Key answers the first result and writes nothing.
+    let body = json!({"email": "bob@acme.test", "password": PASSWORD}).to_string();
+    let key = [("idempotency-key", "add-bob")];
+    let bob = app
+        .send(
+            Method::POST,
+            "/users",
+            Some(&acme.access),
+            &key,
+            Some(&body),
+        )
+        .await;
+    assert_eq!(bob.status, StatusCode::CREATED, "{:?}", bob.body);
+    let retry = app
+        .send(
+            Method::POST,
+            "/users",
+            Some(&acme.access),
+            &key,
+            Some(&body),
+        )
+        .await;
+    assert_eq!(retry.status, StatusCode::CREATED, "{:?}", retry.body);
+    assert_eq!(retry.body["user_id"], bob.body["user_id"]);
+    let other = json!({"email": "carol@acme.test", "password": PASSWORD}).to_string();
+    let reused = app
+        .send(
+            Method::POST,
+            "/users",
+            Some(&acme.access),
+            &key,
+            Some(&other),
+        )
+        .await;
+    assert_eq!(reused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        reused.problem(),
+        "urn:chronicle:problem:idempotency-key-reused"
+    );
     // The admin's own address is reserved too.
     let admin = add_user(&app, &acme.access, "root@acme.test", "MEMBER").await;
     assert_eq!(admin.status, StatusCode::CONFLICT);
@@ -126,7 +165,7 @@ async fn emails_are_unique_per_tenant_whatever_their_case() {
     let t = app
         .get(&format!("/tenants/{}", acme.tenant_id), &acme.access, None)
         .await;
-    assert_eq!(t.body["usage"]["users"], 2);
+    assert_eq!(t.body["usage"]["users"], 3, "admin, ann, bob");
 }
 
 #[tokio::test]
@@ -502,6 +541,25 @@ async fn a_tier_change_is_the_tenants_not_the_tokens() {
         .await;
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(bad.body["field"], "settings");
+    // Branding is a feature of the premium tiers: a downgrade that would keep it is refused.
+    let brand = app
+        .put(
+            &format!("/tenants/{}", acme.tenant_id),
+            &acme.access,
+            r#"{"settings":{"branding":{"logo":"https://acme.test/logo.svg"}}}"#,
+        )
+        .await;
+    assert_eq!(brand.status, StatusCode::OK, "{:?}", brand.body);
+    let down = app
+        .put(
+            &format!("/tenants/{}", acme.tenant_id),
+            &acme.access,
+            r#"{"tier":"basic"}"#,
+        )
+        .await;
+    assert_eq!(down.status, StatusCode::FORBIDDEN, "{:?}", down.body);
+    assert_eq!(down.problem(), "urn:chronicle:problem:feature-unavailable");
+    assert_eq!(down.body["feature"], "custom_branding");
     // A MEMBER may read the tenant but not change it.
     add_user(&app, &acme.access, "m@acme.test", "MEMBER").await;
     let m = SignedUp::from_reply(&sign_in(&app, &acme.tenant_id, "m@acme.test", PASSWORD).await);
