@@ -33,18 +33,7 @@ impl Embedded {
         std::fs::create_dir_all(&config.data_dir)?;
         let events = SqliteEventStore::open(&config.data_dir.join("events.db"))?;
         let views = SqliteReadModelStore::open(&config.data_dir.join("views.db"))?;
-        let projectors: Vec<Projector> = projections::all()
-            .into_iter()
-            .map(|projection| {
-                Projector::new(
-                    projection,
-                    Arc::new(views.clone()),
-                    Arc::new(events.clone()),
-                    ProjectionProgress::default(),
-                    ProjectorConfig::default(),
-                )
-            })
-            .collect();
+        let projectors = projectors(&events, &views);
         let progress = AllProjections(projectors.iter().map(|p| p.progress().clone()).collect());
         let (stop, stopped) = watch::channel(false);
         let feed = Arc::new(events.clone());
@@ -57,20 +46,11 @@ impl Embedded {
         std::thread::Builder::new()
             .name("projector".into())
             .spawn(move || {
-                runtime.block_on(async move {
-                    let mut running = tokio::task::JoinSet::new();
-                    for p in projectors {
-                        let feed = feed.clone();
-                        let mut stopped = stopped.clone();
-                        running.spawn(async move {
-                            p.run(feed, async move {
-                                let _ = stopped.wait_for(|s| *s).await;
-                            })
-                            .await;
-                        });
-                    }
-                    while running.join_next().await.is_some() {}
-                });
+                let group: Vec<&Projector> = projectors.iter().collect();
+                let mut stopped = stopped;
+                runtime.block_on(projections::run_group(&group, feed, async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                }));
                 let _ = done.send(());
             })?;
         let projector = tokio::spawn(async move {
@@ -97,4 +77,20 @@ impl Embedded {
         let _ = self.stop.send(true);
         let _ = self.projector.await;
     }
+}
+
+/// A projector for every read model, over the SQLite store and views.
+pub fn projectors(events: &SqliteEventStore, views: &SqliteReadModelStore) -> Vec<Projector> {
+    projections::all()
+        .into_iter()
+        .map(|projection| {
+            Projector::new(
+                projection,
+                Arc::new(views.clone()),
+                Arc::new(events.clone()),
+                ProjectionProgress::default(),
+                ProjectorConfig::default(),
+            )
+        })
+        .collect()
 }

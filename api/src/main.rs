@@ -390,30 +390,10 @@ async fn project(args: ProjectArgs) -> anyhow::Result<()> {
             use std::sync::Arc;
             let events = infra::sqlite::SqliteEventStore::open(&args.data_dir.join("events.db"))?;
             let views = infra::sqlite::SqliteReadModelStore::open(&args.data_dir.join("views.db"))?;
-            let feed: Arc<dyn projections::EventFeed> = Arc::new(events.clone());
-            let (stop, stopped) = tokio::sync::watch::channel(false);
-            let mut running = tokio::task::JoinSet::new();
-            for projection in projections::all() {
-                let projector = projections::Projector::new(
-                    projection,
-                    Arc::new(views.clone()),
-                    Arc::new(events.clone()),
-                    projections::ProjectionProgress::default(),
-                    projections::ProjectorConfig::default(),
-                );
-                let (feed, mut stopped) = (feed.clone(), stopped.clone());
-                running.spawn(async move {
-                    projector
-                        .run(feed, async move {
-                            let _ = stopped.wait_for(|s| *s).await;
-                        })
-                        .await;
-                });
-            }
+            let projectors = api::embedded::projectors(&events, &views);
+            let group: Vec<&projections::Projector> = projectors.iter().collect();
             tracing::info!(data_dir = %args.data_dir.display(), "projectors tailing the log");
-            shutdown_signal().await;
-            let _ = stop.send(true);
-            while running.join_next().await.is_some() {}
+            projections::run_group(&group, Arc::new(events), shutdown_signal()).await;
         }
     }
     tracing::info!("stopped");

@@ -216,50 +216,7 @@ impl Projector {
     /// Tails `feed` from the stored checkpoint until `shutdown` resolves. Store errors are
     /// logged and retried with backoff; the projector never skips an event.
     pub async fn run(&self, feed: Arc<dyn EventFeed>, shutdown: impl Future<Output = ()>) {
-        tokio::pin!(shutdown);
-        self.progress.running.store(true, Ordering::Relaxed);
-        let mut head = feed.head();
-        let mut backoff = Duration::from_millis(10);
-        // Known after the first successful step; re-read from the store after a failure,
-        // when it is not known whether the last commit landed.
-        let mut checkpoint: Option<u64> = None;
-        loop {
-            head.borrow_and_update();
-            let step = async {
-                let from = match checkpoint {
-                    Some(c) => c,
-                    None => {
-                        let c = self.store.checkpoint(self.projection.name()).await?;
-                        self.progress.set(c);
-                        c
-                    }
-                };
-                self.catch_up_from(feed.as_ref(), from).await
-            };
-            let step = tokio::select! {
-                r = step => r,
-                () = &mut shutdown => break,
-            };
-            checkpoint = step.as_ref().ok().map(|(_, c)| *c);
-            match step {
-                Ok(_) => {
-                    backoff = Duration::from_millis(10);
-                    tokio::select! {
-                        r = head.changed() => if r.is_err() { break },
-                        () = &mut shutdown => break,
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(view = self.projection.name(), error = %e, "projector step failed; retrying");
-                    tokio::select! {
-                        () = tokio::time::sleep(backoff) => {},
-                        () = &mut shutdown => break,
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
-            }
-        }
-        self.progress.running.store(false, Ordering::Relaxed);
+        run_group(&[self], feed, shutdown).await;
     }
 
     /// Applies everything the feed has after the checkpoint; returns how many events it read.
@@ -447,6 +404,101 @@ impl Projector {
                 });
                 false
             }
+        }
+    }
+}
+
+/// Tails `feed` for several projectors at once until `shutdown` resolves: each batch of
+/// the log is read once and applied to every projector that has not applied it yet (each
+/// keeps its own checkpoint). Store errors are logged and retried with backoff; no
+/// projector ever skips an event.
+pub async fn run_group(
+    projectors: &[&Projector],
+    feed: Arc<dyn EventFeed>,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    for p in projectors {
+        p.progress.running.store(true, Ordering::Relaxed);
+    }
+    let mut head = feed.head();
+    let mut backoff = Duration::from_millis(10);
+    // Known after the first successful step; re-read from the store after a failure,
+    // when it is not known whether the last commits landed.
+    let mut checkpoints: Option<Vec<u64>> = None;
+    loop {
+        head.borrow_and_update();
+        let step = async {
+            let mut cps = match checkpoints.take() {
+                Some(c) => c,
+                None => {
+                    let mut c = Vec::with_capacity(projectors.len());
+                    for p in projectors {
+                        let at = p.store.checkpoint(p.projection.name()).await?;
+                        p.progress.set(at);
+                        c.push(at);
+                    }
+                    c
+                }
+            };
+            catch_up_group(projectors, feed.as_ref(), &mut cps).await?;
+            Ok::<_, ReadModelError>(cps)
+        };
+        let step = tokio::select! {
+            r = step => r,
+            () = &mut shutdown => break,
+        };
+        match step {
+            Ok(cps) => {
+                checkpoints = Some(cps);
+                backoff = Duration::from_millis(10);
+                tokio::select! {
+                    r = head.changed() => if r.is_err() { break },
+                    () = &mut shutdown => break,
+                }
+            }
+            Err(e) => {
+                let views: Vec<&str> = projectors.iter().map(|p| p.projection.name()).collect();
+                tracing::warn!(?views, error = %e, "projector step failed; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {},
+                    () = &mut shutdown => break,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+    for p in projectors {
+        p.progress.running.store(false, Ordering::Relaxed);
+    }
+}
+
+/// Applies everything after each projector's checkpoint in `cps`, reading each batch once.
+async fn catch_up_group(
+    projectors: &[&Projector],
+    feed: &dyn EventFeed,
+    cps: &mut [u64],
+) -> Result<(), ReadModelError> {
+    let batch_size = projectors.first().map_or(512, |p| p.config.batch_size);
+    loop {
+        let from = cps.iter().copied().min().unwrap_or(0);
+        let batch = feed.read_after(from, batch_size).await?;
+        let Some(last) = batch.last() else {
+            return Ok(());
+        };
+        let position = last.position;
+        for (p, at) in projectors.iter().zip(cps.iter_mut()) {
+            let start = batch.partition_point(|e| e.position <= *at);
+            if start == batch.len() {
+                continue;
+            }
+            p.apply_batch(
+                &batch[start..],
+                Some((p.projection.name().to_owned(), position)),
+            )
+            .await?;
+            *at = position;
+            p.progress.set(position);
         }
     }
 }

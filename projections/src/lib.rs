@@ -8,7 +8,7 @@ pub mod users;
 
 pub use engine::{
     AllProjections, BatchOutcome, Freshness, ProjectionProgress, Projector, ProjectorConfig,
-    RowVersionFreshness,
+    RowVersionFreshness, run_group,
 };
 pub use ports::{
     DeadLetter, EventFeed, ListQuery, Projection, ProjectionError, ReadModelError, ReadModelStore,
