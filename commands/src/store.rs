@@ -119,6 +119,34 @@ impl AppendRequest {
         e
     }
 
+    /// `envelope` without the hash, for a backend that seals it with
+    /// `EventEnvelope::compute_hash_with` from strings it stores anyway.
+    pub fn unsealed(
+        &self,
+        w: &StreamWrite,
+        new: &NewEvent,
+        version: u64,
+        event_id: Uuid,
+        recorded_at: DateTime<Utc>,
+    ) -> EventEnvelope {
+        EventEnvelope {
+            event_id,
+            tenant_id: self.tenant_id.clone(),
+            stream_id: w.stream_id.clone(),
+            version,
+            position: 0,
+            event_type: new.event_type.clone(),
+            schema_version: new.schema_version,
+            recorded_at,
+            actor: self.actor.clone(),
+            command_id: self.command_id,
+            correlation_id: self.correlation_id,
+            causation_id: self.causation_id,
+            payload: new.payload.clone(),
+            hash: String::new(),
+        }
+    }
+
     /// Checks the request's shape; every backend calls this before writing.
     pub fn validate(&self) -> Result<(), StoreError> {
         let invalid = |m: String| Err(StoreError::Invalid(m));

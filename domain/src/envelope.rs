@@ -40,6 +40,16 @@ impl EventEnvelope {
     /// The chain hash of this envelope given its predecessor's hash. `position` is left
     /// out: it is assigned by the backend's feed, not by the stream.
     pub fn compute_hash(&self, prev_hash: &str) -> String {
+        self.compute_hash_with(
+            prev_hash,
+            &format_time(&self.recorded_at),
+            &canonical_json(&self.payload),
+        )
+    }
+
+    /// `compute_hash` with the time (`format_time`) and payload (`canonical_json`) already
+    /// rendered, for a writer that stores those same strings.
+    pub fn compute_hash_with(&self, prev_hash: &str, recorded_at: &str, payload: &str) -> String {
         let mut h = Sha256::new();
         let mut field = |bytes: &[u8]| {
             h.update((bytes.len() as u64).to_be_bytes());
@@ -52,12 +62,12 @@ impl EventEnvelope {
         field(&self.version.to_be_bytes());
         field(self.event_type.as_bytes());
         field(&self.schema_version.to_be_bytes());
-        field(format_time(&self.recorded_at).as_bytes());
+        field(recorded_at.as_bytes());
         field(self.actor.as_bytes());
         field(self.command_id.as_bytes());
         field(self.correlation_id.as_bytes());
         field(self.causation_id.unwrap_or(Uuid::nil()).as_bytes());
-        field(canonical_json(&self.payload).as_bytes());
+        field(payload.as_bytes());
         hex::encode(h.finalize())
     }
 
@@ -147,39 +157,49 @@ mod micros {
 /// JSON with object keys sorted at every level: the same value always hashes the same,
 /// whatever order a backend returns the keys in.
 pub fn canonical_json(v: &Value) -> String {
-    let mut out = String::new();
+    let mut out = Vec::with_capacity(128);
     write_canonical(v, &mut out);
-    out
+    // Only JSON text was written: valid UTF-8.
+    String::from_utf8(out).unwrap_or_default()
 }
 
-fn write_canonical(v: &Value, out: &mut String) {
+fn write_canonical(v: &Value, out: &mut Vec<u8>) {
     match v {
         Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, k) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(k.clone()).to_string());
-                out.push(':');
-                write_canonical(&map[k], out);
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            // Already in order unless serde_json keeps insertion order; then sort.
+            if !entries.is_sorted_by(|a, b| a.0 <= b.0) {
+                entries.sort_by(|a, b| a.0.cmp(b.0));
             }
-            out.push('}');
+            out.push(b'{');
+            for (i, (k, value)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_plain(k, out);
+                out.push(b':');
+                write_canonical(value, out);
+            }
+            out.push(b'}');
         }
         Value::Array(items) => {
-            out.push('[');
+            out.push(b'[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 write_canonical(item, out);
             }
-            out.push(']');
+            out.push(b']');
         }
-        other => out.push_str(&other.to_string()),
+        other => write_plain(other, out),
     }
+}
+
+/// serde_json's own compact rendering of a scalar or a key, straight into `out`.
+fn write_plain<T: Serialize + ?Sized>(v: &T, out: &mut Vec<u8>) {
+    // Writing plain JSON values into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, v);
 }
 
 /// What a command's response carries so that a later query can wait until the read model
@@ -226,6 +246,36 @@ impl FromStr for ConsistencyToken {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn canonical_json_is_pinned() {
+        // Stored hashes depend on these exact bytes: never change them.
+        let v = json!({"b": {"d": true, "c": null}, "é": "\u{1}\"", "a": [1, 2.5, "x"]});
+        assert_eq!(
+            canonical_json(&v),
+            r#"{"a":[1,2.5,"x"],"b":{"c":null,"d":true},"é":"\u0001\""}"#
+        );
+        let e = EventEnvelope {
+            event_id: Uuid::nil(),
+            tenant_id: TenantId::parse("t").unwrap(),
+            stream_id: StreamId::parse("task-1").unwrap(),
+            version: 1,
+            position: 9,
+            event_type: "TaskCreated".into(),
+            schema_version: 1,
+            recorded_at: DateTime::from_timestamp(1_700_000_000, 123_456_000).unwrap(),
+            actor: "alice".into(),
+            command_id: Uuid::nil(),
+            correlation_id: Uuid::nil(),
+            causation_id: None,
+            payload: v,
+            hash: String::new(),
+        };
+        assert_eq!(
+            e.compute_hash(GENESIS_HASH),
+            "aa6b292aaefca77e87409ef7706f634e4d621652a5b4af94c127bd9fcb115d4d"
+        );
+    }
 
     fn event(version: u64, payload: Value) -> EventEnvelope {
         EventEnvelope {
