@@ -75,7 +75,9 @@ impl SqliteEventStore {
             .map_err(backend)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(backend)?;
-        conn.pragma_update(None, "synchronous", "FULL")
+        // Commits do not sync; the syncer thread fsyncs the WAL after each batch (or run of
+        // batches) and only then acknowledges them: see `syncer_loop`.
+        conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(backend)?;
         conn.execute_batch(SCHEMA).map_err(backend)?;
         // A 64 MiB page cache keeps the stream and tenant indexes' hot pages in memory, and
@@ -92,10 +94,19 @@ impl SqliteEventStore {
             .map_err(backend)? as u64;
         let head = Arc::new(watch::channel(last).0);
         let (jobs, rx) = mpsc::channel();
-        let writer_head = head.clone();
+        let (committed, to_sync) = mpsc::channel();
+        let durable = Arc::new(Durable {
+            wal_path: wal_path(path),
+            head: head.clone(),
+        });
+        let writer_durable = durable.clone();
         std::thread::Builder::new()
             .name("sqlite-event-writer".into())
-            .spawn(move || writer_loop(conn, &rx, &writer_head))
+            .spawn(move || writer_loop(conn, &rx, &committed, &writer_durable))
+            .map_err(backend)?;
+        std::thread::Builder::new()
+            .name("sqlite-event-syncer".into())
+            .spawn(move || syncer_loop(&to_sync, &durable))
             .map_err(backend)?;
         Ok(Self {
             jobs,
@@ -122,8 +133,33 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
-fn writer_loop(mut conn: Connection, rx: &mpsc::Receiver<Job>, head: &watch::Sender<u64>) {
-    while let Ok(first) = rx.recv() {
+/// A committed batch waiting for its fsync: the jobs, their results, the last position.
+struct Committed {
+    jobs: Vec<Job>,
+    results: Vec<Result<AppendOutcome, StoreError>>,
+    last: Option<u64>,
+}
+
+/// Commits batches without syncing. When more appends are already waiting, the batch goes
+/// to the syncer thread and the writer moves on, so commit and fsync overlap instead of
+/// adding up; when none are, the writer syncs and acknowledges it itself, sparing a lone
+/// writer a thread hop.
+fn writer_loop(
+    mut conn: Connection,
+    rx: &mpsc::Receiver<Job>,
+    committed: &mpsc::Sender<Committed>,
+    durable: &Durable,
+) {
+    let mut wal = None;
+    let mut next = None;
+    loop {
+        let first = match next.take() {
+            Some(job) => job,
+            None => match rx.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            },
+        };
         let jobs = gather(first, rx);
         let results = commit_batch(&mut conn, &jobs);
         let last = results
@@ -131,8 +167,53 @@ fn writer_loop(mut conn: Connection, rx: &mpsc::Receiver<Job>, head: &watch::Sen
             .filter_map(|r| r.as_ref().ok())
             .flat_map(|o| o.events.iter().map(|e| e.position))
             .max();
-        if let Some(last) = last {
-            head.send_if_modified(|h| {
+        let batch = Committed {
+            jobs,
+            results,
+            last,
+        };
+        match rx.try_recv() {
+            Ok(job) => {
+                next = Some(job);
+                if let Err(mpsc::SendError(batch)) = committed.send(batch) {
+                    durable.acknowledge(&mut wal, vec![batch]);
+                }
+            }
+            Err(_) => durable.acknowledge(&mut wal, vec![batch]),
+        }
+    }
+}
+
+fn wal_path(db: &Path) -> std::path::PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push("-wal");
+    name.into()
+}
+
+/// Makes committed batches durable and only then acknowledges them.
+struct Durable {
+    wal_path: std::path::PathBuf,
+    head: Arc<watch::Sender<u64>>,
+}
+
+impl Durable {
+    /// One `fdatasync` of the WAL covers every batch committed before it (and all earlier
+    /// ones). The head that feed readers see moves only here, so projectors never apply an
+    /// event that is not yet durable.
+    fn acknowledge(&self, wal: &mut Option<std::fs::File>, batches: Vec<Committed>) {
+        let last = batches.iter().filter_map(|b| b.last).max();
+        let synced = match last {
+            None => Ok(()),
+            Some(_) => sync(wal, &self.wal_path),
+        };
+        if let Err(e) = &synced {
+            // The batches are committed but maybe not durable: their callers learn that the
+            // outcome is unknown (a retry with the same idempotency key is safe).
+            tracing::error!(error = %e, "fsync of the event store's WAL failed");
+            *wal = None;
+        }
+        if let (Ok(()), Some(last)) = (&synced, last) {
+            self.head.send_if_modified(|h| {
                 let newer = last > *h;
                 if newer {
                     *h = last;
@@ -140,11 +221,37 @@ fn writer_loop(mut conn: Connection, rx: &mpsc::Receiver<Job>, head: &watch::Sen
                 newer
             });
         }
-        for (job, result) in jobs.into_iter().zip(results) {
-            // The caller may have gone away; its append is durable all the same.
-            let _ = job.reply.send(result);
+        for batch in batches {
+            for (job, result) in batch.jobs.into_iter().zip(batch.results) {
+                let result = match (&synced, result) {
+                    (Err(e), Ok(_)) => Err(StoreError::Backend(format!(
+                        "the append was committed but could not be made durable: {e}"
+                    ))),
+                    (_, result) => result,
+                };
+                // The caller may have gone away; its append is durable all the same.
+                let _ = job.reply.send(result);
+            }
         }
     }
+}
+
+/// The syncer thread: acknowledges what the writer handed over, a run of batches per fsync.
+fn syncer_loop(rx: &mpsc::Receiver<Committed>, durable: &Durable) {
+    let mut wal = None;
+    while let Ok(first) = rx.recv() {
+        let mut batches = vec![first];
+        batches.extend(rx.try_iter());
+        durable.acknowledge(&mut wal, batches);
+    }
+}
+
+fn sync(wal: &mut Option<std::fs::File>, path: &Path) -> std::io::Result<()> {
+    let file = match wal {
+        Some(f) => f,
+        None => wal.insert(std::fs::File::open(path)?),
+    };
+    file.sync_data()
 }
 
 /// Takes `first` and whatever else is queued: the appends that arrived while the previous
@@ -473,12 +580,16 @@ impl EventFeed for SqliteEventStore {
         after: u64,
         limit: usize,
     ) -> Result<Vec<EventEnvelope>, ReadModelError> {
+        let durable = self.last_position();
         self.readers
             .run(move |c| {
+                // Only up to the durable head: a committed batch is readable before its
+                // fsync, and projectors must not get ahead of what a crash would keep.
                 let sql = format!(
-                    "SELECT {COLUMNS} FROM events WHERE position > ?1 ORDER BY position LIMIT ?2"
+                    "SELECT {COLUMNS} FROM events WHERE position > ?1 AND position <= ?3 \
+                     ORDER BY position LIMIT ?2"
                 );
-                query_events(c, &sql, params![after as i64, clamp(limit)])
+                query_events(c, &sql, params![after as i64, clamp(limit), durable as i64])
             })
             .await
             .map_err(ReadModelError::Backend)
