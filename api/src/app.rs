@@ -21,8 +21,14 @@ use tokio::net::TcpListener;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
+/// What every handler shares. Cheap to clone (one reference count): the router clones its
+/// state for every request and every layer, so it is one `Arc`, not a bundle of them.
+/// Set it up through `DerefMut` before serving; a change after that copies the services.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+#[derive(Clone)]
+pub struct Services {
     pub commands: CommandHandler,
     pub views: Arc<dyn ReadModelStore>,
     pub freshness: Arc<dyn Freshness>,
@@ -53,7 +59,7 @@ impl AppState {
         keys: TokenKeys,
         consistency_timeout: Duration,
     ) -> Self {
-        Self {
+        Self(Arc::new(Services {
             access: commands::AccessService::new(commands.clone()),
             commands,
             views,
@@ -64,7 +70,20 @@ impl AppState {
             rate_limits: None,
             oidc: None,
             tenants: Arc::new(crate::tenancy::TenantGate::new(TENANT_CACHE_TTL)),
-        }
+        }))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for AppState {
+    fn deref_mut(&mut self) -> &mut Services {
+        Arc::make_mut(&mut self.0)
     }
 }
 
