@@ -571,7 +571,8 @@ pub struct SignIn {
 #[utoipa::path(post, path = "/auth/signin", tag = "auth", request_body = SignIn,
     responses((status = 200, body = TokenResponse), (status = 400, body = Problem),
         (status = 401, body = Problem, description = "the same answer for an unknown email and a wrong password"),
-        (status = 403, body = Problem, description = "the tenant is suspended or deleted"), (status = 422, body = Problem)))]
+        (status = 403, body = Problem, description = "the tenant is suspended or deleted"), (status = 422, body = Problem),
+        (status = 429, body = Problem, description = "too many attempts for this email; Retry-After")))]
 pub async fn sign_in(
     State(state): State<AppState>,
     body: JsonBody<SignIn>,
@@ -582,6 +583,13 @@ pub async fn sign_in(
     let Ok(email) = Email::parse(&b.email) else {
         return Err(commands::AccessError::BadCredentials.into());
     };
+    if let Err(refused) = state.signin_throttle.check(&tenant, email.as_str()) {
+        metrics::counter!("chronicle_auth_total", "action" => "signin", "outcome" => "throttled")
+            .increment(1);
+        return Err(ApiError::TooManyAttempts {
+            retry_after_secs: refused.retry_after_secs,
+        });
+    }
     let signed_in = state.access.sign_in(&tenant, &email, b.password).await?;
     Ok((no_store(), Json(tokens(&state, signed_in)?)).into_response())
 }

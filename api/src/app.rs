@@ -44,6 +44,8 @@ pub struct Services {
     pub access: commands::AccessService,
     /// Tenant lifecycle and tier, checked on every authenticated request.
     pub tenants: Arc<crate::tenancy::TenantGate>,
+    /// Sign-in attempts per tenant and email.
+    pub signin_throttle: Arc<crate::limits::SignInThrottle>,
 }
 
 /// How long the tenant gate trusts what it read: the delay before a suspension made by
@@ -70,6 +72,7 @@ impl AppState {
             rate_limits: None,
             oidc: None,
             tenants: Arc::new(crate::tenancy::TenantGate::new(TENANT_CACHE_TTL)),
+            signin_throttle: Arc::new(crate::limits::SignInThrottle::default()),
         }))
     }
 }

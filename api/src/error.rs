@@ -61,6 +61,8 @@ pub enum ApiError {
         "the tenant's rate limit of {limit} requests per second is used up; retry in {retry_after_secs} s"
     )]
     RateLimited { limit: u32, retry_after_secs: u64 },
+    #[error("too many sign-in attempts for this account; retry in {retry_after_secs} s")]
+    TooManyAttempts { retry_after_secs: u64 },
     #[error("{0}")]
     Unavailable(String),
     #[error("internal error")]
@@ -117,6 +119,11 @@ impl ApiError {
                 "Idempotency key reused",
             ),
             Self::RateLimited { .. } => (S::TOO_MANY_REQUESTS, "rate-limited", "Too many requests"),
+            Self::TooManyAttempts { .. } => (
+                S::TOO_MANY_REQUESTS,
+                "too-many-attempts",
+                "Too many sign-in attempts",
+            ),
             Self::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
             Self::Internal(_) => (
                 S::INTERNAL_SERVER_ERROR,
@@ -222,6 +229,9 @@ impl IntoResponse for ApiError {
             }
             Self::Unavailable(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            Self::TooManyAttempts { retry_after_secs } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             }
             _ => {}
         }

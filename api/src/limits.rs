@@ -98,6 +98,50 @@ impl RateLimits {
     }
 }
 
+/// Sign-in attempts per tenant and email address: a burst of `SIGNIN_BURST`, then one more
+/// every `SIGNIN_REFILL`, whether the address exists or not (the answer must not tell).
+/// Guessing passwords for one account gets slow; other accounts are not affected.
+pub struct SignInThrottle {
+    limiter: governor::DefaultKeyedRateLimiter<(TenantId, String)>,
+    clock: DefaultClock,
+}
+
+pub const SIGNIN_BURST: u32 = 10;
+pub const SIGNIN_REFILL: std::time::Duration = std::time::Duration::from_secs(6);
+
+impl Default for SignInThrottle {
+    fn default() -> Self {
+        let burst = NonZeroU32::new(SIGNIN_BURST).unwrap_or(NonZeroU32::MIN);
+        let quota = Quota::with_period(SIGNIN_REFILL)
+            .unwrap_or_else(|| Quota::per_minute(burst))
+            .allow_burst(burst);
+        Self {
+            limiter: RateLimiter::keyed(quota),
+            clock: DefaultClock::default(),
+        }
+    }
+}
+
+impl SignInThrottle {
+    /// Counts one attempt; the refusal says how long to wait.
+    pub fn check(&self, tenant: &TenantId, email: &str) -> Result<(), Refused> {
+        self.limiter
+            .check_key(&(tenant.clone(), email.to_owned()))
+            .map_err(|not_until| {
+                let wait = not_until.wait_time_from(self.clock.now());
+                Refused {
+                    limit: SIGNIN_BURST,
+                    retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+                }
+            })
+    }
+
+    /// Drops the state of keys that are back to a full burst, to bound memory.
+    pub fn retain_recent(&self) {
+        self.limiter.retain_recent();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -344,15 +344,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     state.rate_limits = api::limits::RateLimits::parse(&args.rate_limits)
         .map_err(|e| anyhow::anyhow!("--rate-limits: {e}"))?
         .map(std::sync::Arc::new);
-    if let Some(limits) = state.rate_limits.clone() {
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_secs(60));
-            loop {
-                every.tick().await;
+    let limits = state.rate_limits.clone();
+    let throttle = state.signin_throttle.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            every.tick().await;
+            if let Some(limits) = &limits {
                 limits.retain_recent();
             }
-        });
-    }
+            throttle.retain_recent();
+        }
+    });
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .with_context(|| format!("cannot listen on {}", args.addr))?;

@@ -676,3 +676,38 @@ async fn passwords_appear_in_no_event_in_clear() {
     }
     assert_eq!(hashes, 2);
 }
+
+#[tokio::test]
+async fn password_guessing_on_one_account_is_throttled_and_others_go_on() {
+    let app = TestApp::start();
+    let acme = app.register_tenant("Acme", "root@acme.test", "basic").await;
+    add_user(&app, &acme.access, "ann@acme.test", "MEMBER").await;
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        statuses.push(
+            sign_in(&app, &acme.tenant_id, "root@acme.test", "guess")
+                .await
+                .status,
+        );
+    }
+    assert!(
+        statuses[..10]
+            .iter()
+            .all(|s| *s == StatusCode::UNAUTHORIZED),
+        "{statuses:?}"
+    );
+    let throttled = sign_in(&app, &acme.tenant_id, "root@acme.test", PASSWORD).await;
+    assert_eq!(
+        throttled.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "even the right password waits"
+    );
+    assert_eq!(
+        throttled.problem(),
+        "urn:chronicle:problem:too-many-attempts"
+    );
+    assert!(throttled.header("retry-after").is_some());
+    // Another account of the tenant signs in as usual.
+    let ann = sign_in(&app, &acme.tenant_id, "ann@acme.test", PASSWORD).await;
+    assert_eq!(ann.status, StatusCode::OK);
+}
