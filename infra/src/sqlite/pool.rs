@@ -47,7 +47,7 @@ impl ReadPool {
             .await
             .map_err(|_| "read pool closed".to_owned())?;
         let pool = self.clone();
-        tokio::task::spawn_blocking(move || {
+        blocking(move || {
             let _permit = permit;
             let pooled = pool.idle.lock().ok().and_then(|mut idle| idle.pop());
             let conn = match pooled {
@@ -63,4 +63,21 @@ impl ReadPool {
         .await
         .map_err(|e| format!("read task failed: {e}"))?
     }
+}
+
+/// Runs blocking SQLite work: inline on a current-thread runtime, which here is a
+/// projector's own thread with nothing else to run (a hop to the blocking pool and back
+/// would only add two thread wake-ups to the projection lag); on tokio's blocking pool
+/// everywhere else.
+pub(crate) async fn blocking<R, F>(f: F) -> Result<R, tokio::task::JoinError>
+where
+    R: Send + 'static,
+    F: FnOnce() -> R + Send + 'static,
+{
+    let inline = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread);
+    if inline {
+        return Ok(f());
+    }
+    tokio::task::spawn_blocking(f).await
 }

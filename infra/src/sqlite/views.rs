@@ -75,7 +75,7 @@ impl SqliteReadModelStore {
         F: FnOnce(&mut Connection) -> Result<R, ReadModelError> + Send + 'static,
     {
         let writer = self.writer.clone();
-        tokio::task::spawn_blocking(move || {
+        super::pool::blocking(move || {
             let mut conn = writer.lock().map_err(|_| backend("view writer poisoned"))?;
             f(&mut conn)
         })
