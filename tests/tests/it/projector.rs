@@ -249,3 +249,99 @@ async fn a_restarted_projector_resumes_without_duplicates_or_gaps_and_a_rebuild_
     assert_eq!(rig.rows(&tenants[0]).await, live_a, "rebuild equals live");
     assert_eq!(rig.rows(&tenants[1]).await, live_b, "rebuild equals live");
 }
+
+#[tokio::test]
+async fn projectors_in_a_group_read_the_log_once_and_each_applies_only_its_own_events() {
+    use projections::users::{UsersProjection, VIEW as USERS};
+    let rig = Rig::new();
+    let tenant = TenantId::parse("acme").expect("tenant");
+    let group_of = |rig: &Rig| -> Vec<Projector> {
+        [
+            Arc::new(TasksProjection) as Arc<dyn projections::Projection>,
+            Arc::new(UsersProjection),
+        ]
+        .into_iter()
+        .map(|p| {
+            Projector::new(
+                p,
+                Arc::new(rig.views.clone()),
+                Arc::new(rig.events.clone()),
+                ProjectionProgress::default(),
+                ProjectorConfig::default(),
+            )
+        })
+        .collect()
+    };
+    let run_until = |projectors: Vec<Projector>, position: u64| {
+        let feed: Arc<dyn projections::EventFeed> = Arc::new(rig.events.clone());
+        async move {
+            let group: Vec<&Projector> = projectors.iter().collect();
+            let progress: Vec<ProjectionProgress> =
+                projectors.iter().map(|p| p.progress().clone()).collect();
+            let done = async move {
+                for p in &progress {
+                    p.wait_for_position(position, std::time::Duration::from_secs(10))
+                        .await;
+                }
+            };
+            projections::run_group(&group, feed, done).await;
+        }
+    };
+    let task = Uuid::now_v7();
+    let tasks_only = rig
+        .append(
+            &tenant,
+            &StreamId::for_aggregate("task", task),
+            vec![created(&task, "one")],
+        )
+        .await;
+    run_until(group_of(&rig), tasks_only[0].position).await;
+    assert_eq!(rig.rows(&tenant).await.len(), 1);
+    // The users projector had nothing to write, so it stored no checkpoint for that batch.
+    assert_eq!(rig.views.checkpoint(USERS).await.expect("checkpoint"), 0);
+    assert_eq!(
+        rig.views.checkpoint(VIEW).await.expect("checkpoint"),
+        tasks_only[0].position
+    );
+
+    let user = Uuid::now_v7();
+    let registered = rig
+        .append(
+            &tenant,
+            &StreamId::for_aggregate("user", user),
+            vec![(
+                "UserRegistered",
+                json!({"user_id": user.to_string(), "email": "ann@acme.test", "role": "MEMBER",
+                       "registered_at": "2026-01-01T00:00:00Z"}),
+            )],
+        )
+        .await;
+    // A restarted group: the users projector re-reads from its stored checkpoint.
+    run_until(group_of(&rig), registered[0].position).await;
+    assert_eq!(
+        rig.views.checkpoint(USERS).await.expect("checkpoint"),
+        registered[0].position
+    );
+    let users = rig
+        .views
+        .list(
+            USERS,
+            &tenant,
+            &ListQuery {
+                limit: 10,
+                ..ListQuery::default()
+            },
+        )
+        .await
+        .expect("users");
+    assert_eq!(users.len(), 1);
+    assert_eq!(
+        users[0].doc.as_ref().expect("doc")["email"],
+        "ann@acme.test"
+    );
+    assert_eq!(
+        rig.rows(&tenant).await.len(),
+        1,
+        "the task row is untouched"
+    );
+}
