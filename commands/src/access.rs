@@ -235,9 +235,21 @@ fn decoy_hash() -> &'static str {
     DECOY.get_or_init(|| hash_password(&random_secret()).unwrap_or_default())
 }
 
+/// Runs argon2 work on the blocking pool, at most two per core at once. Each hash holds
+/// 19 MiB for its run: a flood of sign-ups or sign-ins queues here instead of taking the
+/// process's memory and every core.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, AccessError> {
+    static HASHING: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
+    let permits = HASHING.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+        tokio::sync::Semaphore::new(cores * 2)
+    });
+    let _permit = permits
+        .acquire()
+        .await
+        .map_err(|e| AccessError::Hashing(e.to_string()))?;
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| AccessError::Hashing(e.to_string()))
