@@ -308,6 +308,31 @@ pub async fn a_multi_stream_append_is_all_or_nothing(store: Store) {
     );
     assert_eq!(read_all(&store, &t, &b).await.len(), 1);
 
+    // The same with the losing stream in the middle and expecting "no stream", the
+    // check a backend can only make inside its transaction (a unique-value reservation).
+    let err = store
+        .append(request(
+            &t,
+            vec![
+                write(&a, ExpectedVersion::NoStream, vec![event(1)]),
+                write(&b, ExpectedVersion::NoStream, vec![event(1)]),
+                write(&c, ExpectedVersion::NoStream, vec![event(1)]),
+            ],
+        ))
+        .await
+        .expect_err("b exists");
+    assert!(
+        matches!(err, StoreError::Conflict { ref stream_id, .. } if *stream_id == b),
+        "{err:?}"
+    );
+    for s in [&a, &c] {
+        assert!(
+            read_all(&store, &t, s).await.is_empty(),
+            "nothing of a losing append"
+        );
+    }
+    assert_eq!(read_all(&store, &t, &b).await.len(), 1);
+
     let ok = store
         .append(request(
             &t,
