@@ -6,8 +6,8 @@
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiError, Problem};
-use crate::extract::{CONSISTENCY_HEADER, Consistency, IdempotencyKey, JsonBody};
-use crate::tasks::{meta, page_of, wait_fresh};
+use crate::extract::{Consistency, IdempotencyKey, JsonBody};
+use crate::query::{meta, page_of, row_of, write_headers};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -215,14 +215,6 @@ fn own_tenant(p: &Principal, id: &str) -> Result<TenantId, ApiError> {
     Ok(p.tenant_id.clone())
 }
 
-fn etag(version: u64) -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    if let Ok(v) = HeaderValue::from_str(&format!("\"{version}\"")) {
-        headers.insert(header::ETAG, v);
-    }
-    headers
-}
-
 #[utoipa::path(get, path = "/tenants/{id}", tag = "tenants", params(("id" = String, Path)),
     responses((status = 200, body = TenantView), (status = 401, body = Problem), (status = 403, body = Problem),
         (status = 404, body = Problem)),
@@ -234,7 +226,11 @@ pub async fn get_tenant(
 ) -> Result<Response, ApiError> {
     let tenant = own_tenant(&principal, &id)?;
     let (t, version) = state.access.tenant(&tenant).await?;
-    Ok((etag(version), Json(tenant_view(&t, version)?)).into_response())
+    Ok((
+        write_headers(None, version),
+        Json(tenant_view(&t, version)?),
+    )
+        .into_response())
 }
 
 /// Absent fields stay as they are.
@@ -292,7 +288,7 @@ pub async fn update_tenant(
         .await?;
     state.tenants.remember(&tenant, &done.state);
     Ok((
-        etag(done.version),
+        write_headers(None, done.version),
         Json(tenant_view(&done.state, done.version)?),
     )
         .into_response())
@@ -341,13 +337,7 @@ fn user_view(p: &Principal, done: &UserState) -> Result<UserView, ApiError> {
 }
 
 fn user_headers(done: &UserState) -> HeaderMap {
-    let mut headers = etag(done.version);
-    if let Some(token) = &done.token
-        && let Ok(v) = HeaderValue::from_str(&token.to_string())
-    {
-        headers.insert(CONSISTENCY_HEADER, v);
-    }
-    headers
+    write_headers(done.token.as_ref(), done.version)
 }
 
 #[utoipa::path(post, path = "/users", tag = "users", request_body = CreateUser,
@@ -447,16 +437,8 @@ pub async fn get_user(
     Consistency(token): Consistency,
 ) -> Result<Json<UserView>, ApiError> {
     user_id(&id)?;
-    wait_fresh(&state, &principal, token).await?;
-    let row = state
-        .views
-        .get(USERS, &principal.tenant_id, &id)
-        .await?
-        .and_then(|r| r.doc)
-        .ok_or_else(|| ApiError::NotFound("no such user".into()))?;
-    Ok(Json(
-        serde_json::from_value(row).map_err(ApiError::internal)?,
-    ))
+    let user = row_of(&state, &principal, USERS, &id, token, "no such user").await?;
+    Ok(Json(user))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -13,6 +13,7 @@ pub mod limits;
 pub mod oidc;
 pub mod openapi;
 pub mod policy;
+mod query;
 pub mod tasks;
 pub mod tenancy;
 

@@ -5,17 +5,15 @@
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiError, Problem};
-use crate::extract::{CONSISTENCY_HEADER, Consistency, IdempotencyKey, IfMatch, JsonBody};
+use crate::extract::{Consistency, IdempotencyKey, IfMatch, JsonBody};
+use crate::query::{meta, page_of, row_of, write_headers};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use commands::{CommandMeta, Executed};
+use commands::Executed;
 use domain::task::{Task, TaskCommand, TaskDescription, TaskStatus, TaskTitle};
 use domain::{StreamId, UserId};
-use projections::ListQuery;
 use projections::tasks::{TaskView, VIEW};
 use serde::{Deserialize, Deserializer, Serialize};
 use uuid::Uuid;
@@ -68,9 +66,6 @@ pub struct TaskPage {
     next_cursor: Option<String>,
 }
 
-const DEFAULT_LIMIT: usize = 50;
-const MAX_LIMIT: usize = 100;
-
 fn assignee(value: Option<String>) -> Result<Option<UserId>, ApiError> {
     value
         .map(|a| {
@@ -87,29 +82,9 @@ fn task_stream(id: &str) -> Result<StreamId, ApiError> {
     Ok(StreamId::for_aggregate("task", uuid))
 }
 
-pub(crate) fn meta(p: &Principal, idempotency: Option<commands::Idempotency>) -> CommandMeta {
-    let command_id = Uuid::now_v7();
-    CommandMeta {
-        tenant_id: p.tenant_id.clone(),
-        actor: p.actor.clone(),
-        command_id,
-        correlation_id: command_id,
-        idempotency,
-    }
-}
-
 /// The response headers of a command: the consistency token and the ETag.
 fn command_headers(done: &Executed<Task>) -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    if let Some(token) = &done.token
-        && let Ok(v) = HeaderValue::from_str(&token.to_string())
-    {
-        headers.insert(CONSISTENCY_HEADER, v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", done.version)) {
-        headers.insert(header::ETAG, v);
-    }
-    headers
+    write_headers(done.token.as_ref(), done.version)
 }
 
 fn view_of(p: &Principal, done: &Executed<Task>) -> Result<TaskView, ApiError> {
@@ -231,31 +206,6 @@ pub async fn delete(
     Ok((StatusCode::NO_CONTENT, command_headers(&done)).into_response())
 }
 
-/// Waits, bounded, until the read model shows the write behind the token.
-pub(crate) async fn wait_fresh(
-    state: &AppState,
-    principal: &Principal,
-    token: Option<domain::ConsistencyToken>,
-) -> Result<(), ApiError> {
-    let Some(token) = token else { return Ok(()) };
-    if state
-        .freshness
-        .wait_for(&principal.tenant_id, &token, state.consistency_timeout)
-        .await
-    {
-        Ok(())
-    } else {
-        Err(ApiError::Unavailable(format!(
-            "the read model has not caught up with the write within {} ms; retry",
-            state.consistency_timeout.as_millis()
-        )))
-    }
-}
-
-fn parse_view(doc: serde_json::Value) -> Result<TaskView, ApiError> {
-    serde_json::from_value(doc).map_err(ApiError::internal)
-}
-
 #[utoipa::path(get, path = "/tasks/{id}", tag = "tasks",
     params(("id" = String, Path), ("X-Consistency-Token" = Option<String>, Header, description = "wait until this write is visible")),
     responses((status = 200, body = TaskView), (status = 401, body = Problem), (status = 404, body = Problem),
@@ -268,17 +218,9 @@ pub async fn get(
     Consistency(token): Consistency,
 ) -> Result<Response, ApiError> {
     task_stream(&id)?;
-    wait_fresh(&state, &principal, token).await?;
-    let row = state
-        .views
-        .get(VIEW, &principal.tenant_id, &id)
-        .await?
-        .and_then(|r| r.doc)
-        .ok_or_else(|| ApiError::NotFound("no such task".into()))?;
-    let view = parse_view(row)?;
-    let etag =
-        HeaderValue::from_str(&format!("\"{}\"", view.version)).map_err(ApiError::internal)?;
-    Ok(([(header::ETAG, etag)], Json(view)).into_response())
+    let view: TaskView = row_of(&state, &principal, VIEW, &id, token, "no such task").await?;
+    let etag = write_headers(None, view.version);
+    Ok((etag, Json(view)).into_response())
 }
 
 #[utoipa::path(get, path = "/tasks", tag = "tasks",
@@ -316,64 +258,4 @@ pub async fn list(
     )
     .await?;
     Ok(Json(TaskPage { items, next_cursor }))
-}
-
-/// One page of `view` for the caller's tenant: the rows after `cursor` (after waiting for
-/// `token`), and the cursor of the next page when there is one.
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn page_of<T: serde::de::DeserializeOwned>(
-    state: &AppState,
-    principal: &Principal,
-    view: &str,
-    filters: Vec<(String, String)>,
-    limit: Option<String>,
-    cursor: Option<String>,
-    token: Option<domain::ConsistencyToken>,
-) -> Result<(Vec<T>, Option<String>), ApiError> {
-    let limit = page_limit(limit)?;
-    let after = cursor.map(|c| decode_cursor(&c)).transpose()?;
-    wait_fresh(state, principal, token).await?;
-    let query = ListQuery {
-        filters,
-        after,
-        limit: limit + 1,
-    };
-    let mut rows = state.views.list(view, &principal.tenant_id, &query).await?;
-    let more = rows.len() > limit;
-    rows.truncate(limit);
-    let next_cursor = more
-        .then(|| rows.last().map(|r| URL_SAFE_NO_PAD.encode(&r.row_id)))
-        .flatten();
-    let items = rows
-        .into_iter()
-        .filter_map(|r| r.doc)
-        .map(|doc| serde_json::from_value(doc).map_err(ApiError::internal))
-        .collect::<Result<_, _>>()?;
-    Ok((items, next_cursor))
-}
-
-/// A list's `limit` parameter: 1 to `MAX_LIMIT`, `DEFAULT_LIMIT` when absent.
-fn page_limit(limit: Option<String>) -> Result<usize, ApiError> {
-    match limit {
-        None => Ok(DEFAULT_LIMIT),
-        Some(l) => l
-            .parse::<usize>()
-            .ok()
-            .filter(|l| (1..=MAX_LIMIT).contains(l))
-            .ok_or_else(|| ApiError::Validation {
-                field: "limit".into(),
-                detail: format!("limit: must be an integer from 1 to {MAX_LIMIT}"),
-            }),
-    }
-}
-
-fn decode_cursor(cursor: &str) -> Result<String, ApiError> {
-    URL_SAFE_NO_PAD
-        .decode(cursor)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(|| ApiError::Validation {
-            field: "cursor".into(),
-            detail: "cursor: not a cursor this server issued".into(),
-        })
 }

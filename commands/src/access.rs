@@ -491,8 +491,7 @@ impl AccessService {
                 },
                 &ctx,
             )?;
-            let mut user = User::default();
-            let user_events = decide(&user, command, &ctx)?;
+            let user_events = decide(&User::default(), command, &ctx)?;
             let email_events = decide(&EmailReservation::default(), user_id, &ctx)?;
             let credential_events = decide(&Credential::default(), password_hash, &ctx)?;
             let mut streams = vec![
@@ -506,24 +505,10 @@ impl AccessService {
                 .append_once(tenant, actor, streams, idempotency.clone())
                 .await
             {
-                Ok(outcome) if outcome.replayed => return user_state_of(&outcome.events),
+                // Written now or by the first request under this idempotency key.
+                Ok(outcome) => return user_state_of(&outcome.events),
                 Err(StoreError::IdempotencyMismatch { .. }) => {
                     return Err(AccessError::IdempotencyMismatch);
-                }
-                Ok(outcome) => {
-                    let events = outcome.events;
-                    for e in &user_events {
-                        user.apply(e);
-                    }
-                    let token = events
-                        .iter()
-                        .find(|e| e.stream_id.kind() == User::KIND)
-                        .map(token_of);
-                    return Ok(UserState {
-                        user,
-                        version: user_events.len() as u64,
-                        token,
-                    });
                 }
                 Err(StoreError::Conflict { stream_id, .. })
                     if stream_id.kind() == EmailReservation::KIND =>
@@ -561,6 +546,13 @@ impl AccessService {
             }
             let ctx = self.ctx(&meta.actor);
             let events = decide(&user, &command, &ctx)?;
+            if events.is_empty() {
+                return Ok(UserState {
+                    user,
+                    version,
+                    token: None,
+                });
+            }
             let mut streams = vec![write::<User>(u_stream.clone(), version, &events)];
             let seat_change = events.iter().find_map(|e| match e {
                 domain::user::UserEvent::Disabled(_) => Some(TenantCommand::ReleaseSeat {
@@ -571,18 +563,12 @@ impl AccessService {
                 }),
                 _ => None,
             });
-            let (t, t_version) = self.tenant(tenant).await?;
-            t.check_active()?;
+            // Only a seat change touches the tenant (and checks it is active); the request
+            // already passed the tenant gate.
             if let Some(change) = seat_change {
+                let (t, t_version) = self.tenant(tenant).await?;
                 let seat = decide(&t, &change, &ctx)?;
                 streams.push(write::<Tenant>(t_stream.clone(), t_version, &seat));
-            }
-            if events.is_empty() {
-                return Ok(UserState {
-                    user,
-                    version,
-                    token: None,
-                });
             }
             match self.append(tenant, &meta.actor, streams).await {
                 Ok(written) => {
@@ -604,19 +590,6 @@ impl AccessService {
             }
         }
         Err(AccessError::Contended(ATTEMPTS))
-    }
-
-    /// A user as the store has it (consistent), or `NotFound`.
-    pub async fn user(
-        &self,
-        tenant: &TenantId,
-        user_id: &UserId,
-    ) -> Result<(User, u64), AccessError> {
-        let (user, version) = self.load::<User>(tenant, &user_stream(user_id)).await?;
-        if user.registered.is_none() {
-            return Err(UserError::NotFound.into());
-        }
-        Ok((user, version))
     }
 
     /// An ADMIN issues a single-use invitation code for `role` (optionally bound to an email).

@@ -99,22 +99,8 @@ impl AppendRequest {
         recorded_at: DateTime<Utc>,
         prev_hash: &str,
     ) -> EventEnvelope {
-        let mut e = EventEnvelope {
-            event_id,
-            tenant_id: self.tenant_id.clone(),
-            stream_id: w.stream_id.clone(),
-            version,
-            position,
-            event_type: new.event_type.clone(),
-            schema_version: new.schema_version,
-            recorded_at,
-            actor: self.actor.clone(),
-            command_id: self.command_id,
-            correlation_id: self.correlation_id,
-            causation_id: self.causation_id,
-            payload: new.payload.clone(),
-            hash: String::new(),
-        };
+        let mut e = self.unsealed(w, new, version, event_id, recorded_at);
+        e.position = position;
         e.seal(prev_hash);
         e
     }

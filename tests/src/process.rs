@@ -144,6 +144,25 @@ pub struct HttpReply {
 }
 
 impl Http {
+    /// GETs `url` until it answers `status` or `within` has passed; the last answer. For
+    /// changes that reach a server late (a tenant cache, a pipeline).
+    pub async fn get_until(
+        &self,
+        url: &str,
+        token: &str,
+        status: u16,
+        within: std::time::Duration,
+    ) -> HttpReply {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let reply = self.send("GET", url, token, &[], None).await.expect("GET");
+            if reply.status == status || std::time::Instant::now() > deadline {
+                return reply;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
     pub async fn send(
         &self,
         method: &str,

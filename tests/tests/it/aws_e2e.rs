@@ -393,29 +393,18 @@ async fn access_on_aws(http: &Http, server: &Server, prefix: &str) {
         serde_json::from_slice::<Value>(&out.stdout).expect("JSON")
     };
     assert_eq!(cli("suspend")["status"], "suspended");
-    let until = |status: u16| {
-        let admin = admin.clone();
-        async move {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                let r = http
-                    .send("GET", &server.url("/tasks"), &admin, &[], None)
-                    .await
-                    .expect("GET");
-                if r.status == status || Instant::now() > deadline {
-                    return r;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    };
-    let refused = until(403).await;
+    let tasks = server.url("/tasks");
+    let within = Duration::from_secs(10);
+    let refused = http.get_until(&tasks, &admin, 403, within).await;
     assert_eq!(
         refused.body["type"],
         "urn:chronicle:problem:tenant-suspended"
     );
     assert_eq!(cli("reactivate")["status"], "active");
-    assert_eq!(until(200).await.status, 200);
+    assert_eq!(
+        http.get_until(&tasks, &admin, 200, within).await.status,
+        200
+    );
 
     let gone = http
         .send(

@@ -97,26 +97,6 @@ fn tenant_cli(action: &str, tenant: &str, dir: &std::path::Path) -> serde_json::
     serde_json::from_slice(&out.stdout).expect("one JSON object on stdout")
 }
 
-/// Polls `GET /tasks` until it answers `status` (the server caches tenant state briefly).
-async fn until_status(
-    http: &chronicle_tests::process::Http,
-    server: &chronicle_tests::process::Server,
-    token: &str,
-    status: u16,
-) -> chronicle_tests::process::HttpReply {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let r = http
-            .send("GET", &server.url("/tasks"), token, &[], None)
-            .await
-            .expect("GET /tasks");
-        if r.status == status || std::time::Instant::now() > deadline {
-            return r;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test]
 async fn an_operator_suspends_and_reactivates_a_tenant_of_a_running_server() {
     use chronicle_tests::process::{Http, Server};
@@ -154,7 +134,10 @@ async fn an_operator_suspends_and_reactivates_a_tenant_of_a_running_server() {
 
     let suspended = tenant_cli("suspend", &tenant, dir.path());
     assert_eq!(suspended["status"], "suspended");
-    let refused = until_status(&http, &server, &token, 403).await;
+    let within = std::time::Duration::from_secs(10);
+    let refused = http
+        .get_until(&server.url("/tasks"), &token, 403, within)
+        .await;
     assert_eq!(refused.status, 403, "{:?}", refused.body);
     assert_eq!(
         refused.body["type"],
@@ -163,7 +146,9 @@ async fn an_operator_suspends_and_reactivates_a_tenant_of_a_running_server() {
 
     let back = tenant_cli("reactivate", &tenant, dir.path());
     assert_eq!(back["status"], "active");
-    let ok = until_status(&http, &server, &token, 200).await;
+    let ok = http
+        .get_until(&server.url("/tasks"), &token, 200, within)
+        .await;
     assert_eq!(ok.status, 200, "{:?}", ok.body);
 
     let missing = Command::new(chronicle_bin())
