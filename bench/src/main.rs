@@ -88,6 +88,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 mod aws;
+mod load;
 mod signin;
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -273,23 +274,23 @@ async fn http(
     let deadline = Instant::now() + run_for;
     let mut tasks = Vec::new();
     for c in 0..connections {
-        let (client, url, token) = (client.clone(), format!("{base}/tasks"), token.clone());
+        let mut conn = load::Connection::new(&base)?;
+        let auth = format!("Authorization: Bearer {token}");
         tasks.push(tokio::spawn(async move {
+            let headers = [auth.as_str(), "Content-Type: application/json"];
             let mut latencies = Vec::new();
             let mut errors = 0u64;
             let mut i = 0u64;
+            let mut body = String::with_capacity(64);
             while Instant::now() < deadline {
-                let body = format!(r#"{{"title":"bench {c}-{i}","assigned_to":"u{c}"}}"#);
-                let req = hyper::Request::post(&url)
-                    .header("authorization", format!("Bearer {token}"))
-                    .header("content-type", "application/json")
-                    .body(Full::new(Bytes::from(body)))?;
-                let start = Instant::now();
-                let res = client.request(req).await?;
-                let ok = res.status() == 201;
-                res.into_body().collect().await?;
-                if ok {
-                    latencies.push(start.elapsed());
+                body.clear();
+                use std::fmt::Write as _;
+                write!(body, r#"{{"title":"bench {c}-{i}","assigned_to":"u{c}"}}"#)?;
+                let reply = conn
+                    .send("POST", "/tasks", &headers, body.as_bytes())
+                    .await?;
+                if reply.status == 201 {
+                    latencies.push(reply.latency);
                 } else {
                     errors += 1;
                 }

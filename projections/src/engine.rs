@@ -308,10 +308,14 @@ impl Projector {
         }
         self.store.commit(view, writes, dead, checkpoint).await?;
         let now = Utc::now();
+        let lag = metrics::histogram!("chronicle_projection_lag_seconds", "view" => view);
         for e in events {
-            let lag = (now - e.recorded_at).to_std().unwrap_or_default();
-            metrics::histogram!("chronicle_projection_lag_seconds", "view" => view)
-                .record(lag.as_secs_f64());
+            lag.record(
+                (now - e.recorded_at)
+                    .to_std()
+                    .unwrap_or_default()
+                    .as_secs_f64(),
+            );
         }
         Ok(BatchOutcome { poisoned })
     }

@@ -13,9 +13,10 @@ use domain::envelope::{canonical_json, format_time, truncate_micros};
 use domain::{EventEnvelope, GENESIS_HASH, StreamId, TenantId};
 use projections::{EventFeed, ReadModelError, StreamSource};
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+use std::collections::VecDeque;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use tokio::sync::{oneshot, watch};
 use uuid::Uuid;
 
@@ -54,6 +55,62 @@ const COLUMNS: &str = "position, event_id, tenant_id, stream_id, version, event_
 /// Most appends committed in one transaction.
 const MAX_BATCH: usize = 1024;
 
+/// Most recent events kept in memory for the projectors tailing the log.
+const TAIL_CAPACITY: usize = 8192;
+
+/// The latest committed events, in position order, as the writer committed them: a
+/// projector that keeps up reads them here instead of decoding them back out of SQLite.
+/// Every committed event with a position above `floor` is in `events`.
+struct Tail {
+    floor: u64,
+    capacity: usize,
+    events: VecDeque<EventEnvelope>,
+}
+
+impl Tail {
+    /// An empty tail over a log whose last position is `floor`.
+    fn new(floor: u64, capacity: usize) -> Self {
+        Self {
+            floor,
+            capacity,
+            events: VecDeque::with_capacity(capacity),
+        }
+    }
+
+    fn push(&mut self, outcomes: &[Result<AppendOutcome, StoreError>]) {
+        let fresh = outcomes
+            .iter()
+            .filter_map(|r| r.as_ref().ok())
+            .filter(|o| !o.replayed)
+            .flat_map(|o| o.events.iter());
+        for e in fresh {
+            if self.events.len() == self.capacity
+                && let Some(old) = self.events.pop_front()
+            {
+                self.floor = old.position;
+            }
+            self.events.push_back(e.clone());
+        }
+    }
+
+    /// Up to `limit` events in `(after, until]`, or `None` when some of them have left
+    /// the tail already.
+    fn read(&self, after: u64, until: u64, limit: usize) -> Option<Vec<EventEnvelope>> {
+        if after < self.floor {
+            return None;
+        }
+        let start = self.events.partition_point(|e| e.position <= after);
+        Some(
+            self.events
+                .range(start..)
+                .take_while(|e| e.position <= until)
+                .take(limit)
+                .cloned()
+                .collect(),
+        )
+    }
+}
+
 struct Job {
     request: AppendRequest,
     reply: oneshot::Sender<Result<AppendOutcome, StoreError>>,
@@ -65,6 +122,7 @@ pub struct SqliteEventStore {
     jobs: mpsc::Sender<Job>,
     readers: ReadPool,
     head: Arc<watch::Sender<u64>>,
+    tail: Arc<Mutex<Tail>>,
 }
 
 impl SqliteEventStore {
@@ -93,6 +151,8 @@ impl SqliteEventStore {
             })
             .map_err(backend)? as u64;
         let head = Arc::new(watch::channel(last).0);
+        let tail = Arc::new(Mutex::new(Tail::new(last, TAIL_CAPACITY)));
+        let writer_tail = tail.clone();
         let (jobs, rx) = mpsc::channel();
         let (committed, to_sync) = mpsc::channel();
         let durable = Arc::new(Durable {
@@ -102,7 +162,7 @@ impl SqliteEventStore {
         let writer_durable = durable.clone();
         std::thread::Builder::new()
             .name("sqlite-event-writer".into())
-            .spawn(move || writer_loop(conn, &rx, &committed, &writer_durable))
+            .spawn(move || writer_loop(conn, &rx, &committed, &writer_durable, &writer_tail))
             .map_err(backend)?;
         std::thread::Builder::new()
             .name("sqlite-event-syncer".into())
@@ -112,6 +172,7 @@ impl SqliteEventStore {
             jobs,
             readers: ReadPool::new(path),
             head,
+            tail,
         })
     }
 
@@ -149,6 +210,7 @@ fn writer_loop(
     rx: &mpsc::Receiver<Job>,
     committed: &mpsc::Sender<Committed>,
     durable: &Durable,
+    tail: &Mutex<Tail>,
 ) {
     let mut wal = None;
     let mut next = None;
@@ -162,6 +224,11 @@ fn writer_loop(
         };
         let jobs = gather(first, rx);
         let results = commit_batch(&mut conn, &jobs);
+        // In commit order, which is position order; a poisoned lock only means a reader
+        // panicked mid-copy, and the tail itself is intact.
+        tail.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(&results);
         let last = results
             .iter()
             .filter_map(|r| r.as_ref().ok())
@@ -581,6 +648,14 @@ impl EventFeed for SqliteEventStore {
         limit: usize,
     ) -> Result<Vec<EventEnvelope>, ReadModelError> {
         let durable = self.last_position();
+        let recent = self
+            .tail
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .read(after, durable, limit);
+        if let Some(events) = recent {
+            return Ok(events);
+        }
         self.readers
             .run(move |c| {
                 // Only up to the durable head: a committed batch is readable before its
@@ -612,5 +687,67 @@ impl StreamSource for SqliteEventStore {
         EventStore::read_stream(self, tenant, stream, from_version, limit)
             .await
             .map_err(|e| ReadModelError::Backend(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(position: u64) -> EventEnvelope {
+        EventEnvelope {
+            event_id: Uuid::from_u128(u128::from(position)),
+            tenant_id: TenantId::parse("t1").expect("tenant"),
+            stream_id: StreamId::parse(format!("task-{position}")).expect("stream"),
+            version: 1,
+            position,
+            event_type: "TaskCreated".into(),
+            schema_version: 1,
+            recorded_at: Utc::now(),
+            actor: "alice".into(),
+            command_id: Uuid::from_u128(7),
+            correlation_id: Uuid::from_u128(8),
+            causation_id: None,
+            payload: serde_json::json!({"title": "t"}),
+            hash: String::new(),
+        }
+    }
+
+    fn outcome(positions: &[u64], replayed: bool) -> Result<AppendOutcome, StoreError> {
+        Ok(AppendOutcome {
+            events: positions.iter().copied().map(event).collect(),
+            replayed,
+        })
+    }
+
+    fn positions(events: Option<Vec<EventEnvelope>>) -> Option<Vec<u64>> {
+        events.map(|e| e.iter().map(|e| e.position).collect())
+    }
+
+    #[test]
+    fn the_tail_serves_what_it_holds_and_nothing_older() {
+        let mut tail = Tail::new(10, 4);
+        tail.push(&[
+            outcome(&[11, 12], false),
+            Err(StoreError::Invalid("refused".into())),
+            outcome(&[5], true),
+            outcome(&[13], false),
+        ]);
+        // Refused and replayed appends wrote nothing new.
+        assert_eq!(positions(tail.read(10, 99, 100)), Some(vec![11, 12, 13]));
+        assert_eq!(positions(tail.read(11, 99, 1)), Some(vec![12]));
+        // Not past what is durable.
+        assert_eq!(positions(tail.read(10, 12, 100)), Some(vec![11, 12]));
+        assert_eq!(positions(tail.read(13, 99, 100)), Some(vec![]));
+        // Older than the tail: the caller must read the store.
+        assert_eq!(positions(tail.read(9, 99, 100)), None);
+
+        tail.push(&[outcome(&[14, 15], false)]);
+        // 11 left to make room; everything after it is still here.
+        assert_eq!(positions(tail.read(10, 99, 100)), None);
+        assert_eq!(
+            positions(tail.read(11, 99, 100)),
+            Some(vec![12, 13, 14, 15])
+        );
     }
 }
