@@ -15,8 +15,9 @@ use projections::{EventFeed, ReadModelError, StreamSource};
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use std::collections::VecDeque;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::{oneshot, watch};
 use uuid::Uuid;
 
@@ -58,9 +59,9 @@ const MAX_BATCH: usize = 1024;
 /// Most recent events kept in memory for the projectors tailing the log.
 const TAIL_CAPACITY: usize = 8192;
 
-/// The latest committed events, in position order, as the writer committed them: a
-/// projector that keeps up reads them here instead of decoding them back out of SQLite.
-/// Every committed event with a position above `floor` is in `events`.
+/// The latest durable events, in position order: a projector that keeps up reads them
+/// here instead of decoding them back out of SQLite. Every durable event with a position
+/// above `floor` is in `events`.
 struct Tail {
     floor: u64,
     capacity: usize,
@@ -91,6 +92,12 @@ impl Tail {
             }
             self.events.push_back(e.clone());
         }
+    }
+
+    /// Drops everything up to `position`, which readers must now read from SQLite.
+    fn forget_through(&mut self, position: u64) {
+        self.events.clear();
+        self.floor = self.floor.max(position);
     }
 
     /// Up to `limit` events in `(after, until]`, or `None` when some of them have left
@@ -152,17 +159,18 @@ impl SqliteEventStore {
             .map_err(backend)? as u64;
         let head = Arc::new(watch::channel(last).0);
         let tail = Arc::new(Mutex::new(Tail::new(last, TAIL_CAPACITY)));
-        let writer_tail = tail.clone();
         let (jobs, rx) = mpsc::channel();
         let (committed, to_sync) = mpsc::channel();
         let durable = Arc::new(Durable {
             wal_path: wal_path(path),
             head: head.clone(),
+            tail: tail.clone(),
+            syncing: AtomicUsize::new(0),
         });
         let writer_durable = durable.clone();
         std::thread::Builder::new()
             .name("sqlite-event-writer".into())
-            .spawn(move || writer_loop(conn, &rx, &committed, &writer_durable, &writer_tail))
+            .spawn(move || writer_loop(conn, &rx, &committed, &writer_durable))
             .map_err(backend)?;
         std::thread::Builder::new()
             .name("sqlite-event-syncer".into())
@@ -210,7 +218,6 @@ fn writer_loop(
     rx: &mpsc::Receiver<Job>,
     committed: &mpsc::Sender<Committed>,
     durable: &Durable,
-    tail: &Mutex<Tail>,
 ) {
     let mut wal = None;
     let mut next = None;
@@ -224,11 +231,6 @@ fn writer_loop(
         };
         let jobs = gather(first, rx);
         let results = commit_batch(&mut conn, &jobs);
-        // In commit order, which is position order; a poisoned lock only means a reader
-        // panicked mid-copy, and the tail itself is intact.
-        tail.lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(&results);
         let last = results
             .iter()
             .filter_map(|r| r.as_ref().ok())
@@ -239,14 +241,19 @@ fn writer_loop(
             results,
             last,
         };
-        match rx.try_recv() {
-            Ok(job) => {
-                next = Some(job);
-                if let Err(mpsc::SendError(batch)) = committed.send(batch) {
-                    durable.acknowledge(&mut wal, vec![batch]);
-                }
+        // Batches are acknowledged in commit order: inline only when the syncer has
+        // nothing left, so that the tail always grows by whole batches in position order.
+        let waiting = rx.try_recv().ok();
+        let busy = durable.syncing.load(Ordering::Acquire) > 0;
+        if waiting.is_some() || busy {
+            next = waiting;
+            durable.syncing.fetch_add(1, Ordering::AcqRel);
+            if let Err(mpsc::SendError(batch)) = committed.send(batch) {
+                durable.syncing.fetch_sub(1, Ordering::AcqRel);
+                durable.acknowledge(&mut wal, vec![batch]);
             }
-            Err(_) => durable.acknowledge(&mut wal, vec![batch]),
+        } else {
+            durable.acknowledge(&mut wal, vec![batch]);
         }
     }
 }
@@ -261,6 +268,9 @@ fn wal_path(db: &Path) -> std::path::PathBuf {
 struct Durable {
     wal_path: std::path::PathBuf,
     head: Arc<watch::Sender<u64>>,
+    tail: Arc<Mutex<Tail>>,
+    /// Batches handed to the syncer and not yet acknowledged.
+    syncing: AtomicUsize,
 }
 
 impl Durable {
@@ -278,8 +288,23 @@ impl Durable {
             // outcome is unknown (a retry with the same idempotency key is safe).
             tracing::error!(error = %e, "fsync of the event store's WAL failed");
             *wal = None;
+            // They may still become durable with a later fsync, and then the feed must
+            // not skip them: readers go to SQLite for everything up to here.
+            if let Some(last) = last {
+                self.tail
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .forget_through(last);
+            }
         }
         if let (Ok(()), Some(last)) = (&synced, last) {
+            // The events first, then the head: a reader that sees the new head finds them.
+            // (A poisoned lock only means a reader panicked mid-copy; the tail is intact.)
+            let mut tail = self.tail.lock().unwrap_or_else(PoisonError::into_inner);
+            for batch in &batches {
+                tail.push(&batch.results);
+            }
+            drop(tail);
             self.head.send_if_modified(|h| {
                 let newer = last > *h;
                 if newer {
@@ -309,7 +334,9 @@ fn syncer_loop(rx: &mpsc::Receiver<Committed>, durable: &Durable) {
     while let Ok(first) = rx.recv() {
         let mut batches = vec![first];
         batches.extend(rx.try_iter());
+        let n = batches.len();
         durable.acknowledge(&mut wal, batches);
+        durable.syncing.fetch_sub(n, Ordering::AcqRel);
     }
 }
 
@@ -651,7 +678,7 @@ impl EventFeed for SqliteEventStore {
         let recent = self
             .tail
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or_else(PoisonError::into_inner)
             .read(after, durable, limit);
         if let Some(events) = recent {
             return Ok(events);
@@ -749,5 +776,11 @@ mod tests {
             positions(tail.read(11, 99, 100)),
             Some(vec![12, 13, 14, 15])
         );
+
+        // A batch whose fsync failed was never pushed: nothing up to it is served.
+        tail.forget_through(17);
+        tail.push(&[outcome(&[18], false)]);
+        assert_eq!(positions(tail.read(15, 99, 100)), None);
+        assert_eq!(positions(tail.read(17, 99, 100)), Some(vec![18]));
     }
 }
