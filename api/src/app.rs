@@ -5,8 +5,10 @@ use crate::error::ApiError;
 use crate::extract::BODY_LIMIT;
 use crate::{access, health, policy, tasks};
 use axum::Router;
+use axum::extract::State;
 use axum::extract::{DefaultBodyLimit, MatchedPath};
 use axum::handler::Handler;
+use axum::http::StatusCode;
 use axum::http::{HeaderName, Method, Request};
 use axum::middleware::{self, Next};
 use axum::response::Response;
@@ -14,8 +16,9 @@ use axum::routing::{MethodFilter, on};
 use commands::CommandHandler;
 use metrics_exporter_prometheus::PrometheusHandle;
 use projections::{Freshness, ReadModelStore};
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -46,6 +49,8 @@ pub struct Services {
     pub tenants: Arc<crate::tenancy::TenantGate>,
     /// Sign-in attempts per tenant and email.
     pub signin_throttle: Arc<crate::limits::SignInThrottle>,
+    /// Request metrics by route, method and status.
+    pub http_metrics: Arc<HttpMetrics>,
 }
 
 /// How long the tenant gate trusts what it read: the delay before a suspension made by
@@ -73,6 +78,7 @@ impl AppState {
             oidc: None,
             tenants: Arc::new(crate::tenancy::TenantGate::new(TENANT_CACHE_TTL)),
             signin_throttle: Arc::new(crate::limits::SignInThrottle::default()),
+            http_metrics: Arc::default(),
         }))
     }
 }
@@ -155,7 +161,7 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             policy::authorize,
         ))
-        .route_layer(middleware::from_fn(track))
+        .route_layer(middleware::from_fn_with_state(state.clone(), track))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -165,13 +171,12 @@ pub fn app(state: AppState) -> Router {
                 let route = req
                     .extensions()
                     .get::<MatchedPath>()
-                    .map_or_else(|| req.uri().path().to_owned(), |m| m.as_str().to_owned());
+                    .map_or_else(|| req.uri().path(), |m| m.as_str());
                 let request_id = req
                     .headers()
                     .get(REQUEST_ID)
                     .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default()
-                    .to_owned();
+                    .unwrap_or_default();
                 tracing::info_span!(
                     "request",
                     method = %req.method(),
@@ -186,23 +191,74 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The request metrics of one route, method and status, registered once: building a
+/// metric's key from its labels and looking it up on every request costs more than all
+/// the rest of this bookkeeping.
+struct RouteMetrics {
+    requests: metrics::Counter,
+    /// Only for 5xx statuses, so that no zero error series appear for the others.
+    errors: Option<metrics::Counter>,
+    duration: metrics::Histogram,
+}
+
+/// Route, method and status.
+type RouteKey = (&'static str, Method, u16);
+
+/// Handles of the request metrics, by route, method and status.
+#[derive(Default)]
+pub struct HttpMetrics {
+    routes: std::sync::RwLock<HashMap<RouteKey, Arc<RouteMetrics>>>,
+}
+
+impl HttpMetrics {
+    fn route(&self, route: &'static str, method: &Method, status: StatusCode) -> Arc<RouteMetrics> {
+        let key = (route, method.clone(), status.as_u16());
+        let known = self
+            .routes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+            .cloned();
+        if let Some(m) = known {
+            return m;
+        }
+        let labels = [
+            ("route", route.to_owned()),
+            ("method", method.to_string()),
+            ("status", status.as_u16().to_string()),
+        ];
+        let m = Arc::new(RouteMetrics {
+            requests: metrics::counter!("chronicle_http_requests_total", &labels),
+            errors: status
+                .is_server_error()
+                .then(|| metrics::counter!("chronicle_http_errors_total", &labels)),
+            duration: metrics::histogram!("chronicle_http_request_duration_seconds", &labels),
+        });
+        self.routes
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key, m.clone());
+        m
+    }
+}
+
 /// Request count, errors and latency by route and status, for `/metrics`.
-async fn track(req: axum::extract::Request, next: Next) -> Response {
+async fn track(State(state): State<AppState>, req: axum::extract::Request, next: Next) -> Response {
+    // Routes are a fixed set (every one has a rule); anything else is not counted by path.
     let route = req
         .extensions()
         .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
-    let method = req.method().to_string();
+        .and_then(|m| policy::rule_for(req.method(), m.as_str()))
+        .map_or("unmatched", |r| r.path);
+    let method = req.method().clone();
     let started = std::time::Instant::now();
     let response = next.run(req).await;
-    let status = response.status().as_u16().to_string();
-    let labels = [("route", route), ("method", method), ("status", status)];
-    metrics::counter!("chronicle_http_requests_total", &labels).increment(1);
-    if response.status().is_server_error() {
-        metrics::counter!("chronicle_http_errors_total", &labels).increment(1);
+    let m = state.http_metrics.route(route, &method, response.status());
+    m.requests.increment(1);
+    if let Some(errors) = &m.errors {
+        errors.increment(1);
     }
-    metrics::histogram!("chronicle_http_request_duration_seconds", &labels)
-        .record(started.elapsed().as_secs_f64());
+    m.duration.record(started.elapsed().as_secs_f64());
     response
 }
 
