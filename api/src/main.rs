@@ -148,6 +148,24 @@ struct ServeArgs {
     /// Longest wait of a query that sends X-Consistency-Token, in milliseconds.
     #[arg(long, env = "CHRONICLE_CONSISTENCY_TIMEOUT_MS", default_value_t = 2000)]
     consistency_timeout_ms: u64,
+    /// Threads serving requests. Default: one per core, less one with the embedded
+    /// backend, whose store writer, fsync and projector threads need about a core.
+    #[arg(long, env = "CHRONICLE_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
+    workers: Option<u16>,
+}
+
+impl ServeArgs {
+    fn workers(&self) -> usize {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        match (self.workers, self.backend.backend) {
+            (Some(n), _) => usize::from(n),
+            // Fewer threads contending for the cores and waking one another: on two cores,
+            // one worker served 16.3-17.7k POST /tasks per second against 14.6-17.4k with
+            // two, at less CPU per request (34-39 us against 37-49 us in the workers).
+            (None, Backend::Embedded) => cores.saturating_sub(1).max(1),
+            (None, Backend::Aws) => cores,
+        }
+    }
 }
 
 #[derive(Args)]
@@ -214,19 +232,29 @@ fn init_tracing() {
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_tracing();
-    match cli.command {
-        Some(Command::Token(args)) => token(args),
-        Some(Command::Serve(args)) => serve(args).await,
-        Some(Command::Project(args)) => project(args).await,
-        Some(Command::Relay(args)) => relay(args).await,
-        Some(Command::Setup(args)) => setup(args).await,
-        Some(Command::Tenant(args)) => tenant(args).await,
-        None => serve(cli.serve).await,
+    let serving = match &cli.command {
+        Some(Command::Serve(args)) => Some(args),
+        None => Some(&cli.serve),
+        Some(_) => None,
+    };
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(args) = serving {
+        runtime.worker_threads(args.workers());
     }
+    runtime.enable_all().build()?.block_on(async move {
+        match cli.command {
+            Some(Command::Token(args)) => token(args),
+            Some(Command::Serve(args)) => serve(args).await,
+            Some(Command::Project(args)) => project(args).await,
+            Some(Command::Relay(args)) => relay(args).await,
+            Some(Command::Setup(args)) => setup(args).await,
+            Some(Command::Tenant(args)) => tenant(args).await,
+            None => serve(cli.serve).await,
+        }
+    })
 }
 
 fn token(args: TokenArgs) -> anyhow::Result<()> {
@@ -360,7 +388,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.addr))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, data_dir = %args.data_dir.display(), "chronicle listening on http://{addr}");
+    tracing::info!(%addr, data_dir = %args.data_dir.display(), workers = args.workers(), "chronicle listening on http://{addr}");
     tracing::info!(
         "sign up: POST http://{addr}/tenants with company_name, admin_email, admin_password; \
          or mint a token: cargo run --release -- token --tenant demo --user alice --role ADMIN --data-dir {}",
