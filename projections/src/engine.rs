@@ -250,20 +250,54 @@ impl Projector {
 
     /// Applies `events` (any order across streams, duplicates and gaps allowed) and commits
     /// the row changes, dead letters and `checkpoint` in one write.
+    ///
+    /// A row whose stream starts in this batch (its first event here is version 1) is not
+    /// looked up: it cannot exist yet, save when version 1 is delivered again. Then the
+    /// commit finds the row and fails with nothing written, and the batch is applied
+    /// again with every row looked up.
     pub async fn apply_batch(
         &self,
         events: &[EventEnvelope],
         checkpoint: Option<(String, u64)>,
+    ) -> Result<BatchOutcome, ReadModelError> {
+        match self
+            .apply_batch_with(events, checkpoint.clone(), true)
+            .await
+        {
+            Err(ReadModelError::Conflict { .. }) => {
+                self.apply_batch_with(events, checkpoint, false).await
+            }
+            done => done,
+        }
+    }
+
+    async fn apply_batch_with(
+        &self,
+        events: &[EventEnvelope],
+        checkpoint: Option<(String, u64)>,
+        assume_new_streams: bool,
     ) -> Result<BatchOutcome, ReadModelError> {
         let view = self.projection.name();
         let relevant: Vec<&EventEnvelope> = events
             .iter()
             .filter(|e| self.projection.handles(e))
             .collect();
-        let mut keys: Vec<RowKey> = relevant.iter().map(|e| self.key(e)).collect();
+        // Each row's key with the lowest version of it in the batch.
+        let mut keys: Vec<(RowKey, u64)> =
+            relevant.iter().map(|e| (self.key(e), e.version)).collect();
         keys.sort();
-        keys.dedup();
-        let mut loaded = self.store.load(view, &keys).await?;
+        keys.dedup_by(|later, first| later.0 == first.0);
+        let lookup: Vec<RowKey> = keys
+            .iter()
+            .filter(|(_, first)| !assume_new_streams || *first > 1)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut loaded = if lookup.is_empty() {
+            HashMap::new()
+        } else {
+            self.store.load(view, &lookup).await?
+        };
+        let keys = keys.into_iter().map(|(k, _)| k);
         let mut rows: HashMap<RowKey, Working> = keys
             .into_iter()
             .map(|k| {
