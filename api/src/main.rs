@@ -389,7 +389,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.addr))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, data_dir = %args.data_dir.display(), workers = args.workers(), "chronicle listening on http://{addr}");
+    tracing::info!(%addr, data_dir = %args.data_dir.display(), workers = tokio::runtime::Handle::current().metrics().num_workers(), "chronicle listening on http://{addr}");
     tracing::info!(
         "sign up: POST http://{addr}/tenants with company_name, admin_email, admin_password; \
          or mint a token: cargo run --release -- token --tenant demo --user alice --role ADMIN --data-dir {}",

@@ -16,6 +16,19 @@ use tower::ServiceExt;
 
 pub const SECRET: &[u8] = b"test-secret-test-secret-test-secret!";
 
+/// A ten-minute token for `user` of `tenant` with `role`, signed with `secret`.
+pub fn mint(secret: &[u8], tenant: &str, user: &str, role: Role) -> String {
+    api::TokenKeys::from_secret(secret)
+        .expect("keys")
+        .mint(
+            &TenantId::parse(tenant).expect("tenant"),
+            &UserId::parse(user).expect("user"),
+            role,
+            Duration::from_secs(600),
+        )
+        .expect("mint")
+}
+
 /// An embedded Chronicle on a temporary data dir, driven through its router.
 pub struct TestApp {
     pub embedded: Embedded,
@@ -80,16 +93,7 @@ impl TestApp {
     }
 
     pub fn token(&self, tenant: &str, user: &str, role: Role) -> String {
-        self.embedded
-            .state
-            .keys
-            .mint(
-                &TenantId::parse(tenant).expect("tenant"),
-                &UserId::parse(user).expect("user"),
-                role,
-                Duration::from_secs(600),
-            )
-            .expect("mint")
+        mint(SECRET, tenant, user, role)
     }
 
     /// Sends a request; `body` is sent as JSON when given.

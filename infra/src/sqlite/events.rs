@@ -1,7 +1,9 @@
 //! The embedded event store. One writer thread owns the write connection and commits every
 //! append that queued up while the previous commit was syncing in one transaction (group
-//! commit); one append's conflict does not touch its neighbours. An append is acknowledged only after its transaction is durable
-//! (`synchronous=FULL`). Reads use a pool of read-only connections.
+//! commit); one append's conflict does not touch its neighbours. An append is acknowledged
+//! only once the WAL holding it is fsynced (see `writer_loop` and `syncer_loop`). Reads use
+//! a pool of read-only connections; projectors that keep up read the newest events from
+//! memory (`Tail`).
 
 use super::pool::ReadPool;
 use async_trait::async_trait;

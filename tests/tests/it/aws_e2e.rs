@@ -5,7 +5,7 @@
 
 use chronicle_tests::aws::test_aws_with_prefix;
 use chronicle_tests::process::{Http, HttpReply, Server, Worker};
-use domain::{Role, TenantId, UserId};
+use domain::{Role, TenantId};
 use infra::aws::DynamoReadModelStore;
 use projections::{ListQuery, ReadModelStore};
 use serde_json::{Value, json};
@@ -14,15 +14,7 @@ use std::time::{Duration, Instant};
 const SECRET: &str = "aws-e2e-secret-aws-e2e-secret-aws-e2e-00";
 
 fn token(tenant: &str, user: &str, role: Role) -> String {
-    api::TokenKeys::from_secret(SECRET.as_bytes())
-        .expect("keys")
-        .mint(
-            &TenantId::parse(tenant).expect("tenant"),
-            &UserId::parse(user).expect("user"),
-            role,
-            Duration::from_secs(600),
-        )
-        .expect("mint")
+    chronicle_tests::mint(SECRET.as_bytes(), tenant, user, role)
 }
 
 fn consistency(r: &HttpReply) -> String {

@@ -2,7 +2,7 @@
 //! task, and after a restart the read model equals a fresh replay of the store.
 
 use chronicle_tests::process::{Http, Server};
-use domain::{Role, TenantId, UserId};
+use domain::{Role, TenantId};
 use infra::sqlite::{SqliteEventStore, SqliteReadModelStore};
 use projections::tasks::{TasksProjection, VIEW};
 use projections::{ListQuery, ProjectionProgress, Projector, ProjectorConfig, ReadModelStore};
@@ -15,15 +15,7 @@ const SECRET: &str = "crash-test-secret-crash-test-secret-0123";
 const CLIENTS: usize = 16;
 
 fn token(tenant: &str) -> String {
-    api::TokenKeys::from_secret(SECRET.as_bytes())
-        .expect("keys")
-        .mint(
-            &TenantId::parse(tenant).expect("tenant"),
-            &UserId::parse("loader").expect("user"),
-            Role::Admin,
-            Duration::from_secs(600),
-        )
-        .expect("mint")
+    chronicle_tests::mint(SECRET.as_bytes(), tenant, "loader", Role::Admin)
 }
 
 async fn all_rows(
