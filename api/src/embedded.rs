@@ -46,6 +46,7 @@ impl Embedded {
         std::thread::Builder::new()
             .name("projector".into())
             .spawn(move || {
+                infra::placement::store_thread();
                 let group: Vec<&Projector> = projectors.iter().collect();
                 let mut stopped = stopped;
                 runtime.block_on(projections::run_group(&group, feed, async move {

@@ -2,6 +2,7 @@
 
 pub mod aws;
 pub mod clock;
+pub mod placement;
 pub mod sqlite;
 
 pub use clock::SystemClock;

@@ -172,11 +172,17 @@ impl SqliteEventStore {
         let writer_durable = durable.clone();
         std::thread::Builder::new()
             .name("sqlite-event-writer".into())
-            .spawn(move || writer_loop(conn, &rx, &committed, &writer_durable))
+            .spawn(move || {
+                crate::placement::store_thread();
+                writer_loop(conn, &rx, &committed, &writer_durable);
+            })
             .map_err(backend)?;
         std::thread::Builder::new()
             .name("sqlite-event-syncer".into())
-            .spawn(move || syncer_loop(&to_sync, &durable))
+            .spawn(move || {
+                crate::placement::store_thread();
+                syncer_loop(&to_sync, &durable);
+            })
             .map_err(backend)?;
         Ok(Self {
             jobs,

@@ -97,7 +97,10 @@ impl SqliteReadModelStore {
         let alive = Arc::downgrade(&writer);
         std::thread::Builder::new()
             .name("views-checkpointer".into())
-            .spawn(move || checkpointer(&checkpoints, &alive))
+            .spawn(move || {
+                crate::placement::store_thread();
+                checkpointer(&checkpoints, &alive);
+            })
             .map_err(backend)?;
         Ok(Self {
             writer,

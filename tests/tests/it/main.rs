@@ -9,6 +9,7 @@ mod crash;
 mod http_tasks;
 mod oidc;
 mod openapi;
+mod placement;
 mod projector;
 mod rate_limits;
 mod rbac;
