@@ -43,17 +43,14 @@ impl Embedded {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        std::thread::Builder::new()
-            .name("projector".into())
-            .spawn(move || {
-                infra::placement::store_thread();
-                let group: Vec<&Projector> = projectors.iter().collect();
-                let mut stopped = stopped;
-                runtime.block_on(projections::run_group(&group, feed, async move {
-                    let _ = stopped.wait_for(|s| *s).await;
-                }));
-                let _ = done.send(());
-            })?;
+        infra::placement::spawn_store_thread("projector", move || {
+            let group: Vec<&Projector> = projectors.iter().collect();
+            let mut stopped = stopped;
+            runtime.block_on(projections::run_group(&group, feed, async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            }));
+            let _ = done.send(());
+        })?;
         let projector = tokio::spawn(async move {
             let _ = projector_done.await;
         });

@@ -12,8 +12,8 @@
 //!
 //! [`Placement::split`] plans it from the CPUs the process may use (its affinity mask, so a
 //! container's cpuset is respected); the caller pins itself to the workers' CPUs before it
-//! starts the request runtime, whose threads inherit that, and every store thread calls
-//! [`store_thread`] when it starts. Without a plan (fewer than two CPUs, pinning turned off,
+//! starts the request runtime, whose threads inherit that, and every store thread is started
+//! with [`spawn_store_thread`]. Without a plan (fewer than two CPUs, pinning turned off,
 //! or not Linux) nothing is pinned.
 
 use std::sync::OnceLock;
@@ -49,23 +49,32 @@ impl Placement {
     }
 
     /// Pins the calling thread to the workers' CPUs (threads it starts later inherit them)
-    /// and makes [`store_thread`] pin store threads to the store's CPU from now on.
+    /// and makes [`spawn_store_thread`] pin store threads to the store's CPU from now on.
+    /// Meant once per process, before the runtime starts; a later plan keeps the first CPU.
     pub fn install(&self) -> std::io::Result<()> {
         pin_current(&self.workers)?;
-        // A second plan in one process (tests start several servers) keeps the first CPU.
         let _ = STORE_CPU.set(self.store);
         Ok(())
     }
 }
 
-/// Called first thing by each of the store's threads: moves it to the store's CPU when a
-/// plan is installed. A failure only costs speed, so it is logged, not returned.
-pub fn store_thread() {
-    if let Some(&cpu) = STORE_CPU.get()
-        && let Err(e) = pin_current(&[cpu])
-    {
-        tracing::warn!(cpu, error = %e, "could not pin a store thread; it runs unpinned");
-    }
+/// Starts one of the store's threads, named `name`: on the store's CPU when a plan is
+/// installed, where the scheduler puts it otherwise. A failure to pin only costs speed, so
+/// it is logged and the thread runs unpinned.
+pub fn spawn_store_thread<F>(name: &str, f: F) -> std::io::Result<std::thread::JoinHandle<()>>
+where
+    F: FnOnce() + Send + 'static,
+{
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            if let Some(&cpu) = STORE_CPU.get()
+                && let Err(e) = pin_current(&[cpu])
+            {
+                tracing::warn!(cpu, error = %e, "could not pin a store thread; it runs unpinned");
+            }
+            f();
+        })
 }
 
 #[cfg(target_os = "linux")]

@@ -6,6 +6,7 @@
 //! memory (`Tail`).
 
 use super::pool::ReadPool;
+use crate::placement::spawn_store_thread;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use commands::{
@@ -170,20 +171,14 @@ impl SqliteEventStore {
             syncing: AtomicUsize::new(0),
         });
         let writer_durable = durable.clone();
-        std::thread::Builder::new()
-            .name("sqlite-event-writer".into())
-            .spawn(move || {
-                crate::placement::store_thread();
-                writer_loop(conn, &rx, &committed, &writer_durable);
-            })
-            .map_err(backend)?;
-        std::thread::Builder::new()
-            .name("sqlite-event-syncer".into())
-            .spawn(move || {
-                crate::placement::store_thread();
-                syncer_loop(&to_sync, &durable);
-            })
-            .map_err(backend)?;
+        spawn_store_thread("sqlite-event-writer", move || {
+            writer_loop(conn, &rx, &committed, &writer_durable);
+        })
+        .map_err(backend)?;
+        spawn_store_thread("sqlite-event-syncer", move || {
+            syncer_loop(&to_sync, &durable)
+        })
+        .map_err(backend)?;
         Ok(Self {
             jobs,
             readers: ReadPool::new(path),

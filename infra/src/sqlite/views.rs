@@ -95,13 +95,10 @@ impl SqliteReadModelStore {
             .map_err(backend)?;
         let writer = Arc::new(Mutex::new(conn));
         let alive = Arc::downgrade(&writer);
-        std::thread::Builder::new()
-            .name("views-checkpointer".into())
-            .spawn(move || {
-                crate::placement::store_thread();
-                checkpointer(&checkpoints, &alive);
-            })
-            .map_err(backend)?;
+        crate::placement::spawn_store_thread("views-checkpointer", move || {
+            checkpointer(&checkpoints, &alive);
+        })
+        .map_err(backend)?;
         Ok(Self {
             writer,
             readers: ReadPool::new(path),

@@ -54,6 +54,9 @@ const STORE_THREADS: [&str; 4] = [
     "views-checkpoin",
 ];
 
+/// The request workers' thread name (tokio's default).
+const WORKER: &str = "tokio-rt-worker";
+
 /// The threads once every store thread has started (the server listens a little before).
 fn threads_once_started(pid: u32) -> BTreeMap<String, Vec<Vec<usize>>> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -61,7 +64,7 @@ fn threads_once_started(pid: u32) -> BTreeMap<String, Vec<Vec<usize>>> {
         let seen = threads(pid);
         let started = STORE_THREADS
             .iter()
-            .chain(&["tokio-rt-worker"])
+            .chain(&[WORKER])
             .all(|name| seen.contains_key(*name));
         if started || std::time::Instant::now() > deadline {
             return seen;
@@ -78,7 +81,7 @@ fn store_threads_get_the_last_cpu_and_request_workers_the_others() {
     let seen = threads_once_started(server.child.id());
     server.stop();
 
-    for name in STORE_THREADS.iter().chain(&["tokio-rt-worker"]) {
+    for name in STORE_THREADS.iter().chain(&[WORKER]) {
         assert!(seen.contains_key(*name), "no {name} thread in {seen:?}");
     }
     let (store, workers) = match ours.split_last() {
@@ -94,9 +97,9 @@ fn store_threads_get_the_last_cpu_and_request_workers_the_others() {
         );
     }
     assert!(
-        seen["tokio-rt-worker"].iter().all(|cpus| *cpus == workers),
+        seen[WORKER].iter().all(|cpus| *cpus == workers),
         "workers: {:?}, expected {workers:?} (allowed {ours:?})",
-        seen["tokio-rt-worker"]
+        seen[WORKER]
     );
 }
 
