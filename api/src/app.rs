@@ -179,7 +179,7 @@ pub fn app(state: AppState) -> Router {
                     .unwrap_or_default();
                 tracing::info_span!(
                     "request",
-                    method = %req.method(),
+                    method = req.method().as_str(),
                     route,
                     request_id,
                     tenant_id = tracing::field::Empty,

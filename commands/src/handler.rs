@@ -7,7 +7,8 @@ use domain::{
     Actor, Aggregate, CommandContext, ConsistencyToken, DomainEvent, EventEnvelope, StreamId,
     TenantId, UpcastError,
 };
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
 use uuid::Uuid;
 
 /// The time source, injected so tests control it.
@@ -59,6 +60,7 @@ pub struct CommandHandler {
     store: Arc<dyn EventStore>,
     clock: Arc<dyn Clock>,
     max_attempts: u32,
+    metrics: Arc<CommandMetrics>,
 }
 
 struct Loaded<A> {
@@ -73,6 +75,7 @@ impl CommandHandler {
             store,
             clock,
             max_attempts: 5,
+            metrics: Arc::default(),
         }
     }
 
@@ -142,7 +145,7 @@ impl CommandHandler {
         let result = self
             .execute_inner::<A>(meta, stream, command, if_match)
             .await;
-        record(&result);
+        self.metrics.record(&result);
         result
     }
 
@@ -233,7 +236,7 @@ impl CommandHandler {
         command: &A::Command,
     ) -> Result<Executed<A>, CommandError<A::Error>> {
         let result = self.create_inner::<A>(meta, stream, command).await;
-        record(&result);
+        self.metrics.record(&result);
         result
     }
 
@@ -343,25 +346,70 @@ impl CommandHandler {
     }
 }
 
-/// Counts a command's outcome and the events it appended, for `/metrics`.
-fn record<A: Aggregate, E: std::error::Error>(result: &Result<Executed<A>, CommandError<E>>) {
-    let outcome = match result {
-        Ok(done) if done.replayed => "replayed",
-        Ok(_) => "ok",
-        Err(CommandError::Rejected(_)) => "rejected",
-        Err(CommandError::PreconditionFailed { .. } | CommandError::IdempotencyMismatch) => {
-            "precondition"
-        }
-        Err(CommandError::Contended(_)) => "contended",
-        Err(_) => "error",
-    };
-    metrics::counter!("chronicle_commands_total", "aggregate" => A::KIND, "outcome" => outcome)
+/// The command metrics' handles, registered once per set of labels: building a metric's
+/// key and looking it up in the recorder cost more than counting.
+#[derive(Default)]
+struct CommandMetrics {
+    /// By aggregate and outcome.
+    commands: RwLock<HashMap<(&'static str, &'static str), metrics::Counter>>,
+    /// By event type.
+    events: RwLock<HashMap<String, metrics::Counter>>,
+}
+
+/// The handle under `key` in `map`, made by `make` the first time.
+fn handle<K, Q>(
+    map: &RwLock<HashMap<K, metrics::Counter>>,
+    key: &Q,
+    make: impl FnOnce() -> (K, metrics::Counter),
+) -> metrics::Counter
+where
+    K: std::borrow::Borrow<Q> + std::hash::Hash + Eq,
+    Q: std::hash::Hash + Eq + ?Sized,
+{
+    if let Some(c) = map.read().unwrap_or_else(PoisonError::into_inner).get(key) {
+        return c.clone();
+    }
+    let (k, c) = make();
+    map.write()
+        .unwrap_or_else(PoisonError::into_inner)
+        .entry(k)
+        .or_insert(c)
+        .clone()
+}
+
+impl CommandMetrics {
+    /// Counts a command's outcome and the events it appended, for `/metrics`.
+    fn record<A: Aggregate, E: std::error::Error>(
+        &self,
+        result: &Result<Executed<A>, CommandError<E>>,
+    ) {
+        let outcome = match result {
+            Ok(done) if done.replayed => "replayed",
+            Ok(_) => "ok",
+            Err(CommandError::Rejected(_)) => "rejected",
+            Err(CommandError::PreconditionFailed { .. } | CommandError::IdempotencyMismatch) => {
+                "precondition"
+            }
+            Err(CommandError::Contended(_)) => "contended",
+            Err(_) => "error",
+        };
+        let key = (A::KIND, outcome);
+        handle(&self.commands, &key, || {
+            let c = metrics::counter!("chronicle_commands_total", "aggregate" => A::KIND, "outcome" => outcome);
+            (key, c)
+        })
         .increment(1);
-    if let Ok(done) = result
-        && !done.replayed
-    {
-        for e in &done.events {
-            metrics::counter!("chronicle_events_appended_total", "event_type" => e.event_type.clone()).increment(1);
+        if let Ok(done) = result
+            && !done.replayed
+        {
+            for e in &done.events {
+                let t = e.event_type.as_str();
+                handle(&self.events, t, || {
+                    let c = metrics::counter!("chronicle_events_appended_total", "event_type" => t.to_owned());
+                    (t.to_owned(), c)
+                })
+                .increment(1);
+            }
         }
     }
 }

@@ -99,18 +99,21 @@ impl AppendRequest {
         recorded_at: DateTime<Utc>,
         prev_hash: &str,
     ) -> EventEnvelope {
-        let mut e = self.unsealed(w, new, version, event_id, recorded_at);
+        let mut e = self.unsealed(w, new, new.payload.clone(), version, event_id, recorded_at);
         e.position = position;
         e.seal(prev_hash);
         e
     }
 
     /// `envelope` without the hash, for a backend that seals it with
-    /// `EventEnvelope::compute_hash_with` from strings it stores anyway.
+    /// `EventEnvelope::compute_hash_with` from strings it stores anyway. `payload` is
+    /// `new`'s, given apart so that a backend done with the request can move it out
+    /// instead of copying it.
     pub fn unsealed(
         &self,
         w: &StreamWrite,
         new: &NewEvent,
+        payload: Value,
         version: u64,
         event_id: Uuid,
         recorded_at: DateTime<Utc>,
@@ -128,7 +131,7 @@ impl AppendRequest {
             command_id: self.command_id,
             correlation_id: self.correlation_id,
             causation_id: self.causation_id,
-            payload: new.payload.clone(),
+            payload,
             hash: String::new(),
         }
     }

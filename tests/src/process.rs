@@ -163,6 +163,18 @@ impl Http {
         }
     }
 
+    /// GETs `url` with no token: the status and the body as text (`/metrics`).
+    pub async fn get_text(&self, url: &str) -> Result<(u16, String), String> {
+        let req = hyper::Request::get(url)
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| e.to_string())?;
+        let res = self.client.request(req).await.map_err(|e| e.to_string())?;
+        let status = res.status().as_u16();
+        let bytes = res.into_body().collect().await.map_err(|e| e.to_string())?;
+        let text = String::from_utf8(bytes.to_bytes().to_vec()).map_err(|e| e.to_string())?;
+        Ok((status, text))
+    }
+
     pub async fn send(
         &self,
         method: &str,

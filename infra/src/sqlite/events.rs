@@ -232,8 +232,8 @@ fn writer_loop(
                 Err(_) => return,
             },
         };
-        let jobs = gather(first, rx);
-        let results = commit_batch(&mut conn, &jobs);
+        let mut jobs = gather(first, rx);
+        let results = commit_batch(&mut conn, &mut jobs);
         let last = results
             .iter()
             .filter_map(|r| r.as_ref().ok())
@@ -362,8 +362,9 @@ fn gather(first: Job, rx: &mpsc::Receiver<Job>) -> Vec<Job> {
 /// Runs every job of the batch in one transaction. Each job is checked in full (idempotency,
 /// every stream's expected version) before any of its events is written, so a refused job
 /// writes nothing and needs no savepoint. A storage error while writing fails the batch.
-fn commit_batch(conn: &mut Connection, jobs: &[Job]) -> Vec<Result<AppendOutcome, StoreError>> {
-    let fail_all = |e: rusqlite::Error| jobs.iter().map(|_| Err(backend(&e))).collect();
+fn commit_batch(conn: &mut Connection, jobs: &mut [Job]) -> Vec<Result<AppendOutcome, StoreError>> {
+    let n = jobs.len();
+    let fail_all = |e: rusqlite::Error| (0..n).map(|_| Err(backend(&e))).collect();
     let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
         Err(e) => return fail_all(e),
@@ -372,7 +373,7 @@ fn commit_batch(conn: &mut Connection, jobs: &[Job]) -> Vec<Result<AppendOutcome
     let mut results = Vec::with_capacity(jobs.len());
     for job in jobs {
         match check(&tx, &job.request) {
-            Ok(Checked::Write(heads)) => match write(&tx, &job.request, heads, now) {
+            Ok(Checked::Write(heads)) => match write(&tx, &mut job.request, heads, now) {
                 Ok(outcome) => results.push(Ok(outcome)),
                 Err(e) => {
                     tracing::error!(error = %e, "event store write failed; the batch is rolled back");
@@ -429,18 +430,27 @@ fn check(conn: &Connection, req: &AppendRequest) -> Result<Checked, StoreError> 
     Ok(Checked::Write(heads))
 }
 
+/// Writes `req`'s events. Their payloads move into the envelopes (the request is spent
+/// once its events are written); copying them was a tenth of the writer's time.
 fn write(
     conn: &Connection,
-    req: &AppendRequest,
+    req: &mut AppendRequest,
     heads: Vec<(u64, String)>,
     now: DateTime<Utc>,
 ) -> rusqlite::Result<AppendOutcome> {
     let mut written = Vec::with_capacity(req.event_count());
+    let mut payloads = Vec::with_capacity(req.event_count());
+    for w in &mut req.streams {
+        payloads.extend(w.events.iter_mut().map(|e| std::mem::take(&mut e.payload)));
+    }
+    let mut payloads = payloads.into_iter();
     // Rendered once: the hash and the row take the very same strings.
     let time = format_time(&now);
     for (w, (current, mut prev)) in req.streams.iter().zip(heads) {
         for (i, new) in w.events.iter().enumerate() {
-            let mut e = req.unsealed(w, new, current + 1 + i as u64, Uuid::now_v7(), now);
+            let payload = payloads.next().unwrap_or_default();
+            let version = current + 1 + i as u64;
+            let mut e = req.unsealed(w, new, payload, version, Uuid::now_v7(), now);
             let payload = canonical_json(&e.payload);
             e.hash = e.compute_hash_with(&prev, &time, &payload);
             e.position = insert_event(conn, &e, &time, &payload)?;

@@ -1,0 +1,122 @@
+//! `/metrics` of the running binary: requests, commands and appended events are each
+//! counted under their labels, and every request of a kind adds to the same series.
+
+use chronicle_tests::mint;
+use chronicle_tests::process::{Http, Server};
+use domain::Role;
+use std::collections::BTreeMap;
+
+const SECRET: &str = "metrics-secret-metrics-secret-0123456";
+
+/// The value of the sample `name{labels}` in a Prometheus text page, whatever the order
+/// of its labels; `None` when there is no such series.
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let want: BTreeMap<&str, &str> = labels.iter().copied().collect();
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (metric, labels) = series.split_once('{').unwrap_or((series, "}"));
+            if metric != name {
+                return None;
+            }
+            let got: BTreeMap<&str, &str> = labels
+                .strip_suffix('}')?
+                .split(',')
+                .filter_map(|pair| {
+                    let (k, v) = pair.split_once('=')?;
+                    Some((k, v.trim_matches('"')))
+                })
+                .collect();
+            if got == want {
+                value.parse().ok()
+            } else {
+                None
+            }
+        })
+}
+
+#[tokio::test]
+async fn requests_commands_and_events_are_counted_by_label() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), SECRET);
+    let http = Http::default();
+    let admin = mint(SECRET.as_bytes(), "metered", "ada", Role::Admin);
+    let call = |method: &'static str, path: String, body: Option<&'static str>| {
+        let (http, admin, url) = (http.clone(), admin.clone(), server.url(&path));
+        async move {
+            http.send(method, &url, &admin, &[], body.map(str::to_owned))
+                .await
+                .expect("request")
+        }
+    };
+    let mut ids = Vec::new();
+    for body in [r#"{"title":"one"}"#, r#"{"title":"two"}"#] {
+        let created = call("POST", "/tasks".into(), Some(body)).await;
+        assert_eq!(created.status, 201, "{:?}", created.body);
+        ids.push(
+            created.body["task_id"]
+                .as_str()
+                .map(str::to_owned)
+                .expect("id"),
+        );
+    }
+    let updated = call(
+        "PUT",
+        format!("/tasks/{}", ids[0]),
+        Some(r#"{"status":"DONE"}"#),
+    )
+    .await;
+    assert_eq!(updated.status, 200, "{:?}", updated.body);
+    let deleted = call("DELETE", format!("/tasks/{}", ids[1]), None).await;
+    assert_eq!(deleted.status, 204);
+    // A change to a deleted task: the aggregate refuses it, and nothing is appended.
+    let refused = call(
+        "PUT",
+        format!("/tasks/{}", ids[1]),
+        Some(r#"{"title":"again"}"#),
+    )
+    .await;
+    assert_eq!(refused.status, 410, "{:?}", refused.body);
+    assert_eq!(
+        refused.body["type"].as_str().map(|t| t.ends_with("gone")),
+        Some(true)
+    );
+    // Refused at the door (empty title): no command runs.
+    let invalid = call("POST", "/tasks".into(), Some(r#"{"title":""}"#)).await;
+    assert_eq!(invalid.status, 422);
+
+    let (status, text) = http
+        .get_text(&server.url("/metrics"))
+        .await
+        .expect("/metrics");
+    assert_eq!(status, 200);
+    let commands = |outcome| {
+        sample(
+            &text,
+            "chronicle_commands_total",
+            &[("aggregate", "task"), ("outcome", outcome)],
+        )
+    };
+    assert_eq!(commands("ok"), Some(4.0), "{text}");
+    assert_eq!(commands("rejected"), Some(1.0), "{text}");
+    let events = |t| {
+        sample(
+            &text,
+            "chronicle_events_appended_total",
+            &[("event_type", t)],
+        )
+    };
+    assert_eq!(events("TaskCreated"), Some(2.0), "{text}");
+    assert_eq!(events("TaskDeleted"), Some(1.0), "{text}");
+    let requests = |method, route, status| {
+        sample(
+            &text,
+            "chronicle_http_requests_total",
+            &[("method", method), ("route", route), ("status", status)],
+        )
+    };
+    assert_eq!(requests("POST", "/tasks", "201"), Some(2.0), "{text}");
+    assert_eq!(requests("POST", "/tasks", "422"), Some(1.0), "{text}");
+    assert_eq!(requests("PUT", "/tasks/{id}", "410"), Some(1.0), "{text}");
+}
