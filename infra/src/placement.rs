@@ -1,7 +1,7 @@
 //! Where the embedded backend's threads run.
 //!
 //! The embedded store funnels every append through a few threads of its own: the event
-//! writer, the fsync thread, the projector and the views checkpointer. They hand work to one
+//! writer, the fsync thread, the projector and the two WAL checkpointers. They hand work to one
 //! another and to the request workers many thousand times a second. Left to the scheduler,
 //! a woken thread often lands on the core of the thread that woke it and waits there while
 //! the other core idles. Keeping the store's threads on one core and the request workers on

@@ -46,28 +46,6 @@ pub struct SqliteReadModelStore {
     readers: ReadPool,
 }
 
-/// WAL frames (4 KiB pages) past which the checkpointer restarts the log, briefly holding
-/// the projector back, so the WAL cannot grow without bound under constant load.
-const WAL_RESTART_FRAMES: i64 = 16 * 1024;
-
-/// Copies the views' WAL into the database file every 200 ms without blocking the
-/// projector (PASSIVE); ends once the store is dropped.
-fn checkpointer(conn: &Connection, alive: &std::sync::Weak<Mutex<Connection>>) {
-    while alive.strong_count() > 0 {
-        std::thread::sleep(std::time::Duration::from_millis(200));
-        let passive = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1));
-        match passive {
-            Ok(frames) if frames > WAL_RESTART_FRAMES => {
-                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(())) {
-                    tracing::warn!(error = %e, frames, "views WAL restart failed");
-                }
-            }
-            Ok(_) => {}
-            Err(e) => tracing::debug!(error = %e, "views checkpoint failed; retrying"),
-        }
-    }
-}
-
 fn backend(e: impl std::fmt::Display) -> ReadModelError {
     ReadModelError::Backend(e.to_string())
 }
@@ -89,16 +67,9 @@ impl SqliteReadModelStore {
         // and would stall the projector, showing as lag); a background thread does.
         conn.pragma_update(None, "wal_autocheckpoint", 0)
             .map_err(backend)?;
-        let checkpoints = Connection::open(path).map_err(backend)?;
-        checkpoints
-            .busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(backend)?;
         let writer = Arc::new(Mutex::new(conn));
-        let alive = Arc::downgrade(&writer);
-        crate::placement::spawn_store_thread("views-checkpointer", move || {
-            checkpointer(&checkpoints, &alive);
-        })
-        .map_err(backend)?;
+        super::spawn_checkpointer("views-checkpointer", path, Arc::downgrade(&writer), "views")
+            .map_err(backend)?;
         Ok(Self {
             writer,
             readers: ReadPool::new(path),

@@ -103,3 +103,35 @@ async fn the_feed_reads_the_same_from_memory_and_from_disk() {
     assert_eq!(all.last().map(|e| e.position), Some(head));
     assert!(all.windows(2).all(|w| w[0].position < w[1].position));
 }
+
+/// Commits only append to the WAL; a checkpointer thread copies it into the database file
+/// in the background, so the file fills up without any commit doing that copy.
+#[tokio::test]
+async fn a_background_checkpointer_copies_the_wal_into_the_database_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("events.db");
+    let store = SqliteEventStore::open(&path).expect("open");
+    let size = || std::fs::metadata(&path).expect("events.db").len();
+    let empty = size();
+    let t = conformance::tenant();
+    for i in 0..300u64 {
+        let s = conformance::stream("checkpointed");
+        let req = conformance::request(
+            &t,
+            vec![conformance::write(
+                &s,
+                ExpectedVersion::NoStream,
+                vec![conformance::event(i)],
+            )],
+        );
+        store.append(req).await.expect("append");
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while size() == empty && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        size() > empty,
+        "events.db still {empty} bytes: nothing was checkpointed"
+    );
+}
