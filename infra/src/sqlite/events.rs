@@ -72,8 +72,9 @@ const DEEP_QUEUE: usize = 16;
 /// once buys nothing; committing everything that gathered when the fsync ends writes the
 /// table's and indexes' newest pages to the WAL once instead of once per small batch, and
 /// the next fsync has fewer bytes to flush. Under HTTP load that was 4-5% more requests/s
-/// at 8% less CPU per request. When appends queue deep (`DEEP_QUEUE`), the writer is the
-/// bottleneck and commits at once, overlapping its commits with the syncer's fsyncs.
+/// at 8% less CPU per request, for a slightly heavier projection-lag tail (a slow fsync
+/// now holds back one larger batch). When appends queue deep (`DEEP_QUEUE`), the writer is
+/// the bottleneck and commits at once, overlapping its commits with the syncer's fsyncs.
 #[derive(Default)]
 struct Gate {
     /// Appends sent to the writer and not yet taken into a batch.
