@@ -58,8 +58,13 @@ const STORE_THREADS: [&str; 5] = [
 /// The request workers' thread name (tokio's default).
 const WORKER: &str = "tokio-rt-worker";
 
-/// The threads once every store thread has started (the server listens a little before).
-fn threads_once_started(pid: u32) -> BTreeMap<String, Vec<Vec<usize>>> {
+/// The threads once every store thread has started (the server listens a little before)
+/// and `settled` holds, or as they are after 10 s. A thread is visible by name before its
+/// first instruction, which is the one that pins it.
+fn threads_once_started(
+    pid: u32,
+    settled: impl Fn(&BTreeMap<String, Vec<Vec<usize>>>) -> bool,
+) -> BTreeMap<String, Vec<Vec<usize>>> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         let seen = threads(pid);
@@ -67,7 +72,7 @@ fn threads_once_started(pid: u32) -> BTreeMap<String, Vec<Vec<usize>>> {
             .iter()
             .chain(&[WORKER])
             .all(|name| seen.contains_key(*name));
-        if started || std::time::Instant::now() > deadline {
+        if (started && settled(&seen)) || std::time::Instant::now() > deadline {
             return seen;
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
@@ -79,17 +84,21 @@ fn store_threads_get_the_last_cpu_and_request_workers_the_others() {
     let ours = allowed(&std::fs::read_to_string("/proc/self/status").expect("status"));
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(dir.path(), SECRET);
-    let seen = threads_once_started(server.child.id());
-    server.stop();
-
-    for name in STORE_THREADS.iter().chain(&[WORKER]) {
-        assert!(seen.contains_key(*name), "no {name} thread in {seen:?}");
-    }
     let (store, workers) = match ours.split_last() {
         Some((&last, rest)) if !rest.is_empty() => (vec![last], rest.to_vec()),
         // One CPU: nothing to split, nothing pinned.
         _ => (ours.clone(), ours.clone()),
     };
+    let seen = threads_once_started(server.child.id(), |seen| {
+        STORE_THREADS
+            .iter()
+            .all(|name| seen[*name].iter().all(|cpus| *cpus == store))
+    });
+    server.stop();
+
+    for name in STORE_THREADS.iter().chain(&[WORKER]) {
+        assert!(seen.contains_key(*name), "no {name} thread in {seen:?}");
+    }
     for name in STORE_THREADS {
         assert!(
             seen[name].iter().all(|cpus| *cpus == store),
@@ -109,7 +118,7 @@ fn pin_threads_false_leaves_every_thread_on_every_cpu() {
     let ours = allowed(&std::fs::read_to_string("/proc/self/status").expect("status"));
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start_with(dir.path(), SECRET, &["--pin-threads", "false"]);
-    let seen = threads_once_started(server.child.id());
+    let seen = threads_once_started(server.child.id(), |_| true);
     server.stop();
 
     assert!(seen.contains_key("sqlite-event-wr"), "{seen:?}");
