@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::extract::{DefaultBodyLimit, MatchedPath};
 use axum::handler::Handler;
 use axum::http::StatusCode;
-use axum::http::{HeaderName, Method, Request};
+use axum::http::{HeaderName, Method, Request, Uri};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{MethodFilter, on};
@@ -21,6 +21,7 @@ use std::future::Future;
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
@@ -156,18 +157,24 @@ pub fn app(state: AppState) -> Router {
         "/openapi.json",
         crate::openapi::openapi_json,
     );
-    router
+    let routes = router
         .route_layer(middleware::from_fn_with_state(state.clone(), track))
-        .fallback(|| async { ApiError::NotFound("no such route".into()) })
-        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .fallback(|uri: Uri| async move {
+            tracing::Span::current().record("route", uri.path());
+            ApiError::NotFound("no such route".into())
+        })
+        .method_not_allowed_fallback(|uri: Uri| async move {
+            tracing::Span::current().record("route", uri.path());
+            ApiError::MethodNotAllowed
+        })
+        .with_state(state);
+    // The request-wide layers wrap the router once. `Router::layer` would wrap every route
+    // with its own copy, cloned on each request; the price is that the matched route is
+    // only known inside, so `track` (or a fallback) records it on the span.
+    let layered = ServiceBuilder::new()
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
-                let route = req
-                    .extensions()
-                    .get::<MatchedPath>()
-                    .map_or_else(|| req.uri().path(), |m| m.as_str());
                 let request_id = req
                     .headers()
                     .get(REQUEST_ID)
@@ -176,15 +183,17 @@ pub fn app(state: AppState) -> Router {
                 tracing::info_span!(
                     "request",
                     method = req.method().as_str(),
-                    route,
+                    route = tracing::field::Empty,
                     request_id,
                     tenant_id = tracing::field::Empty,
                     user_id = tracing::field::Empty,
                 )
             }),
         )
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-        .with_state(state)
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .service(routes);
+    Router::new().fallback_service(layered)
 }
 
 /// The request metrics of one route, method and status, registered once: building a
@@ -248,6 +257,7 @@ async fn track(State(state): State<AppState>, req: axum::extract::Request, next:
         .get::<MatchedPath>()
         .and_then(|m| policy::rule_for(req.method(), m.as_str()))
         .map_or("unmatched", |r| r.path);
+    tracing::Span::current().record("route", route);
     let method = req.method().clone();
     let started = std::time::Instant::now();
     let response = policy::authorize(State(state.clone()), req, next).await;
