@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::Duration;
 
 /// The `chronicle` binary cargo built beside this test executable.
@@ -31,6 +31,8 @@ pub fn chronicle_bin() -> PathBuf {
 pub struct Server {
     pub child: Child,
     pub addr: SocketAddr,
+    /// Every line the server wrote to stderr so far (JSON logs).
+    pub logs: Arc<Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -42,6 +44,11 @@ impl Server {
 
     /// `chronicle serve` with extra arguments (e.g. `--backend aws`).
     pub fn start_with(data_dir: &Path, secret: &str, extra: &[&str]) -> Self {
+        Self::start_logging(data_dir, secret, extra, "info")
+    }
+
+    /// `chronicle serve` with extra arguments and `RUST_LOG` set to `filter`.
+    pub fn start_logging(data_dir: &Path, secret: &str, extra: &[&str], filter: &str) -> Self {
         let mut child = Command::new(chronicle_bin())
             .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
@@ -49,7 +56,7 @@ impl Server {
             .env("CHRONICLE_JWT_SECRET", secret)
             // Load tests drive one tenant far past any tier's rate limit.
             .env("CHRONICLE_RATE_LIMITS", "off")
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", filter)
             .env("CHRONICLE_LOG_FORMAT", "json")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -57,8 +64,13 @@ impl Server {
             .expect("spawn chronicle");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = mpsc::channel();
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let kept = logs.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                kept.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(line.clone());
                 let addr = serde_json::from_str::<Value>(&line).ok().and_then(|v| {
                     v["fields"]["addr"]
                         .as_str()
@@ -72,7 +84,7 @@ impl Server {
         let addr = rx
             .recv_timeout(Duration::from_secs(30))
             .expect("chronicle did not report its address");
-        Self { child, addr }
+        Self { child, addr, logs }
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -7,6 +7,7 @@ mod aws_pipeline;
 mod cli;
 mod crash;
 mod http_tasks;
+mod logs;
 mod metrics;
 mod oidc;
 mod openapi;
