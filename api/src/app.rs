@@ -5,8 +5,8 @@ use crate::error::ApiError;
 use crate::extract::BODY_LIMIT;
 use crate::{access, health, policy, tasks};
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::State;
-use axum::extract::{DefaultBodyLimit, MatchedPath};
 use axum::handler::Handler;
 use axum::http::StatusCode;
 use axum::http::{HeaderName, Method, Request, Uri};
@@ -160,11 +160,11 @@ pub fn app(state: AppState) -> Router {
     let routes = router
         .route_layer(middleware::from_fn_with_state(state.clone(), track))
         .fallback(|uri: Uri| async move {
-            tracing::Span::current().record("route", uri.path());
+            record_route(uri.path());
             ApiError::NotFound("no such route".into())
         })
         .method_not_allowed_fallback(|uri: Uri| async move {
-            tracing::Span::current().record("route", uri.path());
+            record_route(uri.path());
             ApiError::MethodNotAllowed
         })
         .with_state(state);
@@ -194,6 +194,12 @@ pub fn app(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .service(routes);
     Router::new().fallback_service(layered)
+}
+
+/// Names the request's route on its span, which the layers outside the router open before
+/// the route is known.
+fn record_route(route: &str) {
+    tracing::Span::current().record("route", route);
 }
 
 /// The request metrics of one route, method and status, registered once: building a
@@ -252,15 +258,12 @@ impl HttpMetrics {
 /// layer clones the route's service and boxes a future on every request.
 async fn track(State(state): State<AppState>, req: axum::extract::Request, next: Next) -> Response {
     // Routes are a fixed set (every one has a rule); anything else is not counted by path.
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .and_then(|m| policy::rule_for(req.method(), m.as_str()))
-        .map_or("unmatched", |r| r.path);
-    tracing::Span::current().record("route", route);
+    let rule = policy::rule_of(&req);
+    let route = rule.map_or("unmatched", |r| r.path);
+    record_route(route);
     let method = req.method().clone();
     let started = std::time::Instant::now();
-    let response = policy::authorize(State(state.clone()), req, next).await;
+    let response = policy::authorize(&state, rule, req, next).await;
     let m = state.http_metrics.route(route, &method, response.status());
     m.requests.increment(1);
     if let Some(errors) = &m.errors {

@@ -283,7 +283,7 @@ fn record_caller(span: &tracing::Span, principal: &Principal) {
     ]));
 }
 
-/// Handlers take the caller that the `policy::authorize` layer authenticated.
+/// Handlers take the caller that `policy::authorize` authenticated.
 impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 

@@ -1,13 +1,13 @@
 //! Who may call what: one table of routes, each with its operation and the access it
 //! needs. The router registers a route only through this table (`app::routed` refuses a
-//! route without a rule), and the `authorize` layer applies it to every request before any
-//! handler runs, so no handler can forget to check. Finer rules that depend on the resource
+//! route without a rule), and `authorize`, run by the router's route layer (`app::track`),
+//! applies it to every request before any handler runs, so no handler can forget to check. Finer rules that depend on the resource
 //! (a MEMBER updates only tasks they created or are assigned) live in the domain.
 
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::error::ApiError;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -86,13 +86,22 @@ pub fn rule_for(method: &Method, path: &str) -> Option<&'static Rule> {
         .find(|r| r.method == *method && r.path == path)
 }
 
-/// Authenticates and authorizes a request by its route's rule; puts the `Principal` in the
-/// request for the handler. A route without a rule is refused (fail closed).
-pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let rule = req
-        .extensions()
+/// The rule of the route the router matched for `req`, if it has one.
+pub fn rule_of(req: &Request) -> Option<&'static Rule> {
+    req.extensions()
         .get::<MatchedPath>()
-        .and_then(|m| rule_for(req.method(), m.as_str()));
+        .and_then(|m| rule_for(req.method(), m.as_str()))
+}
+
+/// Authenticates and authorizes a request by its route's rule (`rule_of`, which the caller
+/// has looked up); puts the `Principal` in the request for the handler. A route without a
+/// rule is refused (fail closed).
+pub async fn authorize(
+    state: &AppState,
+    rule: Option<&'static Rule>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let Some(rule) = rule else {
         return ApiError::internal(format!(
             "{} {} has no access rule",
@@ -102,7 +111,7 @@ pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Ne
         .into_response();
     };
     if rule.access != Access::Public {
-        let mut principal = match crate::auth::authenticate(&state, req.headers()).await {
+        let mut principal = match crate::auth::authenticate(state, req.headers()).await {
             Ok(p) => p,
             Err(e) => return e.into_response(),
         };

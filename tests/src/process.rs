@@ -68,14 +68,14 @@ impl Server {
         let kept = logs.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                kept.lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .push(line.clone());
                 let addr = serde_json::from_str::<Value>(&line).ok().and_then(|v| {
                     v["fields"]["addr"]
                         .as_str()
                         .and_then(|a| a.parse::<SocketAddr>().ok())
                 });
+                kept.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(line);
                 if let Some(addr) = addr {
                     let _ = tx.send(addr);
                 }
