@@ -4,20 +4,21 @@
 //! are never logged, and the events hold only the hash.
 
 use crate::app::AppState;
+use crate::app::Routes;
 use crate::auth::Principal;
 use crate::error::{ApiError, Problem};
-use crate::extract::{Consistency, IdempotencyKey, JsonBody};
-use crate::query::{meta, page_of, row_of, write_headers};
+use crate::extract::{Consistency, IdempotencyKey, IfMatch, JsonBody, PathId, QueryParams};
+use crate::query::{Cursor, PageLimit, meta, page_of, row_of, write_headers};
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use commands::access::tenant_stream;
 use commands::{SignedIn, UserState};
 use domain::tenant::{CompanyName, Settings, Tenant, TenantCommand};
-use domain::user::Email;
-use domain::{Role, TenantId, Tier, UserId, ValidationError};
+use domain::user::{Email, Password, Secret};
+use domain::{Role, TenantId, Tier, UserId};
 use projections::users::{UserView, VIEW as USERS};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -25,29 +26,6 @@ use std::time::Duration;
 
 /// Lifetime of an access token issued at sign-in.
 pub const ACCESS_TTL: Duration = Duration::from_secs(15 * 60);
-
-fn tier(value: &str) -> Result<Tier, ApiError> {
-    Tier::parse(value).ok_or_else(|| {
-        ApiError::validation(ValidationError::new(
-            "tier",
-            format!("must be basic, premium or enterprise, got {value:?}"),
-        ))
-    })
-}
-
-fn role(value: &str) -> Result<Role, ApiError> {
-    Role::parse(value).ok_or_else(|| {
-        ApiError::validation(ValidationError::new(
-            "role",
-            format!("must be ADMIN or MEMBER, got {value:?}"),
-        ))
-    })
-}
-
-fn tenant_id(value: &str) -> Result<TenantId, ApiError> {
-    TenantId::parse(value)
-        .map_err(|e| ApiError::validation(ValidationError::new("tenant_id", e.reason)))
-}
 
 // ------------------------------------------------------------------ tokens
 
@@ -94,32 +72,32 @@ fn no_store() -> [(header::HeaderName, HeaderValue); 1] {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterTenant {
-    company_name: String,
-    admin_email: String,
-    /// At least 8 characters; stored only as an argon2id hash.
-    admin_password: String,
-    /// basic, premium or enterprise; default basic.
+    company_name: CompanyName,
+    admin_email: Email,
+    admin_password: Password,
+    /// Default basic.
     #[serde(default)]
-    tier: Option<String>,
+    tier: Option<Tier>,
 }
 
-#[utoipa::path(post, path = "/tenants", tag = "tenants", request_body = RegisterTenant,
-    responses((status = 201, body = TokenResponse, description = "the tenant, its first ADMIN, and their tokens"),
-        (status = 400, body = Problem), (status = 413, body = Problem), (status = 422, body = Problem)))]
+#[utoipa::path(post, path = "/tenants", tag = "tenants", operation_id = "RegisterTenant",
+    request_body = RegisterTenant,
+    responses((status = 201, body = TokenResponse, description = "the tenant, its first ADMIN, and their tokens",
+        headers(("Location" = String, description = "the tenant's path")))),
+    security(()))]
 pub async fn register_tenant(
     State(state): State<AppState>,
     body: JsonBody<RegisterTenant>,
 ) -> Result<Response, ApiError> {
     let b = body.value;
-    let company_name = CompanyName::parse(&b.company_name)?;
-    let email = Email::parse(&b.admin_email)
-        .map_err(|e| ApiError::validation(ValidationError::new("admin_email", e.reason)))?;
-    domain::user::check_password(&b.admin_password)
-        .map_err(|e| ApiError::validation(ValidationError::new("admin_password", e.reason)))?;
-    let plan = b.tier.as_deref().map(tier).transpose()?.unwrap_or_default();
     let signed_in = state
         .access
-        .register_tenant(company_name, email, b.admin_password, plan)
+        .register_tenant(
+            b.company_name,
+            b.admin_email,
+            b.admin_password.into_string(),
+            b.tier.unwrap_or_default(),
+        )
         .await?;
     let location = format!("/tenants/{}", signed_in.tenant_id);
     let body = tokens(&state, signed_in)?;
@@ -215,14 +193,14 @@ fn own_tenant(p: &Principal, id: &str) -> Result<TenantId, ApiError> {
     Ok(p.tenant_id.clone())
 }
 
-#[utoipa::path(get, path = "/tenants/{id}", tag = "tenants", params(("id" = String, Path)),
-    responses((status = 200, body = TenantView), (status = 401, body = Problem), (status = 403, body = Problem),
-        (status = 404, body = Problem)),
+#[utoipa::path(get, path = "/tenants/{id}", tag = "tenants", operation_id = "GetTenant",
+    params(("id" = TenantId, Path, description = "the caller's own tenant; any other is 404")),
+    responses((status = 200, body = TenantView, headers(("ETag" = String, description = "the tenant's version")))),
     security(("bearer" = [])))]
 pub async fn get_tenant(
     State(state): State<AppState>,
     principal: Principal,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Response, ApiError> {
     let tenant = own_tenant(&principal, &id)?;
     let (t, version) = state.access.tenant(&tenant).await?;
@@ -236,28 +214,39 @@ pub async fn get_tenant(
 /// Absent fields stay as they are.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(min_properties = 1)]
 pub struct UpdateTenant {
-    #[serde(default)]
-    company_name: Option<String>,
-    /// A JSON object, replacing the current settings.
-    #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    settings: Option<Value>,
-    /// basic, premium or enterprise; a downgrade below the users in use is refused.
-    #[serde(default)]
-    tier: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
+    company_name: Option<CompanyName>,
+    /// Replaces the current settings.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
+    settings: Option<Settings>,
+    /// A downgrade below the users in use is refused (403 limit-reached).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
+    tier: Option<Tier>,
 }
 
-#[utoipa::path(put, path = "/tenants/{id}", tag = "tenants", request_body = UpdateTenant,
-    params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
-    responses((status = 200, body = TenantView), (status = 401, body = Problem), (status = 403, body = Problem),
-        (status = 404, body = Problem), (status = 412, body = Problem), (status = 422, body = Problem)),
-    security(("bearer" = [])))]
+/// A field that is present: `null` is refused, never taken for "absent".
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+#[utoipa::path(put, path = "/tenants/{id}", tag = "tenants", operation_id = "UpdateTenant",
+    request_body = UpdateTenant,
+    params(("id" = TenantId, Path, description = "the caller's own tenant; any other is 404"), IfMatch),
+    responses((status = 200, body = TenantView, headers(("ETag" = String, description = "the tenant's version"))),
+        (status = 403, body = Problem, description = "not ADMIN; a feature or a limit of the tier (feature-unavailable, limit-reached)")),
+    security(("bearer" = ["ADMIN"])))]
 pub async fn update_tenant(
     State(state): State<AppState>,
     principal: Principal,
-    Path(id): Path<String>,
-    crate::extract::IfMatch(if_match): crate::extract::IfMatch,
+    PathId(id): PathId,
+    IfMatch(if_match): IfMatch,
     body: JsonBody<UpdateTenant>,
 ) -> Result<Response, ApiError> {
     let tenant = own_tenant(&principal, &id)?;
@@ -269,13 +258,9 @@ pub async fn update_tenant(
         });
     }
     let command = TenantCommand::Update {
-        company_name: b
-            .company_name
-            .as_deref()
-            .map(CompanyName::parse)
-            .transpose()?,
-        settings: b.settings.map(Settings::parse).transpose()?,
-        tier: b.tier.as_deref().map(tier).transpose()?,
+        company_name: b.company_name,
+        settings: b.settings,
+        tier: b.tier,
     };
     let done = state
         .commands
@@ -294,14 +279,14 @@ pub async fn update_tenant(
         .into_response())
 }
 
-#[utoipa::path(delete, path = "/tenants/{id}", tag = "tenants", params(("id" = String, Path)),
-    responses((status = 204, description = "deleted (soft): the events stay; every later call with the tenant's tokens is 403"),
-        (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)),
-    security(("bearer" = [])))]
+#[utoipa::path(delete, path = "/tenants/{id}", tag = "tenants", operation_id = "DeleteTenant",
+    params(("id" = TenantId, Path, description = "the caller's own tenant; any other is 404")),
+    responses((status = 204, description = "deleted (soft): the events stay; every later call with the tenant's tokens is 403")),
+    security(("bearer" = ["ADMIN"])))]
 pub async fn delete_tenant(
     State(state): State<AppState>,
     principal: Principal,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Response, ApiError> {
     let tenant = own_tenant(&principal, &id)?;
     let done = state
@@ -323,12 +308,11 @@ pub async fn delete_tenant(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
-    email: String,
-    /// At least 8 characters; stored only as an argon2id hash.
-    password: String,
-    /// ADMIN or MEMBER; default MEMBER.
+    email: Email,
+    password: Password,
+    /// Default MEMBER.
     #[serde(default)]
-    role: Option<String>,
+    role: Option<Role>,
 }
 
 fn user_view(p: &Principal, done: &UserState) -> Result<UserView, ApiError> {
@@ -340,12 +324,15 @@ fn user_headers(done: &UserState) -> HeaderMap {
     write_headers(done.token.as_ref(), done.version)
 }
 
-#[utoipa::path(post, path = "/users", tag = "users", request_body = CreateUser,
-    params(("Idempotency-Key" = Option<String>, Header, description = "a retry with the same key, email and role answers the first result")),
-    responses((status = 201, body = UserView, description = "created; X-Consistency-Token header"),
-        (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem, description = "not ADMIN, or the tier's max_users is reached"),
-        (status = 409, body = Problem, description = "the email is already registered"), (status = 422, body = Problem)),
-    security(("bearer" = [])))]
+#[utoipa::path(post, path = "/users", tag = "users", operation_id = "RegisterUser",
+    request_body = CreateUser, params(IdempotencyKey),
+    responses((status = 201, body = UserView, description = "created", headers(
+            ("X-Consistency-Token" = String, description = "send it with a query to read this write"),
+            ("ETag" = String, description = "the user's version"),
+            ("Location" = String, description = "the user's path"))),
+        (status = 403, body = Problem, description = "not ADMIN, or the tier's max_users is reached"),
+        (status = 409, body = Problem, description = "the email is already registered")),
+    security(("bearer" = ["ADMIN"])))]
 pub async fn create_user(
     State(state): State<AppState>,
     principal: Principal,
@@ -353,14 +340,8 @@ pub async fn create_user(
     body: JsonBody<CreateUser>,
 ) -> Result<Response, ApiError> {
     let b = body.value;
-    let email = Email::parse(&b.email)?;
-    domain::user::check_password(&b.password)?;
-    let role = b
-        .role
-        .as_deref()
-        .map(role)
-        .transpose()?
-        .unwrap_or(Role::Member);
+    let email = b.email;
+    let role = b.role.unwrap_or(Role::Member);
     // The request is identified by email and role: the password must not be part of a
     // fast hash kept in the store.
     let identity = format!("{}\n{}", email.as_str(), role.as_str());
@@ -371,7 +352,12 @@ pub async fn create_user(
     );
     let done = state
         .access
-        .register_user(&meta(&principal, idem), email, b.password, role)
+        .register_user(
+            &meta(&principal, idem),
+            email,
+            b.password.into_string(),
+            role,
+        )
         .await?;
     let view = user_view(&principal, &done)?;
     let mut headers = user_headers(&done);
@@ -384,12 +370,14 @@ pub async fn create_user(
 /// Absent fields stay as they are.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(min_properties = 1)]
 pub struct UpdateUser {
-    /// ADMIN or MEMBER.
-    #[serde(default)]
-    role: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
+    role: Option<Role>,
     /// A disabled user cannot sign in, and frees a seat.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     disabled: Option<bool>,
 }
 
@@ -397,15 +385,17 @@ fn user_id(id: &str) -> Result<UserId, ApiError> {
     UserId::parse(id).map_err(|_| ApiError::NotFound("no such user".into()))
 }
 
-#[utoipa::path(put, path = "/users/{id}", tag = "users", request_body = UpdateUser, params(("id" = String, Path)),
-    responses((status = 200, body = UserView), (status = 401, body = Problem), (status = 403, body = Problem),
-        (status = 404, body = Problem), (status = 409, body = Problem, description = "an ADMIN demoting or disabling themselves"),
-        (status = 422, body = Problem)),
-    security(("bearer" = [])))]
+#[utoipa::path(put, path = "/users/{id}", tag = "users", operation_id = "UpdateUser",
+    request_body = UpdateUser, params(("id" = UserId, Path)),
+    responses((status = 200, body = UserView, headers(
+            ("X-Consistency-Token" = String, description = "send it with a query to read this write"),
+            ("ETag" = String, description = "the user's version"))),
+        (status = 409, body = Problem, description = "an ADMIN demoting or disabling themselves")),
+    security(("bearer" = ["ADMIN"])))]
 pub async fn update_user(
     State(state): State<AppState>,
     principal: Principal,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     body: JsonBody<UpdateUser>,
 ) -> Result<Response, ApiError> {
     let user = user_id(&id)?;
@@ -416,24 +406,22 @@ pub async fn update_user(
             detail: "send at least one of role, disabled".into(),
         });
     }
-    let role = b.role.as_deref().map(role).transpose()?;
     let done = state
         .access
-        .update_user(&meta(&principal, None), &user, role, b.disabled)
+        .update_user(&meta(&principal, None), &user, b.role, b.disabled)
         .await?;
     let view = user_view(&principal, &done)?;
     Ok((StatusCode::OK, user_headers(&done), Json(view)).into_response())
 }
 
-#[utoipa::path(get, path = "/users/{id}", tag = "users",
-    params(("id" = String, Path), ("X-Consistency-Token" = Option<String>, Header)),
-    responses((status = 200, body = UserView), (status = 401, body = Problem), (status = 404, body = Problem),
-        (status = 503, body = Problem)),
+#[utoipa::path(get, path = "/users/{id}", tag = "users", operation_id = "GetUser",
+    params(("id" = UserId, Path), Consistency),
+    responses((status = 200, body = UserView)),
     security(("bearer" = [])))]
 pub async fn get_user(
     State(state): State<AppState>,
     principal: Principal,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     Consistency(token): Consistency,
 ) -> Result<Json<UserView>, ApiError> {
     user_id(&id)?;
@@ -444,12 +432,12 @@ pub async fn get_user(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct UserListParams {
-    /// ADMIN or MEMBER.
-    role: Option<String>,
-    /// 1 to 100, default 50.
-    limit: Option<String>,
-    /// `next_cursor` of the previous page.
-    cursor: Option<String>,
+    #[param(inline)]
+    role: Option<Role>,
+    #[param(inline)]
+    limit: Option<PageLimit>,
+    #[param(inline)]
+    cursor: Option<Cursor>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -458,20 +446,19 @@ pub struct UserPage {
     next_cursor: Option<String>,
 }
 
-#[utoipa::path(get, path = "/users", tag = "users",
-    params(UserListParams, ("X-Consistency-Token" = Option<String>, Header)),
-    responses((status = 200, body = UserPage), (status = 401, body = Problem), (status = 422, body = Problem),
-        (status = 503, body = Problem)),
+#[utoipa::path(get, path = "/users", tag = "users", operation_id = "ListUsers",
+    params(UserListParams, Consistency),
+    responses((status = 200, body = UserPage)),
     security(("bearer" = [])))]
 pub async fn list_users(
     State(state): State<AppState>,
     principal: Principal,
-    Query(params): Query<UserListParams>,
+    QueryParams(params): QueryParams<UserListParams>,
     Consistency(token): Consistency,
 ) -> Result<Json<UserPage>, ApiError> {
     let mut filters = Vec::new();
     if let Some(r) = params.role {
-        filters.push(("role".to_owned(), role(&r)?.as_str().to_owned()));
+        filters.push(("role".to_owned(), r.as_str().to_owned()));
     }
     let (items, next_cursor) = page_of(
         &state,
@@ -489,12 +476,12 @@ pub async fn list_users(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateInvitation {
-    /// ADMIN or MEMBER; default MEMBER.
+    /// Default MEMBER.
     #[serde(default)]
-    role: Option<String>,
+    role: Option<Role>,
     /// When given, only this address may accept.
     #[serde(default)]
-    email: Option<String>,
+    email: Option<Email>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -508,23 +495,18 @@ pub struct InvitationView {
     expires_at: DateTime<Utc>,
 }
 
-#[utoipa::path(post, path = "/users/invitations", tag = "users", request_body = CreateInvitation,
-    responses((status = 201, body = InvitationView), (status = 401, body = Problem), (status = 403, body = Problem),
-        (status = 422, body = Problem)),
-    security(("bearer" = [])))]
+#[utoipa::path(post, path = "/users/invitations", tag = "users", operation_id = "InviteUser",
+    request_body = CreateInvitation,
+    responses((status = 201, body = InvitationView)),
+    security(("bearer" = ["ADMIN"])))]
 pub async fn create_invitation(
     State(state): State<AppState>,
     principal: Principal,
     body: JsonBody<CreateInvitation>,
 ) -> Result<Response, ApiError> {
     let b = body.value;
-    let role = b
-        .role
-        .as_deref()
-        .map(role)
-        .transpose()?
-        .unwrap_or(Role::Member);
-    let email = b.email.as_deref().map(Email::parse).transpose()?;
+    let role = b.role.unwrap_or(Role::Member);
+    let email = b.email;
     let issued = state
         .access
         .issue_invitation(&meta(&principal, None), role, email)
@@ -545,26 +527,25 @@ pub async fn create_invitation(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignIn {
-    tenant_id: String,
-    email: String,
-    password: String,
+    tenant_id: TenantId,
+    email: Email,
+    password: Secret,
 }
 
-#[utoipa::path(post, path = "/auth/signin", tag = "auth", request_body = SignIn,
-    responses((status = 200, body = TokenResponse), (status = 400, body = Problem),
-        (status = 401, body = Problem, description = "the same answer for an unknown email and a wrong password"),
-        (status = 403, body = Problem, description = "the tenant is suspended or deleted"), (status = 422, body = Problem),
-        (status = 429, body = Problem, description = "too many attempts for this email; Retry-After")))]
+#[utoipa::path(post, path = "/auth/signin", tag = "auth", operation_id = "SignIn", request_body = SignIn,
+    responses((status = 200, body = TokenResponse),
+        (status = 401, body = Problem, description = "the same answer for an unknown email and a wrong password",
+            headers(("WWW-Authenticate" = String))),
+        (status = 403, body = Problem, description = "the tenant is suspended or deleted"),
+        (status = 429, body = Problem, description = "too many attempts for this email",
+            headers(("Retry-After" = u64, description = "seconds until the next attempt is allowed")))),
+    security(()))]
 pub async fn sign_in(
     State(state): State<AppState>,
     body: JsonBody<SignIn>,
 ) -> Result<Response, ApiError> {
     let b = body.value;
-    let tenant = tenant_id(&b.tenant_id)?;
-    // A malformed address cannot match: the same answer as a wrong password.
-    let Ok(email) = Email::parse(&b.email) else {
-        return Err(commands::AccessError::BadCredentials.into());
-    };
+    let (tenant, email) = (b.tenant_id, b.email);
     if let Err(refused) = state.signin_throttle.check(&tenant, email.as_str()) {
         metrics::counter!("chronicle_auth_total", "action" => "signin", "outcome" => "throttled")
             .increment(1);
@@ -572,35 +553,41 @@ pub async fn sign_in(
             retry_after_secs: refused.retry_after_secs,
         });
     }
-    let signed_in = state.access.sign_in(&tenant, &email, b.password).await?;
+    let signed_in = state
+        .access
+        .sign_in(&tenant, &email, b.password.as_str().to_owned())
+        .await?;
     Ok((no_store(), Json(tokens(&state, signed_in)?)).into_response())
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignUp {
-    tenant_id: String,
+    tenant_id: TenantId,
     /// The code an ADMIN issued at `POST /users/invitations`.
-    invitation_code: String,
-    email: String,
-    password: String,
+    invitation_code: Secret,
+    email: Email,
+    password: Password,
 }
 
-#[utoipa::path(post, path = "/auth/signup", tag = "auth", request_body = SignUp,
-    responses((status = 201, body = TokenResponse), (status = 400, body = Problem),
-        (status = 403, body = Problem, description = "max_users reached, or the tenant is suspended or deleted"),
-        (status = 409, body = Problem), (status = 422, body = Problem, description = "invalid input or invitation code")))]
+#[utoipa::path(post, path = "/auth/signup", tag = "auth", operation_id = "SignUp", request_body = SignUp,
+    responses((status = 201, body = TokenResponse),
+        (status = 403, body = Problem, description = "the invitation code is unknown, used or expired; max_users is reached; the tenant is suspended or deleted"),
+        (status = 409, body = Problem, description = "the email is already registered, or the invitation is for another address")),
+    security(()))]
 pub async fn sign_up(
     State(state): State<AppState>,
     body: JsonBody<SignUp>,
 ) -> Result<Response, ApiError> {
     let b = body.value;
-    let tenant = tenant_id(&b.tenant_id)?;
-    let email = Email::parse(&b.email)?;
-    domain::user::check_password(&b.password)?;
     let signed_in = state
         .access
-        .signup(&tenant, &b.invitation_code, email, b.password)
+        .signup(
+            &b.tenant_id,
+            b.invitation_code.as_str(),
+            b.email,
+            b.password.into_string(),
+        )
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -613,28 +600,64 @@ pub async fn sign_up(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
-    refresh_token: String,
+    refresh_token: Secret,
 }
 
-#[utoipa::path(post, path = "/auth/refresh", tag = "auth", request_body = RefreshRequest,
+#[utoipa::path(post, path = "/auth/refresh", tag = "auth", operation_id = "RefreshToken", request_body = RefreshRequest,
     responses((status = 200, body = TokenResponse, description = "new tokens; the presented refresh token is retired"),
-        (status = 401, body = Problem, description = "unknown, expired or revoked; a retired token revokes its whole family"),
-        (status = 403, body = Problem)))]
+        (status = 401, body = Problem, description = "unknown, expired or revoked; a retired token revokes its whole family",
+            headers(("WWW-Authenticate" = String))),
+        (status = 403, body = Problem, description = "the tenant is suspended or deleted")),
+    security(()))]
 pub async fn refresh(
     State(state): State<AppState>,
     body: JsonBody<RefreshRequest>,
 ) -> Result<Response, ApiError> {
-    let signed_in = state.access.refresh(&body.value.refresh_token).await?;
+    let signed_in = state
+        .access
+        .refresh(body.value.refresh_token.as_str())
+        .await?;
     Ok((no_store(), Json(tokens(&state, signed_in)?)).into_response())
 }
 
-#[utoipa::path(post, path = "/auth/signout", tag = "auth", request_body = RefreshRequest,
-    responses((status = 204, description = "the refresh token's family is revoked (also answered for unknown tokens)"),
-        (status = 400, body = Problem)))]
+#[utoipa::path(post, path = "/auth/signout", tag = "auth", operation_id = "SignOut", request_body = RefreshRequest,
+    responses((status = 204, description = "the refresh token's family is revoked (also answered for unknown tokens)")),
+    security(()))]
 pub async fn sign_out(
     State(state): State<AppState>,
     body: JsonBody<RefreshRequest>,
 ) -> Result<Response, ApiError> {
-    state.access.sign_out(&body.value.refresh_token).await?;
+    state
+        .access
+        .sign_out(body.value.refresh_token.as_str())
+        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The routes of `/tenants`, each declared once by its handler's `#[utoipa::path]`.
+pub fn tenant_routes() -> Routes {
+    Routes::new()
+        .routes(utoipa_axum::routes!(register_tenant))
+        .routes(utoipa_axum::routes!(
+            get_tenant,
+            update_tenant,
+            delete_tenant
+        ))
+}
+
+/// The routes of `/users`.
+pub fn user_routes() -> Routes {
+    Routes::new()
+        .routes(utoipa_axum::routes!(list_users, create_user))
+        .routes(utoipa_axum::routes!(get_user, update_user))
+        .routes(utoipa_axum::routes!(create_invitation))
+}
+
+/// The routes of `/auth`.
+pub fn auth_routes() -> Routes {
+    Routes::new()
+        .routes(utoipa_axum::routes!(sign_up))
+        .routes(utoipa_axum::routes!(sign_in))
+        .routes(utoipa_axum::routes!(refresh))
+        .routes(utoipa_axum::routes!(sign_out))
 }

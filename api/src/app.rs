@@ -3,16 +3,15 @@
 use crate::auth::TokenKeys;
 use crate::error::ApiError;
 use crate::extract::BODY_LIMIT;
+use crate::policy::Policy;
 use crate::{access, health, policy, tasks};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::extract::State;
-use axum::handler::Handler;
 use axum::http::StatusCode;
 use axum::http::{HeaderName, Method, Request, Uri};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{MethodFilter, on};
 use commands::CommandHandler;
 use metrics_exporter_prometheus::PrometheusHandle;
 use projections::{Freshness, ReadModelStore};
@@ -24,6 +23,8 @@ use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
 
 /// What every handler shares. Cheap to clone (one reference count): the router clones its
 /// state for every request and every layer, so it is one `Arc`, not a bundle of them.
@@ -52,6 +53,10 @@ pub struct Services {
     pub signin_throttle: Arc<crate::limits::SignInThrottle>,
     /// Request metrics by route, method and status.
     pub http_metrics: Arc<HttpMetrics>,
+    /// Who may call which route; `app` reads it from the routes' declarations.
+    pub policy: Arc<Policy>,
+    /// `/openapi.json`, rendered once by `app`.
+    pub openapi: crate::openapi::Document,
 }
 
 /// How long the tenant gate trusts what it read: the delay before a suspension made by
@@ -80,6 +85,8 @@ impl AppState {
             tenants: Arc::new(crate::tenancy::TenantGate::new(TENANT_CACHE_TTL)),
             signin_throttle: Arc::new(crate::limits::SignInThrottle::default()),
             http_metrics: Arc::default(),
+            policy: Arc::default(),
+            openapi: crate::openapi::Document(axum::body::Bytes::new()),
         }))
     }
 }
@@ -99,64 +106,44 @@ impl std::ops::DerefMut for AppState {
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Registers `handler` for `method path`, which must have a rule in `policy::POLICY`.
-fn routed<H, T>(
-    router: Router<AppState>,
-    method: Method,
-    path: &'static str,
-    handler: H,
-) -> Router<AppState>
-where
-    H: Handler<T, AppState>,
-    T: 'static,
-{
-    assert!(
-        policy::rule_for(&method, path).is_some(),
-        "{method} {path} has no access rule in policy::POLICY"
-    );
-    let filter = MethodFilter::try_from(method).expect("a standard method");
-    router.route(path, on(filter, handler))
+/// A resource's routes with their OpenAPI entries: `routes!(handler, …)` registers each
+/// handler at the path and method its `#[utoipa::path]` declares.
+pub type Routes = OpenApiRouter<AppState>;
+
+/// Every route, with the document its declarations make.
+fn all_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(crate::openapi::ApiDoc::openapi())
+        .merge(tasks::routes())
+        .merge(access::tenant_routes())
+        .merge(access::user_routes())
+        .merge(access::auth_routes())
+        .merge(health::routes())
+        .split_for_parts()
 }
 
-pub fn app(state: AppState) -> Router {
-    let mut router = Router::new();
-    router = routed(router, Method::GET, "/tasks", tasks::list);
-    router = routed(router, Method::POST, "/tasks", tasks::create);
-    router = routed(router, Method::GET, "/tasks/{id}", tasks::get);
-    router = routed(router, Method::PUT, "/tasks/{id}", tasks::update);
-    router = routed(router, Method::DELETE, "/tasks/{id}", tasks::delete);
-    router = routed(router, Method::POST, "/tenants", access::register_tenant);
-    router = routed(router, Method::GET, "/tenants/{id}", access::get_tenant);
-    router = routed(router, Method::PUT, "/tenants/{id}", access::update_tenant);
-    router = routed(
-        router,
-        Method::DELETE,
-        "/tenants/{id}",
-        access::delete_tenant,
-    );
-    router = routed(router, Method::GET, "/users", access::list_users);
-    router = routed(router, Method::POST, "/users", access::create_user);
-    router = routed(router, Method::GET, "/users/{id}", access::get_user);
-    router = routed(router, Method::PUT, "/users/{id}", access::update_user);
-    router = routed(
-        router,
-        Method::POST,
-        "/users/invitations",
-        access::create_invitation,
-    );
-    router = routed(router, Method::POST, "/auth/signup", access::sign_up);
-    router = routed(router, Method::POST, "/auth/signin", access::sign_in);
-    router = routed(router, Method::POST, "/auth/refresh", access::refresh);
-    router = routed(router, Method::POST, "/auth/signout", access::sign_out);
-    router = routed(router, Method::GET, "/health", health::health);
-    router = routed(router, Method::GET, "/ready", health::ready);
-    router = routed(router, Method::GET, "/metrics", health::metrics);
-    router = routed(
-        router,
-        Method::GET,
-        "/openapi.json",
-        crate::openapi::openapi_json,
-    );
+/// The OpenAPI document of every route, as `/openapi.json` serves it, and its policy.
+fn document_and_policy(raw: &utoipa::openapi::OpenApi) -> (serde_json::Value, Policy) {
+    let mut doc = serde_json::to_value(raw).expect("an OpenAPI document serializes");
+    let policy = Policy::of(&doc);
+    crate::openapi::finish(&mut doc, &policy);
+    (doc, policy)
+}
+
+/// The OpenAPI document `/openapi.json` serves.
+pub fn document() -> serde_json::Value {
+    document_and_policy(&all_routes().1).0
+}
+
+/// The access policy of every route, read from the routes' declarations.
+pub fn policy() -> Policy {
+    document_and_policy(&all_routes().1).1
+}
+
+pub fn app(mut state: AppState) -> Router {
+    let (router, raw) = all_routes();
+    let (doc, policy) = document_and_policy(&raw);
+    state.policy = Arc::new(policy);
+    state.openapi = crate::openapi::Document(doc.to_string().into());
     let routes = router
         .route_layer(middleware::from_fn_with_state(state.clone(), track))
         .fallback(|uri: Uri| async move {
@@ -258,12 +245,12 @@ impl HttpMetrics {
 /// layer clones the route's service and boxes a future on every request.
 async fn track(State(state): State<AppState>, req: axum::extract::Request, next: Next) -> Response {
     // Routes are a fixed set (every one has a rule); anything else is not counted by path.
-    let rule = policy::rule_of(&req);
-    let route = rule.map_or("unmatched", |r| r.path);
+    let rule = state.policy.rule_of(&req).cloned();
+    let route = rule.as_ref().map_or("unmatched", |r| r.path);
     record_route(route);
     let method = req.method().clone();
     let started = std::time::Instant::now();
-    let response = policy::authorize(&state, rule, req, next).await;
+    let response = policy::authorize(&state, rule.as_ref(), req, next).await;
     let m = state.http_metrics.route(route, &method, response.status());
     m.requests.increment(1);
     if let Some(errors) = &m.errors {

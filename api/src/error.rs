@@ -315,10 +315,10 @@ impl From<AccessError> for ApiError {
             AccessError::User(UserError::NotFound) => Self::NotFound("no such user".into()),
             AccessError::User(u @ UserError::AlreadyExists) => Self::Conflict(u.to_string()),
             AccessError::User(u @ UserError::SelfLockout) => Self::Conflict(u.to_string()),
-            AccessError::Invitation(InvitationError::Invalid) => Self::Validation {
-                field: "invitation_code".into(),
-                detail: "invitation_code: not valid (unknown, used or expired)".into(),
-            },
+            // The code is a credential: one that opens nothing is refused, not malformed.
+            AccessError::Invitation(InvitationError::Invalid) => Self::Forbidden(
+                "the invitation code is not valid (unknown, used or expired)".into(),
+            ),
             AccessError::Invitation(i) => Self::Conflict(i.to_string()),
             AccessError::BadCredentials => Self::Unauthenticated {
                 detail: e.to_string(),

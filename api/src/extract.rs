@@ -1,15 +1,19 @@
 //! Request extractors that turn bad input into precise problems: JSON bodies (keeping the
-//! raw bytes for idempotency hashing), `Idempotency-Key`, `If-Match` and
-//! `X-Consistency-Token`.
+//! raw bytes for idempotency hashing), query strings, path ids, `Idempotency-Key`,
+//! `If-Match` and `X-Consistency-Token`. Each header's extractor documents itself
+//! (`IntoParams`) from the rule it checks.
 
 use crate::error::ApiError;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header;
 use axum::http::request::Parts;
-use domain::ConsistencyToken;
+use domain::{ConsistencyToken, Pattern, TextRule};
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
+use utoipa::IntoParams;
+use utoipa::openapi::Required;
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
 
 /// Largest accepted request body.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -57,21 +61,30 @@ fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             "the body is not valid JSON: {e}"
         )));
     }
+    // Every body is an object; serde would also read a struct from an array of its fields.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::Validation {
+            field: "body".into(),
+            detail: "body: must be a JSON object".into(),
+        });
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner().to_string();
-        let field = if path == "." {
-            // serde reports a missing or unknown field in the message, not the path.
-            backticked(&inner).unwrap_or_else(|| "body".to_owned())
-        } else {
-            path
-        };
-        ApiError::Validation {
-            detail: format!("{field}: {inner}"),
-            field,
-        }
-    })
+    serde_path_to_error::deserialize(de)
+        .map_err(|e| shape_error(e.path().to_string(), e.into_inner().to_string()))
+}
+
+/// A value of the wrong shape at `path`: 422 naming the field.
+fn shape_error(path: String, inner: String) -> ApiError {
+    let field = if path == "." {
+        // serde reports a missing or unknown field in the message, not the path.
+        backticked(&inner).unwrap_or_else(|| "body".to_owned())
+    } else {
+        path
+    };
+    ApiError::Validation {
+        detail: format!("{field}: {inner}"),
+        field,
+    }
 }
 
 fn backticked(message: &str) -> Option<String> {
@@ -80,6 +93,53 @@ fn backticked(message: &str) -> Option<String> {
     Some(message[start..start + len].to_owned())
 }
 
+/// A header's grammar, stated once for the extractor that checks it and for the document.
+struct HeaderRule {
+    name: &'static str,
+    rule: TextRule,
+}
+
+impl HeaderRule {
+    /// The header's value: `None` when absent, 400 naming the header when malformed.
+    fn value<'a>(&self, parts: &'a Parts) -> Result<Option<&'a str>, ApiError> {
+        let Some(v) = parts.headers.get(self.name) else {
+            return Ok(None);
+        };
+        v.to_str()
+            .ok()
+            .filter(|v| self.rule.check("header", v).is_ok())
+            .map(Some)
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!("{} must be {}", self.name, self.rule.description))
+            })
+    }
+
+    fn parameter(&self) -> Vec<Parameter> {
+        vec![
+            ParameterBuilder::new()
+                .name(self.name)
+                .parameter_in(ParameterIn::Header)
+                .required(Required::False)
+                .description(Some(self.rule.description))
+                .schema(Some(self.rule.schema()))
+                .build(),
+        ]
+    }
+}
+
+static IDEMPOTENCY_KEY_PATTERN: Pattern = Pattern::new(r"^[!-~]+$");
+const IDEMPOTENCY_KEY: HeaderRule = HeaderRule {
+    name: "Idempotency-Key",
+    rule: TextRule {
+        pattern: Some(&IDEMPOTENCY_KEY_PATTERN),
+        ..TextRule::chars(
+            1,
+            255,
+            "1 to 255 visible ASCII characters; a retry with the same key and request answers the first result",
+        )
+    },
+};
+
 /// The `Idempotency-Key` header, if sent.
 pub struct IdempotencyKey(pub Option<String>);
 
@@ -87,20 +147,13 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let Some(v) = parts.headers.get("idempotency-key") else {
-            return Ok(Self(None));
-        };
-        let key = v
-            .to_str()
-            .ok()
-            .map(str::trim)
-            .filter(|k| !k.is_empty() && k.len() <= 255)
-            .ok_or_else(|| {
-                ApiError::BadRequest(
-                    "Idempotency-Key must be 1 to 255 visible ASCII characters".into(),
-                )
-            })?;
-        Ok(Self(Some(key.to_owned())))
+        Ok(Self(IDEMPOTENCY_KEY.value(parts)?.map(str::to_owned)))
+    }
+}
+
+impl IntoParams for IdempotencyKey {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        IDEMPOTENCY_KEY.parameter()
     }
 }
 
@@ -126,6 +179,19 @@ impl IdempotencyKey {
     }
 }
 
+static IF_MATCH_PATTERN: Pattern = Pattern::new(r#"^(?:W/)?"[0-9]{1,19}"$|^[0-9]{1,19}$"#);
+const IF_MATCH: HeaderRule = HeaderRule {
+    name: "If-Match",
+    rule: TextRule {
+        pattern: Some(&IF_MATCH_PATTERN),
+        ..TextRule::chars(
+            1,
+            23,
+            r#"the version the change expects, as the ETag gave it: "3" (412 when the resource is at another version)"#,
+        )
+    },
+};
+
 /// `If-Match: "<version>"`, if sent.
 pub struct IfMatch(pub Option<u64>);
 
@@ -133,22 +199,29 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let Some(v) = parts.headers.get(header::IF_MATCH) else {
+        let Some(v) = IF_MATCH.value(parts)? else {
             return Ok(Self(None));
         };
-        let version = v
-            .to_str()
-            .ok()
-            .map(|s| s.trim().trim_start_matches("W/").trim_matches('"'))
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| {
-                ApiError::BadRequest(r#"If-Match must be a version, as in If-Match: "3""#.into())
-            })?;
+        let digits = v.trim_start_matches("W/").trim_matches('"');
+        // Up to 19 digits always fit a u64.
+        let version = digits
+            .parse()
+            .map_err(|_| ApiError::BadRequest("If-Match is out of range".into()))?;
         Ok(Self(Some(version)))
     }
 }
 
+impl IntoParams for IfMatch {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        IF_MATCH.parameter()
+    }
+}
+
 pub const CONSISTENCY_HEADER: &str = "x-consistency-token";
+const CONSISTENCY: HeaderRule = HeaderRule {
+    name: "X-Consistency-Token",
+    rule: ConsistencyToken::RULE,
+};
 
 /// `X-Consistency-Token`, if sent: the query waits for that write.
 pub struct Consistency(pub Option<ConsistencyToken>);
@@ -157,17 +230,48 @@ impl<S: Send + Sync> FromRequestParts<S> for Consistency {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let Some(v) = parts.headers.get(CONSISTENCY_HEADER) else {
+        let Some(v) = CONSISTENCY.value(parts)? else {
             return Ok(Self(None));
         };
         let token = v
-            .to_str()
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .ok_or_else(|| {
-                ApiError::BadRequest("X-Consistency-Token is not a token this server issued".into())
-            })?;
+            .parse()
+            .map_err(|e: domain::ValidationError| ApiError::BadRequest(e.to_string()))?;
         Ok(Self(Some(token)))
+    }
+}
+
+impl IntoParams for Consistency {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        CONSISTENCY.parameter()
+    }
+}
+
+/// The query string as `T`: a parameter of the wrong shape is 422 naming it.
+pub struct QueryParams<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(de)
+            .map(Self)
+            .map_err(|e| shape_error(e.path().to_string(), e.into_inner().to_string()))
+    }
+}
+
+/// A path parameter: one that cannot be read names nothing that exists, so it is 404.
+pub struct PathId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|p| Self(p.0))
+            .map_err(|_| ApiError::NotFound("no such resource".into()))
     }
 }
 

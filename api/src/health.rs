@@ -6,18 +6,29 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde::Serialize;
+
+/// The answer of `/health` and `/ready`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Status {
+    /// `ok` (health) or `ready`.
+    status: &'static str,
+}
 
 /// The process is up.
-#[utoipa::path(get, path = "/health", tag = "operations", responses((status = 200, description = "up")))]
-pub async fn health() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+#[utoipa::path(get, path = "/health", tag = "operations", operation_id = "Health",
+    responses((status = 200, description = "up", body = Status)), security(()))]
+pub async fn health() -> Json<Status> {
+    Json(Status { status: "ok" })
 }
 
 /// The store answers and the projector runs.
-#[utoipa::path(get, path = "/ready", tag = "operations",
-    responses((status = 200, description = "ready"), (status = 503, body = crate::error::Problem)))]
-pub async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/ready", tag = "operations", operation_id = "Ready",
+    responses((status = 200, description = "ready", body = Status),
+        (status = 503, body = crate::error::Problem, description = "the store does not answer or the projector is not running",
+            headers(("Retry-After" = u64)))),
+    security(()))]
+pub async fn ready(State(state): State<AppState>) -> Result<Json<Status>, ApiError> {
     state
         .views
         .checkpoint(projections::tasks::VIEW)
@@ -26,12 +37,14 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiErro
     if !state.freshness.is_running() {
         return Err(ApiError::Unavailable("the projector is not running".into()));
     }
-    Ok(Json(json!({ "status": "ready" })))
+    Ok(Json(Status { status: "ready" }))
 }
 
 /// Prometheus text: requests, errors and latency by route, projection lag, DynamoDB requests.
-#[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, content_type = "text/plain", body = String)))]
+#[utoipa::path(get, path = "/metrics", tag = "operations", operation_id = "Metrics",
+    responses((status = 200, content_type = "text/plain", body = String, description = "Prometheus text format 0.0.4"),
+        (status = 404, body = crate::error::Problem, description = "metrics are not enabled in this process")),
+    security(()))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     match &state.metrics {
         Some(handle) => (
@@ -43,4 +56,13 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             ApiError::NotFound("metrics are not enabled in this process".into()).into_response()
         }
     }
+}
+
+/// The operations routes.
+pub fn routes() -> crate::app::Routes {
+    crate::app::Routes::new()
+        .routes(utoipa_axum::routes!(health))
+        .routes(utoipa_axum::routes!(ready))
+        .routes(utoipa_axum::routes!(metrics))
+        .routes(utoipa_axum::routes!(crate::openapi::openapi_json))
 }

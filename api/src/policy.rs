@@ -1,8 +1,12 @@
 //! Who may call what: one table of routes, each with its operation and the access it
-//! needs. The router registers a route only through this table (`app::routed` refuses a
-//! route without a rule), and `authorize`, run by the router's route layer (`app::track`),
-//! applies it to every request before any handler runs, so no handler can forget to check. Finer rules that depend on the resource
-//! (a MEMBER updates only tasks they created or are assigned) live in the domain.
+//! needs, read from the routes' own declarations. Each handler's `#[utoipa::path]` names its
+//! access in `security` (`("bearer" = ["ADMIN"])`, `("bearer" = [])` for any user of the
+//! tenant, `(())` for public), so the document clients read is the policy the server
+//! applies; a route that declares none is refused at start-up (fail closed). `authorize`,
+//! run by the router's route layer (`app::track`), applies the table to every request
+//! before any handler runs, so no handler can forget to check. Finer rules that depend on
+//! the resource (a MEMBER updates only tasks they created or are assigned) live in the
+//! domain.
 
 use crate::app::AppState;
 use crate::auth::Principal;
@@ -11,6 +15,9 @@ use axum::extract::{MatchedPath, Request};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+use std::collections::HashSet;
+use std::sync::{Mutex, PoisonError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
@@ -22,7 +29,7 @@ pub enum Access {
     Admin,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Rule {
     pub method: Method,
     pub path: &'static str,
@@ -30,67 +37,99 @@ pub struct Rule {
     pub access: Access,
 }
 
-const fn rule(method: Method, path: &'static str, operation: &'static str, access: Access) -> Rule {
-    Rule {
-        method,
-        path,
-        operation,
-        access,
+/// The policy: role × operation, for every route the router has.
+#[derive(Debug, Default)]
+pub struct Policy {
+    pub rules: Vec<Rule>,
+}
+
+/// The scheme every protected route names.
+pub const BEARER: &str = "bearer";
+
+impl Policy {
+    /// The rules the routes declared in `doc` (an OpenAPI document as JSON).
+    ///
+    /// # Panics
+    /// When an operation declares no access, or one this table cannot express: a router
+    /// must not start with a route nobody decided the access of.
+    pub fn of(doc: &Value) -> Self {
+        let mut rules = Vec::new();
+        for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+            for (method, op) in item.as_object().into_iter().flatten() {
+                let method = Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+                    .unwrap_or_else(|_| panic!("{method} {path}: not an HTTP method"));
+                let operation = op["operationId"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{method} {path} has no operation_id"));
+                let access = access_of(&op["security"])
+                    .unwrap_or_else(|why| panic!("{method} {path}: {why}"));
+                rules.push(Rule {
+                    method,
+                    path: intern(path),
+                    operation: intern(operation),
+                    access,
+                });
+            }
+        }
+        Self { rules }
+    }
+
+    /// The rule of `method` (in either case) on the route `path`.
+    pub fn rule(&self, method: &str, path: &str) -> Option<&Rule> {
+        self.rules
+            .iter()
+            .find(|r| r.path == path && r.method.as_str().eq_ignore_ascii_case(method))
+    }
+
+    /// The rule of the route the router matched for `req`, if it has one.
+    pub fn rule_of(&self, req: &Request) -> Option<&Rule> {
+        let path = req.extensions().get::<MatchedPath>()?.as_str();
+        self.rules
+            .iter()
+            .find(|r| r.method == *req.method() && r.path == path)
     }
 }
 
-/// The policy: role × operation, for every route the router has.
-pub const POLICY: &[Rule] = &[
-    rule(Method::GET, "/tasks", "ListTasks", Access::Member),
-    rule(Method::POST, "/tasks", "CreateTask", Access::Member),
-    rule(Method::GET, "/tasks/{id}", "GetTask", Access::Member),
-    rule(Method::PUT, "/tasks/{id}", "UpdateTask", Access::Member),
-    rule(Method::DELETE, "/tasks/{id}", "DeleteTask", Access::Admin),
-    rule(Method::POST, "/tenants", "RegisterTenant", Access::Public),
-    rule(Method::GET, "/tenants/{id}", "GetTenant", Access::Member),
-    rule(Method::PUT, "/tenants/{id}", "UpdateTenant", Access::Admin),
-    rule(
-        Method::DELETE,
-        "/tenants/{id}",
-        "DeleteTenant",
-        Access::Admin,
-    ),
-    rule(Method::GET, "/users", "ListUsers", Access::Member),
-    rule(Method::POST, "/users", "RegisterUser", Access::Admin),
-    rule(Method::GET, "/users/{id}", "GetUser", Access::Member),
-    rule(Method::PUT, "/users/{id}", "UpdateUser", Access::Admin),
-    rule(
-        Method::POST,
-        "/users/invitations",
-        "InviteUser",
-        Access::Admin,
-    ),
-    rule(Method::POST, "/auth/signup", "SignUp", Access::Public),
-    rule(Method::POST, "/auth/signin", "SignIn", Access::Public),
-    rule(
-        Method::POST,
-        "/auth/refresh",
-        "RefreshToken",
-        Access::Public,
-    ),
-    rule(Method::POST, "/auth/signout", "SignOut", Access::Public),
-    rule(Method::GET, "/health", "Health", Access::Public),
-    rule(Method::GET, "/ready", "Ready", Access::Public),
-    rule(Method::GET, "/metrics", "Metrics", Access::Public),
-    rule(Method::GET, "/openapi.json", "OpenApi", Access::Public),
-];
-
-pub fn rule_for(method: &Method, path: &str) -> Option<&'static Rule> {
-    POLICY
+/// The access an operation's `security` declares.
+fn access_of(security: &Value) -> Result<Access, String> {
+    let Some(requirements) = security.as_array() else {
+        return Err("declares no access: add security(...) to its #[utoipa::path]".into());
+    };
+    // `[]` or `[{}]`: no credentials needed.
+    if requirements
         .iter()
-        .find(|r| r.method == *method && r.path == path)
+        .all(|r| r.as_object().is_some_and(|o| o.is_empty()))
+    {
+        return Ok(Access::Public);
+    }
+    match requirements.as_slice() {
+        [one] => match one
+            .as_object()
+            .and_then(|o| o.get(BEARER))
+            .and_then(Value::as_array)
+        {
+            Some(roles) if roles.is_empty() => Ok(Access::Member),
+            Some(roles) if roles.len() == 1 && roles[0] == "ADMIN" => Ok(Access::Admin),
+            _ => Err(format!(
+                "security {one} is not bearer with [] or [\"ADMIN\"]"
+            )),
+        },
+        _ => Err("more than one security requirement".into()),
+    }
 }
 
-/// The rule of the route the router matched for `req`, if it has one.
-pub fn rule_of(req: &Request) -> Option<&'static Rule> {
-    req.extensions()
-        .get::<MatchedPath>()
-        .and_then(|m| rule_for(req.method(), m.as_str()))
+/// A route's path or operation for the life of the process: the request metrics key on
+/// them by reference, and each distinct string is kept once however many routers start.
+fn intern(s: &str) -> &'static str {
+    static SEEN: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
+    let mut seen = SEEN.lock().unwrap_or_else(PoisonError::into_inner);
+    let seen = seen.get_or_insert_with(HashSet::new);
+    if let Some(known) = seen.get(s) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(s.to_owned().into_boxed_str());
+    seen.insert(leaked);
+    leaked
 }
 
 /// Authenticates and authorizes a request by its route's rule (`rule_of`, which the caller
@@ -98,7 +137,7 @@ pub fn rule_of(req: &Request) -> Option<&'static Rule> {
 /// rule is refused (fail closed).
 pub async fn authorize(
     state: &AppState,
-    rule: Option<&'static Rule>,
+    rule: Option<&Rule>,
     mut req: Request,
     next: Next,
 ) -> Response {
@@ -171,12 +210,29 @@ impl Principal {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn access_is_read_from_security_and_fails_closed() {
+        assert_eq!(access_of(&json!([])), Ok(Access::Public));
+        assert_eq!(access_of(&json!([{}])), Ok(Access::Public));
+        assert_eq!(access_of(&json!([{"bearer": []}])), Ok(Access::Member));
+        assert_eq!(
+            access_of(&json!([{"bearer": ["ADMIN"]}])),
+            Ok(Access::Admin)
+        );
+        assert!(access_of(&Value::Null).is_err());
+        assert!(access_of(&json!([{"bearer": ["OWNER"]}])).is_err());
+        assert!(access_of(&json!([{"other": []}])).is_err());
+    }
 
     #[test]
     fn every_rule_is_unique() {
-        for (i, r) in POLICY.iter().enumerate() {
+        let doc = crate::app::document();
+        let policy = Policy::of(&doc);
+        for (i, r) in policy.rules.iter().enumerate() {
             assert!(
-                POLICY[..i]
+                policy.rules[..i]
                     .iter()
                     .all(|o| o.method != r.method || o.path != r.path),
                 "{} {} twice",

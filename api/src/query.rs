@@ -7,11 +7,16 @@ use crate::error::ApiError;
 use crate::extract::CONSISTENCY_HEADER;
 use axum::http::{HeaderMap, HeaderValue, header};
 use base64::Engine;
+use base64::alphabet;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use commands::CommandMeta;
 use domain::ConsistencyToken;
+use domain::{Pattern, TextRule};
 use projections::ListQuery;
 use serde::de::DeserializeOwned;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use uuid::Uuid;
 
 const DEFAULT_LIMIT: usize = 50;
@@ -43,17 +48,36 @@ pub(crate) fn write_headers(token: Option<&ConsistencyToken>, version: u64) -> H
     headers
 }
 
-/// Waits, bounded, until the read model shows the write behind the token.
+/// Waits, bounded, until the read model shows the write behind the token. A token that
+/// names no write of the caller's tenant (no event at its stream, version and position)
+/// has nothing to wait for: the query is answered at once, as without a token.
 pub(crate) async fn wait_fresh(
     state: &AppState,
     principal: &Principal,
     token: Option<domain::ConsistencyToken>,
 ) -> Result<(), ApiError> {
     let Some(token) = token else { return Ok(()) };
+    let tenant = &principal.tenant_id;
     if state
         .freshness
-        .wait_for(&principal.tenant_id, &token, state.consistency_timeout)
+        .wait_for(tenant, &token, std::time::Duration::ZERO)
         .await
+    {
+        return Ok(());
+    }
+    let written = state
+        .commands
+        .store()
+        .read_stream(tenant, &token.stream_id, token.version, 1)
+        .await?;
+    let is_a_write = written
+        .first()
+        .is_some_and(|e| e.version == token.version && e.position == token.position);
+    if !is_a_write
+        || state
+            .freshness
+            .wait_for(tenant, &token, state.consistency_timeout)
+            .await
     {
         Ok(())
     } else {
@@ -92,12 +116,12 @@ pub(crate) async fn page_of<T: serde::de::DeserializeOwned>(
     principal: &Principal,
     view: &str,
     filters: Vec<(String, String)>,
-    limit: Option<String>,
-    cursor: Option<String>,
+    limit: Option<PageLimit>,
+    cursor: Option<Cursor>,
     token: Option<domain::ConsistencyToken>,
 ) -> Result<(Vec<T>, Option<String>), ApiError> {
-    let limit = page_limit(limit)?;
-    let after = cursor.map(|c| decode_cursor(&c)).transpose()?;
+    let limit = limit.map_or(DEFAULT_LIMIT, |l| l.0);
+    let after = cursor.map(|c| c.position());
     wait_fresh(state, principal, token).await?;
     let query = ListQuery {
         filters,
@@ -118,28 +142,81 @@ pub(crate) async fn page_of<T: serde::de::DeserializeOwned>(
     Ok((items, next_cursor))
 }
 
-/// A list's `limit` parameter: 1 to `MAX_LIMIT`, `DEFAULT_LIMIT` when absent.
-fn page_limit(limit: Option<String>) -> Result<usize, ApiError> {
-    match limit {
-        None => Ok(DEFAULT_LIMIT),
-        Some(l) => l
-            .parse::<usize>()
+/// A list's `limit` parameter: `MIN_LIMIT` to `MAX_LIMIT` rows, `DEFAULT_LIMIT` when absent.
+#[derive(Debug, Clone, Copy)]
+pub struct PageLimit(usize);
+
+const MIN_LIMIT: usize = 1;
+
+impl<'de> serde::Deserialize<'de> for PageLimit {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = <u64 as serde::Deserialize>::deserialize(d)?;
+        usize::try_from(n)
             .ok()
-            .filter(|l| (1..=MAX_LIMIT).contains(l))
-            .ok_or_else(|| ApiError::Validation {
-                field: "limit".into(),
-                detail: format!("limit: must be an integer from 1 to {MAX_LIMIT}"),
-            }),
+            .filter(|n| (MIN_LIMIT..=MAX_LIMIT).contains(n))
+            .map(Self)
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "must be an integer from {MIN_LIMIT} to {MAX_LIMIT}"
+                ))
+            })
     }
 }
 
-fn decode_cursor(cursor: &str) -> Result<String, ApiError> {
-    URL_SAFE_NO_PAD
-        .decode(cursor)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(|| ApiError::Validation {
-            field: "cursor".into(),
-            detail: "cursor: not a cursor this server issued".into(),
-        })
+impl utoipa::PartialSchema for PageLimit {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(MIN_LIMIT as f64))
+            .maximum(Some(MAX_LIMIT as f64))
+            .default(Some(DEFAULT_LIMIT.into()))
+            .description(Some("rows per page"))
+            .into()
+    }
 }
+
+impl utoipa::ToSchema for PageLimit {}
+
+/// Where a page starts: the `next_cursor` of the page before. Any cursor of this grammar is
+/// a position (the rows after it); one this server issued is where the last page ended.
+#[derive(Debug, Clone)]
+pub struct Cursor(String);
+
+static CURSOR_PATTERN: Pattern = Pattern::new(r"^(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-]{2,3})?$");
+
+impl Cursor {
+    const RULE: TextRule = TextRule {
+        pattern: Some(&CURSOR_PATTERN),
+        ..TextRule::chars(1, 1024, "the next_cursor of the previous page (base64url)")
+    };
+
+    fn position(&self) -> String {
+        // The pattern admits only whole base64url groups; stray low bits are ignored.
+        const LENIENT: GeneralPurpose = GeneralPurpose::new(
+            &alphabet::URL_SAFE,
+            GeneralPurposeConfig::new()
+                .with_decode_allow_trailing_bits(true)
+                .with_decode_padding_mode(DecodePaddingMode::RequireNone),
+        );
+        let bytes = LENIENT.decode(&self.0).unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Cursor {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        Self::RULE
+            .check("cursor", &raw)
+            .map_err(|e| serde::de::Error::custom(e.reason))?;
+        Ok(Self(raw))
+    }
+}
+
+impl utoipa::PartialSchema for Cursor {
+    fn schema() -> RefOr<Schema> {
+        Self::RULE.schema()
+    }
+}
+
+impl utoipa::ToSchema for Cursor {}

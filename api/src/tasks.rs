@@ -3,12 +3,13 @@
 //! given that token, wait until it shows the write.
 
 use crate::app::AppState;
+use crate::app::Routes;
 use crate::auth::Principal;
 use crate::error::{ApiError, Problem};
-use crate::extract::{Consistency, IdempotencyKey, IfMatch, JsonBody};
-use crate::query::{meta, page_of, row_of, write_headers};
+use crate::extract::{Consistency, IdempotencyKey, IfMatch, JsonBody, PathId, QueryParams};
+use crate::query::{Cursor, PageLimit, meta, page_of, row_of, write_headers};
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use commands::Executed;
@@ -21,29 +22,33 @@ use uuid::Uuid;
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTask {
-    title: String,
+    title: TaskTitle,
     #[serde(default)]
-    description: Option<String>,
+    description: Option<TaskDescription>,
     #[serde(default)]
-    assigned_to: Option<String>,
+    assigned_to: Option<UserId>,
 }
 
 /// Absent leaves a field unchanged; `"assigned_to": null` unassigns.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(min_properties = 1)]
 pub struct UpdateTask {
-    #[serde(default)]
-    title: Option<String>,
-    #[serde(default)]
-    description: Option<String>,
-    /// OPEN, IN_PROGRESS or DONE.
-    #[serde(default)]
-    status: Option<String>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
-    assigned_to: Option<Option<String>>,
+    #[schema(nullable = false)]
+    title: Option<TaskTitle>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
+    description: Option<TaskDescription>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
+    status: Option<TaskStatus>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<UserId>)]
+    assigned_to: Option<Option<UserId>>,
 }
 
+/// A field that is present: `null` is a value of `T` or refused, never "absent".
 fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
     T::deserialize(d).map(Some)
 }
@@ -51,13 +56,14 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Optio
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
-    /// OPEN, IN_PROGRESS or DONE.
-    status: Option<String>,
-    assigned_to: Option<String>,
-    /// 1 to 100, default 50.
-    limit: Option<String>,
-    /// `next_cursor` of the previous page.
-    cursor: Option<String>,
+    #[param(inline)]
+    status: Option<TaskStatus>,
+    #[param(inline)]
+    assigned_to: Option<UserId>,
+    #[param(inline)]
+    limit: Option<PageLimit>,
+    #[param(inline)]
+    cursor: Option<Cursor>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -66,20 +72,13 @@ pub struct TaskPage {
     next_cursor: Option<String>,
 }
 
-fn assignee(value: Option<String>) -> Result<Option<UserId>, ApiError> {
-    value
-        .map(|a| {
-            UserId::parse(a).map_err(|e| {
-                ApiError::validation(domain::ValidationError::new("assigned_to", e.reason))
-            })
-        })
-        .transpose()
-}
-
 fn task_stream(id: &str) -> Result<StreamId, ApiError> {
-    // An id that cannot exist is simply not found.
-    let uuid = Uuid::parse_str(id).map_err(|_| ApiError::NotFound("no such task".into()))?;
-    Ok(StreamId::for_aggregate("task", uuid))
+    // An id that cannot exist is simply not found; only the canonical form names a task.
+    Uuid::try_parse(id)
+        .ok()
+        .filter(|_| id.len() == 36)
+        .map(|uuid| StreamId::for_aggregate("task", uuid))
+        .ok_or_else(|| ApiError::NotFound("no such task".into()))
 }
 
 /// The response headers of a command: the consistency token and the ETag.
@@ -92,11 +91,12 @@ fn view_of(p: &Principal, done: &Executed<Task>) -> Result<TaskView, ApiError> {
         .ok_or_else(|| ApiError::internal("a command left no task to show"))
 }
 
-#[utoipa::path(post, path = "/tasks", tag = "tasks", request_body = CreateTask,
-    params(("Idempotency-Key" = Option<String>, Header, description = "replays the first response of a retried request")),
-    responses((status = 201, body = TaskView, description = "created; X-Consistency-Token and ETag headers"),
-        (status = 400, body = Problem), (status = 401, body = Problem), (status = 413, body = Problem),
-        (status = 415, body = Problem), (status = 422, body = Problem)),
+#[utoipa::path(post, path = "/tasks", tag = "tasks", operation_id = "CreateTask",
+    request_body = CreateTask, params(IdempotencyKey),
+    responses((status = 201, body = TaskView, description = "created", headers(
+        ("X-Consistency-Token" = String, description = "send it with a query to read this write"),
+        ("ETag" = String, description = "the task's version"),
+        ("Location" = String, description = "the task's path")))),
     security(("bearer" = [])))]
 pub async fn create(
     State(state): State<AppState>,
@@ -112,9 +112,9 @@ pub async fn create(
     let task_id = Uuid::now_v7();
     let command = TaskCommand::Create {
         task_id: task_id.to_string(),
-        title: TaskTitle::parse(&title)?,
-        description: TaskDescription::parse(description.as_deref().unwrap_or(""))?,
-        assigned_to: assignee(assigned_to)?,
+        title,
+        description: description.unwrap_or_default(),
+        assigned_to,
     };
     let idem =
         idempotency.with_request("POST /tasks", principal.actor.user_id.as_str(), &body.bytes);
@@ -132,17 +132,18 @@ pub async fn create(
     Ok((StatusCode::CREATED, headers, Json(view)).into_response())
 }
 
-#[utoipa::path(put, path = "/tasks/{id}", tag = "tasks", request_body = UpdateTask,
-    params(("id" = String, Path), ("If-Match" = Option<String>, Header, description = "the version the update expects, as in \"3\""),
-        ("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 200, body = TaskView), (status = 400, body = Problem), (status = 401, body = Problem),
-        (status = 403, body = Problem), (status = 404, body = Problem), (status = 410, body = Problem),
-        (status = 412, body = Problem), (status = 422, body = Problem)),
+#[utoipa::path(put, path = "/tasks/{id}", tag = "tasks", operation_id = "UpdateTask",
+    request_body = UpdateTask, params(("id" = Uuid, Path), IfMatch, IdempotencyKey),
+    responses((status = 200, body = TaskView, headers(
+            ("X-Consistency-Token" = String, description = "send it with a query to read this write"),
+            ("ETag" = String, description = "the task's version"))),
+        (status = 403, body = Problem, description = "a MEMBER changing a task they neither created nor are assigned"),
+        (status = 410, body = Problem, description = "the task was deleted")),
     security(("bearer" = [])))]
 pub async fn update(
     State(state): State<AppState>,
     principal: Principal,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     IfMatch(if_match): IfMatch,
     idempotency: IdempotencyKey,
     body: JsonBody<UpdateTask>,
@@ -161,13 +162,10 @@ pub async fn update(
         });
     }
     let command = TaskCommand::Update {
-        title: title.as_deref().map(TaskTitle::parse).transpose()?,
-        description: description
-            .as_deref()
-            .map(TaskDescription::parse)
-            .transpose()?,
-        status: status.as_deref().map(TaskStatus::parse).transpose()?,
-        assigned_to: assigned_to.map(assignee).transpose()?,
+        title,
+        description,
+        status,
+        assigned_to,
     };
     let route = format!("PUT /tasks/{id}");
     let idem = idempotency.with_request(&route, principal.actor.user_id.as_str(), &body.bytes);
@@ -179,15 +177,17 @@ pub async fn update(
     Ok((StatusCode::OK, command_headers(&done), Json(view)).into_response())
 }
 
-#[utoipa::path(delete, path = "/tasks/{id}", tag = "tasks",
-    params(("id" = String, Path), ("If-Match" = Option<String>, Header), ("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 204, description = "deleted"), (status = 401, body = Problem), (status = 403, body = Problem),
-        (status = 404, body = Problem), (status = 410, body = Problem), (status = 412, body = Problem)),
-    security(("bearer" = [])))]
+#[utoipa::path(delete, path = "/tasks/{id}", tag = "tasks", operation_id = "DeleteTask",
+    params(("id" = Uuid, Path), IfMatch, IdempotencyKey),
+    responses((status = 204, description = "deleted", headers(
+            ("X-Consistency-Token" = String, description = "send it with a query to read this write"),
+            ("ETag" = String, description = "the task's last version"))),
+        (status = 410, body = Problem, description = "the task was already deleted")),
+    security(("bearer" = ["ADMIN"])))]
 pub async fn delete(
     State(state): State<AppState>,
     principal: Principal,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     IfMatch(if_match): IfMatch,
     idempotency: IdempotencyKey,
 ) -> Result<Response, ApiError> {
@@ -206,15 +206,14 @@ pub async fn delete(
     Ok((StatusCode::NO_CONTENT, command_headers(&done)).into_response())
 }
 
-#[utoipa::path(get, path = "/tasks/{id}", tag = "tasks",
-    params(("id" = String, Path), ("X-Consistency-Token" = Option<String>, Header, description = "wait until this write is visible")),
-    responses((status = 200, body = TaskView), (status = 401, body = Problem), (status = 404, body = Problem),
-        (status = 503, body = Problem)),
+#[utoipa::path(get, path = "/tasks/{id}", tag = "tasks", operation_id = "GetTask",
+    params(("id" = Uuid, Path), Consistency),
+    responses((status = 200, body = TaskView, headers(("ETag" = String, description = "the task's version")))),
     security(("bearer" = [])))]
 pub async fn get(
     State(state): State<AppState>,
     principal: Principal,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     Consistency(token): Consistency,
 ) -> Result<Response, ApiError> {
     task_stream(&id)?;
@@ -223,28 +222,21 @@ pub async fn get(
     Ok((etag, Json(view)).into_response())
 }
 
-#[utoipa::path(get, path = "/tasks", tag = "tasks",
-    params(ListParams, ("X-Consistency-Token" = Option<String>, Header, description = "wait until this write is visible")),
-    responses((status = 200, body = TaskPage), (status = 401, body = Problem), (status = 422, body = Problem),
-        (status = 503, body = Problem)),
+#[utoipa::path(get, path = "/tasks", tag = "tasks", operation_id = "ListTasks",
+    params(ListParams, Consistency),
+    responses((status = 200, body = TaskPage)),
     security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
-    Query(params): Query<ListParams>,
+    QueryParams(params): QueryParams<ListParams>,
     Consistency(token): Consistency,
 ) -> Result<Json<TaskPage>, ApiError> {
     let mut filters = Vec::new();
     if let Some(status) = params.status {
-        filters.push((
-            "status".to_owned(),
-            TaskStatus::parse(&status)?.as_str().to_owned(),
-        ));
+        filters.push(("status".to_owned(), status.as_str().to_owned()));
     }
     if let Some(who) = params.assigned_to {
-        let who = UserId::parse(who).map_err(|e| {
-            ApiError::validation(domain::ValidationError::new("assigned_to", e.reason))
-        })?;
         filters.push(("assigned_to".to_owned(), who.to_string()));
     }
     let (items, next_cursor) = page_of(
@@ -258,4 +250,11 @@ pub async fn list(
     )
     .await?;
     Ok(Json(TaskPage { items, next_cursor }))
+}
+
+/// The routes of this resource, each declared once by its handler's `#[utoipa::path]`.
+pub fn routes() -> Routes {
+    Routes::new()
+        .routes(utoipa_axum::routes!(list, create))
+        .routes(utoipa_axum::routes!(get, update, delete))
 }

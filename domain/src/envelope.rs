@@ -217,10 +217,26 @@ impl fmt::Display for ConsistencyToken {
     }
 }
 
+/// `<position>.<version>.<stream>`, as `Display` writes it.
+static TOKEN: crate::rules::Pattern =
+    crate::rules::Pattern::new(r"^[0-9]{1,19}\.[0-9]{1,19}\.[A-Za-z0-9._@+:-]{1,160}$");
+
+impl ConsistencyToken {
+    pub const RULE: crate::rules::TextRule = crate::rules::TextRule {
+        pattern: Some(&TOKEN),
+        ..crate::rules::TextRule::chars(
+            5,
+            200,
+            "the X-Consistency-Token of a command's answer: <position>.<version>.<stream>",
+        )
+    };
+}
+
 impl FromStr for ConsistencyToken {
     type Err = crate::ids::ValidationError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::RULE.check("X-Consistency-Token", s)?;
         let bad = || {
             crate::ids::ValidationError::new(
                 "X-Consistency-Token",

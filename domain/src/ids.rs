@@ -1,6 +1,6 @@
 //! Identifier newtypes, validated once at the edge so nothing deeper takes a raw `String`.
 
-use serde::{Deserialize, Serialize};
+use crate::rules::{Pattern, TextRule};
 use std::fmt;
 
 /// A value from outside failed validation; `field` names the offending input.
@@ -20,41 +20,28 @@ impl ValidationError {
     }
 }
 
-fn check_token(field: &'static str, value: &str, max: usize) -> Result<(), ValidationError> {
-    if value.is_empty() {
-        return Err(ValidationError::new(field, "must not be empty"));
-    }
-    if value.len() > max {
-        return Err(ValidationError::new(
-            field,
-            format!("must be at most {max} bytes"),
-        ));
-    }
-    if let Some(c) = value
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@' | '+' | ':')))
-    {
-        return Err(ValidationError::new(
-            field,
-            format!(
-                "contains the character {c:?}; allowed are ASCII letters, digits and - _ . @ + :"
-            ),
-        ));
-    }
-    Ok(())
-}
+/// The id alphabet: what every id may be made of.
+static ID: Pattern = Pattern::new(r"^[A-Za-z0-9._@+:-]+$");
 
 macro_rules! string_id {
     ($(#[$meta:meta])* $name:ident, $field:literal, $max:expr) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        #[serde(try_from = "String", into = "String")]
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub struct $name(String);
 
         impl $name {
+            pub const RULE: TextRule = TextRule {
+                pattern: Some(&ID),
+                ..TextRule::chars(
+                    1,
+                    $max,
+                    "ASCII letters, digits and - _ . @ + :",
+                )
+            };
+
             pub fn parse(value: impl Into<String>) -> Result<Self, ValidationError> {
                 let value = value.into();
-                check_token($field, &value, $max)?;
+                Self::RULE.check($field, &value)?;
                 Ok(Self(value))
             }
 
@@ -63,12 +50,8 @@ macro_rules! string_id {
             }
         }
 
-        impl TryFrom<String> for $name {
-            type Error = ValidationError;
-            fn try_from(value: String) -> Result<Self, Self::Error> {
-                Self::parse(value)
-            }
-        }
+        crate::rules::text_serde!($name);
+        crate::rules::text_schema!($name, stringify!($name));
 
         impl From<$name> for String {
             fn from(value: $name) -> String {

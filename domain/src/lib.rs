@@ -5,6 +5,7 @@
 pub mod aggregate;
 pub mod envelope;
 pub mod ids;
+pub mod rules;
 pub mod task;
 pub mod tenant;
 pub mod user;
@@ -12,3 +13,4 @@ pub mod user;
 pub use aggregate::{Actor, Aggregate, CommandContext, DomainEvent, Role, Tier, UpcastError};
 pub use envelope::{ConsistencyToken, EventEnvelope, GENESIS_HASH, HashChainError};
 pub use ids::{StreamId, TenantId, UserId, ValidationError};
+pub use rules::{Pattern, TextRule};

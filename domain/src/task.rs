@@ -4,6 +4,7 @@
 
 use crate::aggregate::{Aggregate, CommandContext, DomainEvent, Role, UpcastError};
 use crate::ids::{UserId, ValidationError};
+use crate::rules::TextRule;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -11,31 +12,25 @@ use serde_json::Value;
 pub const TITLE_MAX_CHARS: usize = 200;
 pub const DESCRIPTION_MAX_CHARS: usize = 4000;
 
-/// A task title: trimmed, not empty, at most `TITLE_MAX_CHARS` characters.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+/// A task title: not blank, no control characters, at most `TITLE_MAX_CHARS` characters;
+/// kept without surrounding whitespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskTitle(String);
 
 impl TaskTitle {
+    pub const RULE: TextRule = TextRule {
+        no_control: true,
+        not_blank: true,
+        ..TextRule::chars(
+            1,
+            TITLE_MAX_CHARS,
+            "The task's title; surrounding whitespace is removed.",
+        )
+    };
+
     pub fn parse(value: &str) -> Result<Self, ValidationError> {
-        let trimmed = value.trim();
-        if trimmed.is_empty() {
-            return Err(ValidationError::new("title", "must not be empty"));
-        }
-        let chars = trimmed.chars().count();
-        if chars > TITLE_MAX_CHARS {
-            return Err(ValidationError::new(
-                "title",
-                format!("must be at most {TITLE_MAX_CHARS} characters, got {chars}"),
-            ));
-        }
-        if trimmed.chars().any(char::is_control) {
-            return Err(ValidationError::new(
-                "title",
-                "must not contain control characters",
-            ));
-        }
-        Ok(Self(trimmed.to_owned()))
+        Self::RULE.check("title", value)?;
+        Ok(Self(value.trim().to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -43,33 +38,18 @@ impl TaskTitle {
     }
 }
 
-impl TryFrom<String> for TaskTitle {
-    type Error = ValidationError;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::parse(&value)
-    }
-}
-
-impl From<TaskTitle> for String {
-    fn from(value: TaskTitle) -> Self {
-        value.0
-    }
-}
+crate::rules::text_serde!(TaskTitle);
+crate::rules::text_schema!(TaskTitle, "TaskTitle");
 
 /// Free text of at most `DESCRIPTION_MAX_CHARS` characters.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TaskDescription(String);
 
 impl TaskDescription {
+    pub const RULE: TextRule = TextRule::chars(0, DESCRIPTION_MAX_CHARS, "Free text.");
+
     pub fn parse(value: &str) -> Result<Self, ValidationError> {
-        let chars = value.chars().count();
-        if chars > DESCRIPTION_MAX_CHARS {
-            return Err(ValidationError::new(
-                "description",
-                format!("must be at most {DESCRIPTION_MAX_CHARS} characters, got {chars}"),
-            ));
-        }
+        Self::RULE.check("description", value)?;
         Ok(Self(value.to_owned()))
     }
 
@@ -78,20 +58,11 @@ impl TaskDescription {
     }
 }
 
-impl TryFrom<String> for TaskDescription {
-    type Error = ValidationError;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::parse(&value)
-    }
-}
-
-impl From<TaskDescription> for String {
-    fn from(value: TaskDescription) -> Self {
-        value.0
-    }
-}
+crate::rules::text_serde!(TaskDescription);
+crate::rules::text_schema!(TaskDescription, "TaskDescription");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum TaskStatus {
     #[default]

@@ -5,6 +5,7 @@
 
 use crate::aggregate::{Aggregate, CommandContext, Tier};
 use crate::ids::{TenantId, UserId, ValidationError};
+use crate::rules::TextRule;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -62,31 +63,25 @@ impl Tier {
     }
 }
 
-/// A company name: trimmed, not empty, at most `COMPANY_NAME_MAX_CHARS`, no control chars.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+/// A company name: not blank, no control characters, at most `COMPANY_NAME_MAX_CHARS`
+/// characters; kept without surrounding whitespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompanyName(String);
 
 impl CompanyName {
+    pub const RULE: TextRule = TextRule {
+        no_control: true,
+        not_blank: true,
+        ..TextRule::chars(
+            1,
+            COMPANY_NAME_MAX_CHARS,
+            "The company's name; surrounding whitespace is removed.",
+        )
+    };
+
     pub fn parse(value: &str) -> Result<Self, ValidationError> {
-        let trimmed = value.trim();
-        if trimmed.is_empty() {
-            return Err(ValidationError::new("company_name", "must not be empty"));
-        }
-        let chars = trimmed.chars().count();
-        if chars > COMPANY_NAME_MAX_CHARS {
-            return Err(ValidationError::new(
-                "company_name",
-                format!("must be at most {COMPANY_NAME_MAX_CHARS} characters, got {chars}"),
-            ));
-        }
-        if trimmed.chars().any(char::is_control) {
-            return Err(ValidationError::new(
-                "company_name",
-                "must not contain control characters",
-            ));
-        }
-        Ok(Self(trimmed.to_owned()))
+        Self::RULE.check("company_name", value)?;
+        Ok(Self(value.trim().to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -94,23 +89,34 @@ impl CompanyName {
     }
 }
 
-impl TryFrom<String> for CompanyName {
-    type Error = ValidationError;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::parse(&value)
-    }
-}
-
-impl From<CompanyName> for String {
-    fn from(value: CompanyName) -> Self {
-        value.0
-    }
-}
+crate::rules::text_serde!(CompanyName);
+crate::rules::text_schema!(CompanyName, "CompanyName");
 
 /// Free-form tenant settings: a JSON object of bounded size.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "Value", into = "Value")]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(into = "Value")]
 pub struct Settings(Value);
+
+impl<'de> Deserialize<'de> for Settings {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Self::parse(Value::deserialize(d)?).map_err(|e| serde::de::Error::custom(e.reason))
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Settings {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::Object)
+            .description(Some(format!(
+                "A JSON object of at most {SETTINGS_MAX_BYTES} bytes; the `{BRANDING_KEY}` key needs the custom_branding feature."
+            )))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Settings {}
 
 impl Settings {
     pub fn parse(value: Value) -> Result<Self, ValidationError> {

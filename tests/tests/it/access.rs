@@ -304,8 +304,12 @@ async fn a_refresh_token_rotates_and_its_reuse_revokes_the_family() {
     let other = SignedUp::from_reply(&other);
     assert_eq!(refresh(&app, &other.refresh).await.status, StatusCode::OK);
     // Garbage is refused without a server error.
+    assert_eq!(
+        refresh(&app, "").await.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "an empty token is malformed"
+    );
     for junk in [
-        "",
         "x",
         "not.a.token",
         "0192f0c0-0000-7000-8000-000000000000.abc.acme",
@@ -378,8 +382,13 @@ async fn an_invitation_signs_up_one_user_once() {
     let wrong_email = app
         .post_public("/auth/signup", &signup("else@acme.test", &code))
         .await;
-    assert_eq!(wrong_email.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(wrong_email.body["field"], "invitation_code");
+    assert_eq!(
+        wrong_email.status,
+        StatusCode::FORBIDDEN,
+        "{:?}",
+        wrong_email.body
+    );
+    assert_eq!(wrong_email.body["type"], "urn:chronicle:problem:forbidden");
     let ok = app
         .post_public("/auth/signup", &signup("new@acme.test", &code))
         .await;
@@ -393,14 +402,14 @@ async fn an_invitation_signs_up_one_user_once() {
     let twice = app
         .post_public("/auth/signup", &signup("new2@acme.test", &code))
         .await;
-    assert_eq!(twice.status, StatusCode::UNPROCESSABLE_ENTITY, "single use");
+    assert_eq!(twice.status, StatusCode::FORBIDDEN, "single use");
     let forged = app
         .post_public(
             "/auth/signup",
             &signup("new@acme.test", &format!("{}x", &code)),
         )
         .await;
-    assert_eq!(forged.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
     let t = app
         .get(&format!("/tenants/{}", acme.tenant_id), &acme.access, None)
         .await;
