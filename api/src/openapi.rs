@@ -51,145 +51,208 @@ impl Modify for Bearer {
 
 const PROBLEM: &str = "application/problem+json";
 
-fn header(description: &str, schema: Value) -> Value {
-    json!({ "description": description, "schema": schema })
-}
-
-fn rate_limit_headers() -> Map<String, Value> {
-    let int = json!({"type": "integer", "minimum": 0});
-    let mut h = Map::new();
-    h.insert(
-        "RateLimit-Limit".into(),
-        header("requests per second the tenant's tier allows", int.clone()),
-    );
-    h.insert(
-        "RateLimit-Remaining".into(),
-        header("requests left in the current window", int.clone()),
-    );
-    h.insert(
-        "RateLimit-Reset".into(),
-        header("seconds until the window resets", int),
-    );
-    h
-}
-
-fn retry_after() -> (String, Value) {
+/// The response headers the shared machinery sends, declared once in
+/// `components.headers` and referenced where they apply.
+const SHARED_HEADERS: &[(&str, &str, &str)] = &[
     (
-        "Retry-After".into(),
-        header(
-            "seconds to wait before retrying",
-            json!({"type": "integer", "minimum": 0}),
-        ),
-    )
+        "RateLimit-Limit",
+        "requests per second the tenant's tier allows",
+        "integer",
+    ),
+    (
+        "RateLimit-Remaining",
+        "requests left in the current window",
+        "integer",
+    ),
+    (
+        "RateLimit-Reset",
+        "seconds until the window resets",
+        "integer",
+    ),
+    ("Retry-After", "seconds to wait before retrying", "integer"),
+    (
+        "WWW-Authenticate",
+        "the bearer challenge (RFC 6750)",
+        "string",
+    ),
+];
+
+const RATE_LIMIT: &[&str] = &["RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"];
+
+/// References to shared headers, by name.
+fn headers(names: &[&str]) -> Map<String, Value> {
+    names
+        .iter()
+        .map(|n| {
+            (
+                (*n).to_owned(),
+                json!({ "$ref": format!("#/components/headers/{n}") }),
+            )
+        })
+        .collect()
 }
 
-/// What the shared machinery answers on `op`, by status: (description, extra headers).
-fn machinery_answers(op: &Value, access: Access) -> Vec<(u16, &'static str, Map<String, Value>)> {
-    let none = Map::new;
-    let params: Vec<(&str, &str)> = op["parameters"]
+/// Where a piece of the shared machinery applies to an operation.
+#[derive(Clone, Copy)]
+enum When {
+    /// It takes a body (`JsonBody`).
+    Body,
+    /// It reads any header parameter.
+    AnyHeader,
+    /// It reads this header parameter.
+    Header(&'static str),
+    /// It reads query parameters (`QueryParams`).
+    Query,
+    /// It names a resource in its path (`PathId`).
+    Path,
+    /// It needs a token (`policy::authorize`).
+    Protected,
+    /// It reaches the store: protected, or a public command.
+    Store,
+    /// It changes something: any method but GET.
+    Command,
+    Always,
+}
+
+/// What the shared machinery answers, where it applies: status, meaning, response headers.
+const MACHINERY: &[(When, u16, &str, &[&str])] = &[
+    (
+        When::Body,
+        400,
+        "the body is not JSON (malformed-json)",
+        &[],
+    ),
+    (
+        When::Body,
+        413,
+        "the body is larger than 64 KiB (payload-too-large)",
+        &[],
+    ),
+    (
+        When::Body,
+        415,
+        "the body is not sent as application/json (unsupported-media-type)",
+        &[],
+    ),
+    (
+        When::Body,
+        422,
+        "a field is invalid; `field` names it (validation-failed)",
+        &[],
+    ),
+    (
+        When::AnyHeader,
+        400,
+        "a malformed header (bad-request)",
+        &[],
+    ),
+    (
+        When::Query,
+        422,
+        "a query parameter is invalid; `field` names it (validation-failed)",
+        &[],
+    ),
+    (
+        When::Path,
+        404,
+        "no such resource in the caller's tenant (not-found)",
+        &[],
+    ),
+    (
+        When::Header("If-Match"),
+        412,
+        "If-Match names another version (precondition-failed)",
+        &[],
+    ),
+    (
+        When::Header("Idempotency-Key"),
+        422,
+        "the Idempotency-Key was used with another request (idempotency-key-reused)",
+        &[],
+    ),
+    (
+        When::Header("X-Consistency-Token"),
+        503,
+        "the read model did not catch up within the wait (unavailable)",
+        &["Retry-After"],
+    ),
+    (
+        When::Protected,
+        401,
+        "no, an expired or a wrongly signed token (unauthenticated)",
+        &["WWW-Authenticate"],
+    ),
+    (
+        When::Protected,
+        403,
+        "the caller's role may not do this (forbidden), or the tenant is suspended or deleted",
+        &[],
+    ),
+    (
+        When::Protected,
+        429,
+        "the tenant's rate limit is used up (rate-limited)",
+        &["Retry-After"],
+    ),
+    (
+        When::Store,
+        503,
+        "the store is briefly unavailable; retry (unavailable)",
+        &["Retry-After"],
+    ),
+    (
+        When::Command,
+        409,
+        "the resource changed concurrently too often to apply the command; retry (conflict)",
+        &[],
+    ),
+    (
+        When::Always,
+        500,
+        "an internal error; the cause is logged, never sent (internal)",
+        &[],
+    ),
+];
+
+/// What the shared machinery answers on `op` (`method` in lower case).
+fn machinery_answers(
+    op: &Value,
+    method: &str,
+    access: Access,
+) -> impl Iterator<Item = (u16, &'static str, &'static [&'static str])> {
+    let params: Vec<(String, String)> = op["parameters"]
         .as_array()
         .map(|ps| {
             ps.iter()
-                .filter_map(|p| Some((p["in"].as_str()?, p["name"].as_str()?)))
+                .filter_map(|p| {
+                    Some((
+                        p["in"].as_str()?.to_owned(),
+                        p["name"].as_str()?.to_ascii_lowercase(),
+                    ))
+                })
                 .collect()
         })
         .unwrap_or_default();
-    let has = |place: &str, name: Option<&str>| {
-        params
+    let has_body = op.get("requestBody").is_some();
+    let protected = access != Access::Public;
+    let is_command = method != "get";
+    let applies = move |when: When| match when {
+        When::Body => has_body,
+        When::AnyHeader => params.iter().any(|(i, _)| i == "header"),
+        When::Header(name) => params
             .iter()
-            .any(|(i, n)| *i == place && name.is_none_or(|name| name.eq_ignore_ascii_case(n)))
+            .any(|(i, n)| i == "header" && n.eq_ignore_ascii_case(name)),
+        When::Query => params.iter().any(|(i, _)| i == "query"),
+        When::Path => params.iter().any(|(i, _)| i == "path"),
+        When::Protected => protected,
+        When::Store => protected || (is_command && has_body),
+        When::Command => is_command,
+        When::Always => true,
     };
-    let mut answers = Vec::new();
-    if op.get("requestBody").is_some() {
-        answers.push((400, "the body is not JSON (malformed-json)", none()));
-        answers.push((
-            413,
-            "the body is larger than 64 KiB (payload-too-large)",
-            none(),
-        ));
-        answers.push((415, "the body is not sent as application/json", none()));
-        answers.push((
-            422,
-            "a field is invalid; `field` names it (validation-failed)",
-            none(),
-        ));
-    }
-    if has("header", None) {
-        answers.push((400, "a malformed header (bad-request)", none()));
-    }
-    if has("query", None) {
-        answers.push((
-            422,
-            "a query parameter is invalid; `field` names it",
-            none(),
-        ));
-    }
-    if has("path", None) {
-        answers.push((
-            404,
-            "no such resource in the caller's tenant (not-found)",
-            none(),
-        ));
-    }
-    if has("header", Some("If-Match")) {
-        answers.push((
-            412,
-            "If-Match names another version (precondition-failed)",
-            none(),
-        ));
-    }
-    if has("header", Some("Idempotency-Key")) {
-        answers.push((
-            422,
-            "the Idempotency-Key was used with another request (idempotency-key-reused)",
-            none(),
-        ));
-    }
-    if has("header", Some("X-Consistency-Token")) {
-        answers.push((
-            503,
-            "the read model did not catch up within the wait (unavailable)",
-            [retry_after()].into_iter().collect(),
-        ));
-    }
-    if access != Access::Public {
-        let challenge: Map<String, Value> = [(
-            "WWW-Authenticate".to_owned(),
-            header("the bearer challenge", json!({"type": "string"})),
-        )]
-        .into_iter()
-        .collect();
-        answers.push((
-            401,
-            "no, an expired or a wrongly signed token (unauthenticated)",
-            challenge,
-        ));
-        answers.push((
-            403,
-            "the caller's role may not do this (forbidden), or the tenant is suspended or deleted",
-            none(),
-        ));
-        let mut limited = rate_limit_headers();
-        limited.extend([retry_after()]);
-        answers.push((
-            429,
-            "the tenant's rate limit is used up (rate-limited)",
-            limited,
-        ));
-    }
-    if access != Access::Public || op.get("requestBody").is_some() {
-        answers.push((
-            503,
-            "the store is briefly unavailable; retry (unavailable)",
-            [retry_after()].into_iter().collect(),
-        ));
-    }
-    answers.push((
-        500,
-        "an internal error; the cause is logged, never sent (internal)",
-        none(),
-    ));
-    answers
+    MACHINERY
+        .iter()
+        .filter(move |(when, ..)| applies(*when))
+        .map(|(_, status, description, headers)| (*status, *description, *headers))
 }
 
 /// Completes the document the routes declared: every error answer is a Problem, and
@@ -197,6 +260,20 @@ fn machinery_answers(op: &Value, access: Access) -> Vec<(u16, &'static str, Map<
 /// Public operations carry an empty `security` (no credentials), the others the bearer
 /// scheme; `policy` was read from the same declarations.
 pub fn finish(doc: &mut Value, policy: &Policy) {
+    doc["components"]["headers"] = SHARED_HEADERS
+        .iter()
+        .map(|(name, description, ty)| {
+            (
+                (*name).to_owned(),
+                json!({ "description": description, "schema": if *ty == "integer" {
+                    json!({ "type": "integer", "minimum": 0 })
+                } else {
+                    json!({ "type": ty })
+                } }),
+            )
+        })
+        .collect::<Map<String, Value>>()
+        .into();
     let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
         return;
     };
@@ -216,11 +293,11 @@ pub fn finish(doc: &mut Value, policy: &Policy) {
                 .as_object_mut()
                 .map(std::mem::take)
                 .unwrap_or_default();
-            for (status, description, headers) in machinery_answers(op, access) {
+            for (status, description, names) in machinery_answers(op, method, access) {
                 let entry = responses
                     .entry(status.to_string())
                     .or_insert_with(|| json!({ "description": description }));
-                add_headers(entry, headers);
+                add_headers(entry, headers(names));
             }
             for (status, response) in responses.iter_mut() {
                 let is_error = status
@@ -231,7 +308,7 @@ pub fn finish(doc: &mut Value, policy: &Policy) {
                     response["content"] = json!({ PROBLEM: { "schema": { "$ref": "#/components/schemas/Problem" } } });
                 }
                 if access != Access::Public {
-                    add_headers(response, rate_limit_headers());
+                    add_headers(response, headers(RATE_LIMIT));
                 }
             }
             op["responses"] = Value::Object(responses);
