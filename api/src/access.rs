@@ -7,7 +7,7 @@ use crate::app::AppState;
 use crate::app::Routes;
 use crate::auth::Principal;
 use crate::error::{ApiError, Problem};
-use crate::extract::{Consistency, IdempotencyKey, IfMatch, JsonBody, PathId, QueryParams};
+use crate::extract::{Consistency, IdempotencyKey, Ids, IfMatch, JsonBody, PathId, QueryParams};
 use crate::query::{Cursor, PageLimit, meta, page_of, row_of, write_headers};
 use axum::Json;
 use axum::extract::State;
@@ -87,12 +87,14 @@ pub struct RegisterTenant {
     security(()))]
 pub async fn register_tenant(
     State(state): State<AppState>,
+    Ids(ids): Ids,
     body: JsonBody<RegisterTenant>,
 ) -> Result<Response, ApiError> {
     let b = body.value;
     let signed_in = state
         .access
         .register_tenant(
+            ids,
             b.company_name,
             b.admin_email,
             b.admin_password.into_string(),
@@ -245,6 +247,7 @@ fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
 pub async fn update_tenant(
     State(state): State<AppState>,
     principal: Principal,
+    Ids(ids): Ids,
     PathId(id): PathId,
     IfMatch(if_match): IfMatch,
     body: JsonBody<UpdateTenant>,
@@ -265,7 +268,7 @@ pub async fn update_tenant(
     let done = state
         .commands
         .execute::<Tenant>(
-            &meta(&principal, None),
+            &meta(&principal, ids, None),
             &tenant_stream(&tenant),
             &command,
             if_match,
@@ -286,13 +289,14 @@ pub async fn update_tenant(
 pub async fn delete_tenant(
     State(state): State<AppState>,
     principal: Principal,
+    Ids(ids): Ids,
     PathId(id): PathId,
 ) -> Result<Response, ApiError> {
     let tenant = own_tenant(&principal, &id)?;
     let done = state
         .commands
         .execute::<Tenant>(
-            &meta(&principal, None),
+            &meta(&principal, ids, None),
             &tenant_stream(&tenant),
             &TenantCommand::Delete,
             None,
@@ -336,6 +340,7 @@ fn user_headers(done: &UserState) -> HeaderMap {
 pub async fn create_user(
     State(state): State<AppState>,
     principal: Principal,
+    Ids(ids): Ids,
     idempotency: IdempotencyKey,
     body: JsonBody<CreateUser>,
 ) -> Result<Response, ApiError> {
@@ -353,7 +358,7 @@ pub async fn create_user(
     let done = state
         .access
         .register_user(
-            &meta(&principal, idem),
+            &meta(&principal, ids, idem),
             email,
             b.password.into_string(),
             role,
@@ -395,6 +400,7 @@ fn user_id(id: &str) -> Result<UserId, ApiError> {
 pub async fn update_user(
     State(state): State<AppState>,
     principal: Principal,
+    Ids(ids): Ids,
     PathId(id): PathId,
     body: JsonBody<UpdateUser>,
 ) -> Result<Response, ApiError> {
@@ -408,7 +414,7 @@ pub async fn update_user(
     }
     let done = state
         .access
-        .update_user(&meta(&principal, None), &user, b.role, b.disabled)
+        .update_user(&meta(&principal, ids, None), &user, b.role, b.disabled)
         .await?;
     let view = user_view(&principal, &done)?;
     Ok((StatusCode::OK, user_headers(&done), Json(view)).into_response())
@@ -502,6 +508,7 @@ pub struct InvitationView {
 pub async fn create_invitation(
     State(state): State<AppState>,
     principal: Principal,
+    Ids(ids): Ids,
     body: JsonBody<CreateInvitation>,
 ) -> Result<Response, ApiError> {
     let b = body.value;
@@ -509,7 +516,7 @@ pub async fn create_invitation(
     let email = b.email;
     let issued = state
         .access
-        .issue_invitation(&meta(&principal, None), role, email)
+        .issue_invitation(&meta(&principal, ids, None), role, email)
         .await?;
     let view = InvitationView {
         invitation_id: issued.invitation_id,
@@ -542,6 +549,7 @@ pub struct SignIn {
     security(()))]
 pub async fn sign_in(
     State(state): State<AppState>,
+    Ids(ids): Ids,
     body: JsonBody<SignIn>,
 ) -> Result<Response, ApiError> {
     let b = body.value;
@@ -555,7 +563,7 @@ pub async fn sign_in(
     }
     let signed_in = state
         .access
-        .sign_in(&tenant, &email, b.password.as_str().to_owned())
+        .sign_in(ids, &tenant, &email, b.password.as_str().to_owned())
         .await?;
     Ok((no_store(), Json(tokens(&state, signed_in)?)).into_response())
 }
@@ -577,12 +585,14 @@ pub struct SignUp {
     security(()))]
 pub async fn sign_up(
     State(state): State<AppState>,
+    Ids(ids): Ids,
     body: JsonBody<SignUp>,
 ) -> Result<Response, ApiError> {
     let b = body.value;
     let signed_in = state
         .access
         .signup(
+            ids,
             &b.tenant_id,
             b.invitation_code.as_str(),
             b.email,
@@ -611,11 +621,12 @@ pub struct RefreshRequest {
     security(()))]
 pub async fn refresh(
     State(state): State<AppState>,
+    Ids(ids): Ids,
     body: JsonBody<RefreshRequest>,
 ) -> Result<Response, ApiError> {
     let signed_in = state
         .access
-        .refresh(body.value.refresh_token.as_str())
+        .refresh(ids, body.value.refresh_token.as_str())
         .await?;
     Ok((no_store(), Json(tokens(&state, signed_in)?)).into_response())
 }
@@ -625,11 +636,12 @@ pub async fn refresh(
     security(()))]
 pub async fn sign_out(
     State(state): State<AppState>,
+    Ids(ids): Ids,
     body: JsonBody<RefreshRequest>,
 ) -> Result<Response, ApiError> {
     state
         .access
-        .sign_out(body.value.refresh_token.as_str())
+        .sign_out(ids, body.value.refresh_token.as_str())
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

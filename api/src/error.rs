@@ -264,22 +264,34 @@ impl From<StoreError> for ApiError {
     }
 }
 
-impl From<CommandError<TaskError>> for ApiError {
-    fn from(e: CommandError<TaskError>) -> Self {
+impl From<TaskError> for ApiError {
+    fn from(e: TaskError) -> Self {
         match e {
-            CommandError::Rejected(TaskError::NotFound) => Self::NotFound("no such task".into()),
-            CommandError::Rejected(TaskError::AlreadyExists) => {
-                Self::Conflict("the task already exists".into())
-            }
-            CommandError::Rejected(e @ TaskError::Deleted) => Self::Gone(e.to_string()),
-            CommandError::Rejected(TaskError::NotAllowed(why)) => Self::Forbidden(why.into()),
+            TaskError::NotFound => Self::NotFound("no such task".into()),
+            TaskError::AlreadyExists => Self::Conflict("the task already exists".into()),
+            e @ TaskError::Deleted => Self::Gone(e.to_string()),
+            TaskError::NotAllowed(why) => Self::Forbidden(why.into()),
+        }
+    }
+}
+
+/// A command's failure: the domain's rejection as its own error says, the rest alike for
+/// every command.
+impl<E: std::error::Error + 'static> From<CommandError<E>> for ApiError
+where
+    ApiError: From<E>,
+{
+    fn from(e: CommandError<E>) -> Self {
+        match e {
+            CommandError::Rejected(e) => e.into(),
             CommandError::PreconditionFailed { expected, actual } => {
                 Self::PreconditionFailed { expected, actual }
             }
             CommandError::IdempotencyMismatch => Self::IdempotencyKeyReused,
-            CommandError::Contended(n) => Self::Conflict(format!(
-                "the task changed concurrently {n} times in a row; retry"
-            )),
+            CommandError::Contended(n) => {
+                Self::Conflict(format!("changed concurrently {n} times in a row; retry"))
+            }
+            CommandError::Taken(what) => Self::Conflict(format!("the {what} is already taken")),
             CommandError::Corrupt(e) => Self::internal(e),
             CommandError::Store(e) => e.into(),
         }
@@ -335,23 +347,6 @@ impl From<AccessError> for ApiError {
             AccessError::Store(s) => s.into(),
             AccessError::Corrupt(c) => Self::internal(c),
             AccessError::Hashing(h) => Self::internal(h),
-        }
-    }
-}
-
-impl From<CommandError<TenantError>> for ApiError {
-    fn from(e: CommandError<TenantError>) -> Self {
-        match e {
-            CommandError::Rejected(t) => t.into(),
-            CommandError::PreconditionFailed { expected, actual } => {
-                Self::PreconditionFailed { expected, actual }
-            }
-            CommandError::IdempotencyMismatch => Self::IdempotencyKeyReused,
-            CommandError::Contended(n) => Self::Conflict(format!(
-                "the tenant changed concurrently {n} times in a row; retry"
-            )),
-            CommandError::Corrupt(e) => Self::internal(e),
-            CommandError::Store(e) => e.into(),
         }
     }
 }

@@ -8,6 +8,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header;
 use axum::http::request::Parts;
+use commands::RequestIds;
 use domain::{ConsistencyToken, Pattern, TextRule};
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
@@ -258,6 +259,30 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T>
         serde_path_to_error::deserialize(de)
             .map(Self)
             .map_err(|e| shape_error(e.path().to_string(), e.into_inner().to_string()))
+    }
+}
+
+/// The ids of a command from its request: a fresh command id, and the request's
+/// `X-Request-Id` (a UUID unless the client sent another) as the correlation id, so that the
+/// events, the logs and the client's own records of one request can be joined.
+pub struct Ids(pub RequestIds);
+
+impl<S: Send + Sync> FromRequestParts<S> for Ids {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let command_id = uuid::Uuid::now_v7();
+        let correlation_id = parts
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| uuid::Uuid::try_parse(v).ok())
+            .unwrap_or(command_id);
+        Ok(Self(RequestIds {
+            command_id,
+            correlation_id,
+            causation_id: None,
+        }))
     }
 }
 

@@ -318,17 +318,16 @@ async fn tenant(args: TenantArgs) -> anyhow::Result<()> {
     let (state, version) = match command {
         None => handler.state::<Tenant>(&tenant, &stream).await?,
         Some(command) => {
-            let id = uuid::Uuid::now_v7();
-            let meta = commands::CommandMeta {
-                tenant_id: tenant.clone(),
-                actor: domain::Actor {
-                    user_id: UserId::parse("system:operator")?,
-                    role: Role::Admin,
-                },
-                command_id: id,
-                correlation_id: id,
-                idempotency: None,
+            let operator = domain::Actor {
+                user_id: UserId::parse("system:operator")?,
+                role: Role::Admin,
             };
+            let meta = commands::CommandMeta::of(
+                tenant.clone(),
+                operator,
+                commands::RequestIds::fresh(),
+                None,
+            );
             let done = handler
                 .execute::<Tenant>(&meta, &stream, &command, None)
                 .await?;

@@ -10,27 +10,23 @@ use base64::Engine;
 use base64::alphabet;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-use commands::CommandMeta;
+use commands::{CommandMeta, RequestIds};
 use domain::ConsistencyToken;
 use domain::{Pattern, TextRule};
 use projections::ListQuery;
 use serde::de::DeserializeOwned;
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
-use uuid::Uuid;
 
 const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 100;
 
-pub(crate) fn meta(p: &Principal, idempotency: Option<commands::Idempotency>) -> CommandMeta {
-    let command_id = Uuid::now_v7();
-    CommandMeta {
-        tenant_id: p.tenant_id.clone(),
-        actor: p.actor.clone(),
-        command_id,
-        correlation_id: command_id,
-        idempotency,
-    }
+pub(crate) fn meta(
+    p: &Principal,
+    ids: RequestIds,
+    idempotency: Option<commands::Idempotency>,
+) -> CommandMeta {
+    CommandMeta::of(p.tenant_id.clone(), p.actor.clone(), ids, idempotency)
 }
 
 /// The headers of a write's answer: the ETag of `version` and, when there is one, the

@@ -6,7 +6,7 @@ use crate::app::AppState;
 use crate::app::Routes;
 use crate::auth::Principal;
 use crate::error::{ApiError, Problem};
-use crate::extract::{Consistency, IdempotencyKey, IfMatch, JsonBody, PathId, QueryParams};
+use crate::extract::{Consistency, IdempotencyKey, Ids, IfMatch, JsonBody, PathId, QueryParams};
 use crate::query::{Cursor, PageLimit, meta, page_of, row_of, write_headers};
 use axum::Json;
 use axum::extract::State;
@@ -101,6 +101,7 @@ fn view_of(p: &Principal, done: &Executed<Task>) -> Result<TaskView, ApiError> {
 pub async fn create(
     State(state): State<AppState>,
     principal: Principal,
+    Ids(ids): Ids,
     idempotency: IdempotencyKey,
     body: JsonBody<CreateTask>,
 ) -> Result<Response, ApiError> {
@@ -121,7 +122,7 @@ pub async fn create(
     let stream = StreamId::for_aggregate("task", task_id);
     let done = state
         .commands
-        .create::<Task>(&meta(&principal, idem), &stream, &command)
+        .create::<Task>(&meta(&principal, ids, idem), &stream, &command)
         .await?;
     let view = view_of(&principal, &done)?;
     let mut headers = command_headers(&done);
@@ -145,6 +146,7 @@ pub async fn update(
     principal: Principal,
     PathId(id): PathId,
     IfMatch(if_match): IfMatch,
+    Ids(ids): Ids,
     idempotency: IdempotencyKey,
     body: JsonBody<UpdateTask>,
 ) -> Result<Response, ApiError> {
@@ -171,7 +173,7 @@ pub async fn update(
     let idem = idempotency.with_request(&route, principal.actor.user_id.as_str(), &body.bytes);
     let done = state
         .commands
-        .execute::<Task>(&meta(&principal, idem), &stream, &command, if_match)
+        .execute::<Task>(&meta(&principal, ids, idem), &stream, &command, if_match)
         .await?;
     let view = view_of(&principal, &done)?;
     Ok((StatusCode::OK, command_headers(&done), Json(view)).into_response())
@@ -189,6 +191,7 @@ pub async fn delete(
     principal: Principal,
     PathId(id): PathId,
     IfMatch(if_match): IfMatch,
+    Ids(ids): Ids,
     idempotency: IdempotencyKey,
 ) -> Result<Response, ApiError> {
     let stream = task_stream(&id)?;
@@ -197,7 +200,7 @@ pub async fn delete(
     let done = state
         .commands
         .execute::<Task>(
-            &meta(&principal, idem),
+            &meta(&principal, ids, idem),
             &stream,
             &TaskCommand::Delete,
             if_match,

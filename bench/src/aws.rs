@@ -103,15 +103,16 @@ pub async fn run(tasks: usize) -> anyhow::Result<()> {
         Arc::new(DynamoEventStore::new(&commands_aws)),
         Arc::new(SystemClock),
     );
-    let meta = || CommandMeta {
-        tenant_id: TenantId::parse("bench").expect("tenant"),
-        actor: Actor {
-            user_id: UserId::parse("loader").expect("user"),
-            role: Role::Admin,
-        },
-        command_id: Uuid::now_v7(),
-        correlation_id: Uuid::now_v7(),
-        idempotency: None,
+    let meta = || {
+        CommandMeta::of(
+            TenantId::parse("bench").expect("tenant"),
+            Actor {
+                user_id: UserId::parse("loader").expect("user"),
+                role: Role::Admin,
+            },
+            commands::RequestIds::fresh(),
+            None,
+        )
     };
     let counter = &commands_aws.counter;
     let lag_before = crate::lag_buckets(&recorder.render());

@@ -19,6 +19,7 @@ pub async fn run(rounds: usize) -> anyhow::Result<()> {
     let started = Instant::now();
     let signed = access
         .register_tenant(
+            commands::RequestIds::fresh(),
             CompanyName::parse("Bench")?,
             Email::parse("root@bench.test")?,
             PASSWORD.to_owned(),
@@ -42,7 +43,14 @@ pub async fn run(rounds: usize) -> anyhow::Result<()> {
     for _ in 0..rounds {
         for (i, (_, email, password)) in cases.iter().enumerate() {
             let t = Instant::now();
-            let outcome = access.sign_in(&tenant, email, (*password).to_owned()).await;
+            let outcome = access
+                .sign_in(
+                    commands::RequestIds::fresh(),
+                    &tenant,
+                    email,
+                    (*password).to_owned(),
+                )
+                .await;
             times[i].push(t.elapsed());
             anyhow::ensure!(
                 outcome.is_ok() == (i == 0),

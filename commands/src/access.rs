@@ -10,10 +10,9 @@
 //! Passwords are hashed with argon2id on a blocking thread; a failed sign-in hashes too,
 //! so an unknown email and a wrong password take the same time and get the same answer.
 
-use crate::handler::{CommandError, CommandHandler, CommandMeta};
-use crate::store::{
-    AppendOutcome, AppendRequest, ExpectedVersion, Idempotency, NewEvent, StoreError, StreamWrite,
-};
+use crate::handler::{CommandError, CommandHandler, CommandMeta, RequestIds, token_of};
+use crate::pipeline::{Command, Ran, Tx};
+use crate::store::StoreError;
 use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -25,8 +24,8 @@ use domain::user::{
     Session, SessionCommand, User, UserCommand, UserError, digest,
 };
 use domain::{
-    Actor, Aggregate, CommandContext, ConsistencyToken, DomainEvent, EventEnvelope, Role, StreamId,
-    TenantId, Tier, UserId,
+    Actor, Aggregate, ConsistencyToken, DomainEvent, EventEnvelope, Role, StreamId, TenantId, Tier,
+    UserId,
 };
 use std::sync::OnceLock;
 use uuid::Uuid;
@@ -35,7 +34,6 @@ use uuid::Uuid;
 pub const REFRESH_TTL: Duration = Duration::days(30);
 /// How long an invitation code is valid.
 pub const INVITATION_TTL: Duration = Duration::days(7);
-const ATTEMPTS: u32 = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccessError {
@@ -76,9 +74,10 @@ where
             CommandError::Corrupt(e) => AccessError::Corrupt(e),
             CommandError::Store(e) => AccessError::Store(e),
             CommandError::Contended(n) => AccessError::Contended(n),
-            CommandError::PreconditionFailed { .. } | CommandError::IdempotencyMismatch => {
-                AccessError::Contended(1)
-            }
+            CommandError::Taken(_) => AccessError::EmailTaken,
+            CommandError::IdempotencyMismatch => AccessError::IdempotencyMismatch,
+            // Only a refresh pins a version: the session moved, another refresh won.
+            CommandError::PreconditionFailed { .. } => AccessError::BadRefreshToken,
         }
     }
 }
@@ -144,42 +143,6 @@ fn credential_stream(user: &UserId) -> StreamId {
 
 fn email_stream(email: &Email) -> StreamId {
     StreamId::for_aggregate(EmailReservation::KIND, email.reservation_id())
-}
-
-/// The events of one aggregate for one stream of a multi-stream append.
-pub(crate) fn write<A: Aggregate>(
-    stream: StreamId,
-    version: u64,
-    events: &[A::Event],
-) -> StreamWrite {
-    StreamWrite {
-        stream_id: stream,
-        expected: if version == 0 {
-            ExpectedVersion::NoStream
-        } else {
-            ExpectedVersion::Exact(version)
-        },
-        events: events
-            .iter()
-            .map(|e| NewEvent {
-                event_type: e.event_type().to_owned(),
-                schema_version: e.schema_version(),
-                payload: e.to_payload(),
-            })
-            .collect(),
-        prev_hash: None,
-    }
-}
-
-fn decide<A: Aggregate>(
-    state: &A,
-    command: &A::Command,
-    ctx: &CommandContext,
-) -> Result<Vec<A::Event>, AccessError>
-where
-    AccessError: From<A::Error>,
-{
-    Ok(state.decide(command, ctx)?)
 }
 
 fn random_secret() -> String {
@@ -260,16 +223,336 @@ pub struct AccessService {
     commands: CommandHandler,
 }
 
+/// A domain rejection, as an access command's error.
+fn rejected<E>(e: E) -> CommandError<AccessError>
+where
+    AccessError: From<E>,
+{
+    CommandError::Rejected(e.into())
+}
+
+/// A load's or a decision's failure, as an access command's error.
+fn lift<E: std::error::Error + 'static>(e: CommandError<E>) -> CommandError<AccessError>
+where
+    AccessError: From<E>,
+{
+    e.map_rejected(AccessError::from)
+}
+
+/// A session about to start: its stream, its first refresh token and when that expires.
+struct NewSession {
+    stream: StreamId,
+    token: String,
+    expires_at: DateTime<Utc>,
+}
+
+impl NewSession {
+    fn mint(tenant: &TenantId, now: DateTime<Utc>) -> Self {
+        let family = Uuid::now_v7();
+        Self {
+            stream: StreamId::for_aggregate(Session::KIND, family.simple()),
+            token: refresh_token(tenant, family),
+            expires_at: now + REFRESH_TTL,
+        }
+    }
+
+    /// Writes the session's start for `user_id`.
+    fn write(&self, tx: &mut Tx<'_>, user_id: &UserId) -> Result<(), CommandError<AccessError>> {
+        let events = Session::default()
+            .decide(
+                &SessionCommand::Start {
+                    user_id: user_id.clone(),
+                    token_hash: digest(&self.token),
+                    expires_at: self.expires_at,
+                },
+                tx.ctx(),
+            )
+            .map_err(rejected)?;
+        tx.write::<Session>(&self.stream, &events);
+        Ok(())
+    }
+}
+
+/// Writes a new user account: the user, its email reservation (a taken address fails the
+/// command) and its credential.
+fn write_account(
+    tx: &mut Tx<'_>,
+    user_id: &UserId,
+    email: &Email,
+    role: Role,
+    password_hash: &str,
+) -> Result<User, CommandError<AccessError>> {
+    let ctx = tx.ctx().clone();
+    let mut user = User::default();
+    let user_events = user
+        .decide(
+            &UserCommand::Register {
+                user_id: user_id.clone(),
+                email: email.clone(),
+                role,
+            },
+            &ctx,
+        )
+        .map_err(rejected)?;
+    for e in &user_events {
+        user.apply(e);
+    }
+    let email_events = EmailReservation::default()
+        .decide(user_id, &ctx)
+        .map_err(rejected)?;
+    let credential_events = Credential::default()
+        .decide(&password_hash.to_owned(), &ctx)
+        .map_err(rejected)?;
+    tx.write::<User>(&user_stream(user_id), &user_events);
+    tx.reserve::<EmailReservation>(&email_stream(email), &email_events, "email");
+    tx.write::<Credential>(&credential_stream(user_id), &credential_events);
+    Ok(user)
+}
+
+/// Sign-up: the tenant, its first ADMIN with a seat, the admin's email reservation,
+/// credential and first session, in one append.
+struct RegisterTenant<'a> {
+    tenant: &'a TenantId,
+    user_id: &'a UserId,
+    company_name: &'a CompanyName,
+    admin_email: &'a Email,
+    tier: Tier,
+    password_hash: &'a str,
+    session: &'a NewSession,
+}
+
+impl Command for RegisterTenant<'_> {
+    type Output = ();
+    type Error = AccessError;
+    const NAME: &'static str = "tenant";
+
+    async fn decide(&self, tx: &mut Tx<'_>) -> Result<(), CommandError<AccessError>> {
+        let ctx = tx.ctx().clone();
+        let mut t = Tenant::default();
+        let mut tenant_events = t
+            .decide(
+                &TenantCommand::Register {
+                    tenant_id: self.tenant.clone(),
+                    company_name: self.company_name.clone(),
+                    admin_email: self.admin_email.as_str().to_owned(),
+                    tier: self.tier,
+                },
+                &ctx,
+            )
+            .map_err(rejected)?;
+        for e in &tenant_events {
+            t.apply(e);
+        }
+        let seat = TenantCommand::TakeSeat {
+            user_id: self.user_id.clone(),
+        };
+        tenant_events.extend(t.decide(&seat, &ctx).map_err(rejected)?);
+        tx.write::<Tenant>(&tenant_stream(self.tenant), &tenant_events);
+        write_account(
+            tx,
+            self.user_id,
+            self.admin_email,
+            Role::Admin,
+            self.password_hash,
+        )?;
+        self.session.write(tx, self.user_id)
+    }
+}
+
+/// A new user of a tenant: the user, its credential, a seat on the tenant stream (at its
+/// exact version, so the tier's `max_users` holds under concurrency) and its email
+/// reservation; with an invitation, its acceptance (single use) and a first session.
+struct AddUser<'a> {
+    user_id: &'a UserId,
+    email: &'a Email,
+    /// The role, unless an invitation gives it.
+    role: Role,
+    password_hash: &'a str,
+    invitation: Option<(StreamId, &'a str)>,
+    session: Option<&'a NewSession>,
+}
+
+impl Command for AddUser<'_> {
+    /// The user and the role it got.
+    type Output = (User, Role);
+    type Error = AccessError;
+    const NAME: &'static str = "user";
+
+    async fn decide(&self, tx: &mut Tx<'_>) -> Result<(User, Role), CommandError<AccessError>> {
+        let ctx = tx.ctx().clone();
+        let t_stream = tenant_stream(&tx.meta().tenant_id);
+        let (t, _) = tx.load::<Tenant>(&t_stream).await.map_err(lift)?;
+        if t.registered.is_none() {
+            return Err(rejected(TenantError::NotFound));
+        }
+        let mut role = self.role;
+        if let Some((stream, code)) = &self.invitation {
+            let (invitation, _) = tx.load::<Invitation>(stream).await.map_err(lift)?;
+            let issued = invitation
+                .issued
+                .clone()
+                .ok_or_else(|| rejected(InvitationError::Invalid))?;
+            role = issued.role;
+            let accepted = invitation
+                .decide(
+                    &InvitationCommand::Accept {
+                        code_hash: digest(code.trim()),
+                        user_id: self.user_id.clone(),
+                        email: self.email.clone(),
+                    },
+                    &ctx,
+                )
+                .map_err(rejected)?;
+            tx.write::<Invitation>(stream, &accepted);
+        }
+        let seat = t
+            .decide(
+                &TenantCommand::TakeSeat {
+                    user_id: self.user_id.clone(),
+                },
+                &ctx,
+            )
+            .map_err(rejected)?;
+        let user = write_account(tx, self.user_id, self.email, role, self.password_hash)?;
+        tx.write::<Tenant>(&t_stream, &seat);
+        if let Some(session) = self.session {
+            session.write(tx, self.user_id)?;
+        }
+        Ok((user, role))
+    }
+
+    async fn replayed(
+        &self,
+        _: &CommandHandler,
+        _: &CommandMeta,
+        events: &[EventEnvelope],
+    ) -> Result<(User, Role), CommandError<AccessError>> {
+        let state = user_state_of(events).map_err(CommandError::Rejected)?;
+        let role = state.user.role.unwrap_or(self.role);
+        Ok((state.user, role))
+    }
+}
+
+/// A user's role or access changes; disabling frees the seat, enabling takes one.
+struct UpdateUser<'a> {
+    user_id: &'a UserId,
+    role: Option<Role>,
+    disabled: Option<bool>,
+}
+
+impl Command for UpdateUser<'_> {
+    type Output = (User, u64);
+    type Error = AccessError;
+    const NAME: &'static str = "user";
+
+    async fn decide(&self, tx: &mut Tx<'_>) -> Result<(User, u64), CommandError<AccessError>> {
+        let ctx = tx.ctx().clone();
+        let u_stream = user_stream(self.user_id);
+        let (mut user, version) = tx.load::<User>(&u_stream).await.map_err(lift)?;
+        if user.registered.is_none() {
+            return Err(rejected(UserError::NotFound));
+        }
+        let command = UserCommand::Update {
+            role: self.role,
+            disabled: self.disabled,
+        };
+        let events = user.decide(&command, &ctx).map_err(rejected)?;
+        let seat_change = events.iter().find_map(|e| match e {
+            domain::user::UserEvent::Disabled(_) => Some(TenantCommand::ReleaseSeat {
+                user_id: self.user_id.clone(),
+            }),
+            domain::user::UserEvent::Enabled(_) => Some(TenantCommand::TakeSeat {
+                user_id: self.user_id.clone(),
+            }),
+            _ => None,
+        });
+        // Only a seat change touches the tenant (and checks it is active); the request
+        // already passed the tenant gate.
+        if let Some(change) = seat_change {
+            let t_stream = tenant_stream(&tx.meta().tenant_id);
+            let (t, _) = tx.load::<Tenant>(&t_stream).await.map_err(lift)?;
+            let seat = t.decide(&change, &ctx).map_err(rejected)?;
+            tx.write::<Tenant>(&t_stream, &seat);
+        }
+        tx.write::<User>(&u_stream, &events);
+        for e in &events {
+            user.apply(e);
+        }
+        Ok((user, version + events.len() as u64))
+    }
+}
+
+/// One aggregate's command on a stream that must exist in the tenant's write model,
+/// with pinned version if given: sessions (refresh, revoke) and invitations.
+struct OnSession<'a> {
+    stream: &'a StreamId,
+    command: SessionCommand,
+    /// The version the caller decided on (a refresh after `recognise`): if the session
+    /// moved meanwhile, another refresh with the same token won.
+    pinned: Option<u64>,
+}
+
+impl Command for OnSession<'_> {
+    type Output = ();
+    type Error = AccessError;
+    const NAME: &'static str = "session";
+
+    async fn decide(&self, tx: &mut Tx<'_>) -> Result<(), CommandError<AccessError>> {
+        let (session, _) = tx.load::<Session>(self.stream).await.map_err(lift)?;
+        if let Some(v) = self.pinned {
+            tx.pin(self.stream, v)?;
+        }
+        let events = session.decide(&self.command, tx.ctx()).map_err(rejected)?;
+        tx.write::<Session>(self.stream, &events);
+        Ok(())
+    }
+}
+
+/// A new session of a signed-in user.
+struct StartSession<'a> {
+    user_id: &'a UserId,
+    session: &'a NewSession,
+}
+
+impl Command for StartSession<'_> {
+    type Output = ();
+    type Error = AccessError;
+    const NAME: &'static str = "session";
+
+    async fn decide(&self, tx: &mut Tx<'_>) -> Result<(), CommandError<AccessError>> {
+        self.session.write(tx, self.user_id)
+    }
+}
+
+/// An invitation: issued only while the tenant is active.
+struct IssueInvitation<'a> {
+    stream: &'a StreamId,
+    command: InvitationCommand,
+}
+
+impl Command for IssueInvitation<'_> {
+    type Output = ();
+    type Error = AccessError;
+    const NAME: &'static str = "invitation";
+
+    async fn decide(&self, tx: &mut Tx<'_>) -> Result<(), CommandError<AccessError>> {
+        let t_stream = tenant_stream(&tx.meta().tenant_id);
+        let (t, _) = tx.load::<Tenant>(&t_stream).await.map_err(lift)?;
+        if t.registered.is_none() {
+            return Err(rejected(TenantError::NotFound));
+        }
+        t.check_active().map_err(rejected)?;
+        let events = Invitation::default()
+            .decide(&self.command, tx.ctx())
+            .map_err(rejected)?;
+        tx.write::<Invitation>(self.stream, &events);
+        Ok(())
+    }
+}
+
 impl AccessService {
     pub fn new(commands: CommandHandler) -> Self {
         Self { commands }
-    }
-
-    fn ctx(&self, actor: &Actor) -> CommandContext {
-        CommandContext {
-            actor: actor.clone(),
-            now: self.commands.now(),
-        }
     }
 
     async fn load<A: Aggregate>(
@@ -292,45 +575,19 @@ impl AccessService {
         Ok((state, version))
     }
 
-    async fn append(
+    /// Runs an access command on the pipeline.
+    async fn run<C: Command<Error = AccessError>>(
         &self,
-        tenant: &TenantId,
-        actor: &Actor,
-        streams: Vec<StreamWrite>,
-    ) -> Result<Vec<EventEnvelope>, StoreError> {
-        self.append_once(tenant, actor, streams, None)
-            .await
-            .map(|o| o.events)
-    }
-
-    /// An append under an optional idempotency key; a replay returns the first events.
-    async fn append_once(
-        &self,
-        tenant: &TenantId,
-        actor: &Actor,
-        streams: Vec<StreamWrite>,
-        idempotency: Option<Idempotency>,
-    ) -> Result<AppendOutcome, StoreError> {
-        let id = Uuid::now_v7();
-        let outcome = self
-            .commands
-            .store()
-            .append(AppendRequest {
-                tenant_id: tenant.clone(),
-                command_id: id,
-                correlation_id: id,
-                causation_id: None,
-                actor: actor.user_id.to_string(),
-                idempotency,
-                streams,
-            })
-            .await?;
-        Ok(outcome)
+        meta: &CommandMeta,
+        command: &C,
+    ) -> Result<Ran<C::Output>, AccessError> {
+        Ok(self.commands.run(meta, command).await?)
     }
 
     /// Public sign-up: a new tenant, its first ADMIN and a session, in one append.
     pub async fn register_tenant(
         &self,
+        ids: RequestIds,
         company_name: CompanyName,
         admin_email: Email,
         admin_password: String,
@@ -343,85 +600,31 @@ impl AccessService {
             user_id: user_id.clone(),
             role: Role::Admin,
         };
-        let ctx = self.ctx(&actor);
         let password_hash = blocking(move || hash_password(&admin_password)).await??;
-        let mut t = Tenant::default();
-        let mut tenant_events = decide(
-            &t,
-            &TenantCommand::Register {
-                tenant_id: tenant.clone(),
-                company_name,
-                admin_email: admin_email.as_str().to_owned(),
+        let session = NewSession::mint(&tenant, self.commands.now());
+        let meta = CommandMeta::of(tenant.clone(), actor, ids, None);
+        self.run(
+            &meta,
+            &RegisterTenant {
+                tenant: &tenant,
+                user_id: &user_id,
+                company_name: &company_name,
+                admin_email: &admin_email,
                 tier,
+                password_hash: &password_hash,
+                session: &session,
             },
-            &ctx,
-        )?;
-        for e in &tenant_events {
-            t.apply(e);
-        }
-        tenant_events.extend(decide(
-            &t,
-            &TenantCommand::TakeSeat {
-                user_id: user_id.clone(),
-            },
-            &ctx,
-        )?);
-        let user_events = decide(
-            &User::default(),
-            &UserCommand::Register {
-                user_id: user_id.clone(),
-                email: admin_email.clone(),
-                role: Role::Admin,
-            },
-            &ctx,
-        )?;
-        let email_events = decide(&EmailReservation::default(), &user_id, &ctx)?;
-        let credential_events = decide(&Credential::default(), &password_hash, &ctx)?;
-        let (session, session_write, refresh, expires) =
-            self.new_session(&tenant, &user_id, &ctx)?;
-        let streams = vec![
-            write::<Tenant>(tenant_stream(&tenant), 0, &tenant_events),
-            write::<User>(user_stream(&user_id), 0, &user_events),
-            write::<EmailReservation>(email_stream(&admin_email), 0, &email_events),
-            write::<Credential>(credential_stream(&user_id), 0, &credential_events),
-            session_write,
-        ];
-        self.append(&tenant, &actor, streams)
-            .await
-            .map_err(AccessError::Store)?;
-        tracing::info!(tenant_id = %tenant, user_id = %user_id, session = %session, tier = tier.as_str(), "tenant registered");
+        )
+        .await?;
+        tracing::info!(tenant_id = %tenant, user_id = %user_id, session = %session.stream, tier = tier.as_str(), "tenant registered");
         Ok(SignedIn {
             tenant_id: tenant,
             user_id,
             role: Role::Admin,
             tier,
-            refresh_token: refresh,
-            refresh_expires_at: expires,
+            refresh_token: session.token,
+            refresh_expires_at: session.expires_at,
         })
-    }
-
-    /// A new session stream's write and its first refresh token.
-    fn new_session(
-        &self,
-        tenant: &TenantId,
-        user_id: &UserId,
-        ctx: &CommandContext,
-    ) -> Result<(StreamId, StreamWrite, String, DateTime<Utc>), AccessError> {
-        let family = Uuid::now_v7();
-        let stream = StreamId::for_aggregate(Session::KIND, family.simple());
-        let token = refresh_token(tenant, family);
-        let expires_at = ctx.now + REFRESH_TTL;
-        let events = decide(
-            &Session::default(),
-            &SessionCommand::Start {
-                user_id: user_id.clone(),
-                token_hash: digest(&token),
-                expires_at,
-            },
-            ctx,
-        )?;
-        let w = write::<Session>(stream.clone(), 0, &events);
-        Ok((stream, w, token, expires_at))
     }
 
     /// An ADMIN adds a user: user, email reservation and seat in one append.
@@ -433,98 +636,27 @@ impl AccessService {
         role: Role,
     ) -> Result<UserState, AccessError> {
         domain::user::check_password(&password)?;
-        // A retry under the same Idempotency-Key answers the first result, before any
-        // check that the first attempt changed (its seat, its email).
-        if let Some(idem) = &meta.idempotency {
-            let record = self
-                .commands
-                .store()
-                .idempotent_result(&meta.tenant_id, &idem.key)
-                .await
-                .map_err(AccessError::Store)?;
-            match record {
-                Some(r) if r.request_hash != idem.request_hash => {
-                    return Err(AccessError::IdempotencyMismatch);
-                }
-                Some(r) => return user_state_of(&r.events),
-                None => {}
-            }
+        // A retry under the same Idempotency-Key answers the first result before anything
+        // is hashed.
+        if let Some(events) = self.commands.recorded::<AccessError>(meta).await? {
+            return user_state_of(&events);
         }
         let user_id = UserId::parse(Uuid::now_v7().to_string())?;
         let password_hash = blocking(move || hash_password(&password)).await??;
-        let command = UserCommand::Register {
-            user_id: user_id.clone(),
-            email: email.clone(),
-            role,
-        };
-        self.add_user(
-            &meta.tenant_id,
-            &meta.actor,
-            &user_id,
-            &email,
-            (&command, &password_hash),
-            (vec![], meta.idempotency.clone()),
-        )
-        .await
-    }
-
-    /// Writes a new user with its credential, seat and email reservation, plus `extra`
-    /// streams; retries
-    /// when only the tenant stream moved (another seat taken or released meanwhile).
-    async fn add_user(
-        &self,
-        tenant: &TenantId,
-        actor: &Actor,
-        user_id: &UserId,
-        email: &Email,
-        (command, password_hash): (&UserCommand, &String),
-        (extra, idempotency): (Vec<StreamWrite>, Option<Idempotency>),
-    ) -> Result<UserState, AccessError> {
-        let t_stream = tenant_stream(tenant);
-        for _ in 0..ATTEMPTS {
-            let (t, t_version) = self.tenant(tenant).await?;
-            let ctx = self.ctx(actor);
-            let seat = decide(
-                &t,
-                &TenantCommand::TakeSeat {
-                    user_id: user_id.clone(),
+        let ran = self
+            .run(
+                meta,
+                &AddUser {
+                    user_id: &user_id,
+                    email: &email,
+                    role,
+                    password_hash: &password_hash,
+                    invitation: None,
+                    session: None,
                 },
-                &ctx,
-            )?;
-            let user_events = decide(&User::default(), command, &ctx)?;
-            let email_events = decide(&EmailReservation::default(), user_id, &ctx)?;
-            let credential_events = decide(&Credential::default(), password_hash, &ctx)?;
-            let mut streams = vec![
-                write::<User>(user_stream(user_id), 0, &user_events),
-                write::<EmailReservation>(email_stream(email), 0, &email_events),
-                write::<Credential>(credential_stream(user_id), 0, &credential_events),
-                write::<Tenant>(t_stream.clone(), t_version, &seat),
-            ];
-            streams.extend(extra.iter().cloned());
-            match self
-                .append_once(tenant, actor, streams, idempotency.clone())
-                .await
-            {
-                // Written now or by the first request under this idempotency key.
-                Ok(outcome) => return user_state_of(&outcome.events),
-                Err(StoreError::IdempotencyMismatch { .. }) => {
-                    return Err(AccessError::IdempotencyMismatch);
-                }
-                Err(StoreError::Conflict { stream_id, .. })
-                    if stream_id.kind() == EmailReservation::KIND =>
-                {
-                    return Err(AccessError::EmailTaken);
-                }
-                Err(StoreError::Conflict { stream_id, .. }) if stream_id == t_stream => continue,
-                Err(StoreError::Conflict { stream_id, .. })
-                    if stream_id.kind() == Invitation::KIND =>
-                {
-                    return Err(InvitationError::Invalid.into());
-                }
-                Err(e) => return Err(AccessError::Store(e)),
-            }
-        }
-        Err(AccessError::Contended(ATTEMPTS))
+            )
+            .await?;
+        user_state_of(&ran.events)
     }
 
     /// Changes a user's role or access; disabling frees the seat, enabling takes one.
@@ -535,61 +667,24 @@ impl AccessService {
         role: Option<Role>,
         disabled: Option<bool>,
     ) -> Result<UserState, AccessError> {
-        let tenant = &meta.tenant_id;
-        let u_stream = user_stream(user_id);
-        let t_stream = tenant_stream(tenant);
-        let command = UserCommand::Update { role, disabled };
-        for _ in 0..ATTEMPTS {
-            let (mut user, version) = self.load::<User>(tenant, &u_stream).await?;
-            if user.registered.is_none() {
-                return Err(UserError::NotFound.into());
-            }
-            let ctx = self.ctx(&meta.actor);
-            let events = decide(&user, &command, &ctx)?;
-            if events.is_empty() {
-                return Ok(UserState {
-                    user,
-                    version,
-                    token: None,
-                });
-            }
-            let mut streams = vec![write::<User>(u_stream.clone(), version, &events)];
-            let seat_change = events.iter().find_map(|e| match e {
-                domain::user::UserEvent::Disabled(_) => Some(TenantCommand::ReleaseSeat {
-                    user_id: user_id.clone(),
-                }),
-                domain::user::UserEvent::Enabled(_) => Some(TenantCommand::TakeSeat {
-                    user_id: user_id.clone(),
-                }),
-                _ => None,
-            });
-            // Only a seat change touches the tenant (and checks it is active); the request
-            // already passed the tenant gate.
-            if let Some(change) = seat_change {
-                let (t, t_version) = self.tenant(tenant).await?;
-                let seat = decide(&t, &change, &ctx)?;
-                streams.push(write::<Tenant>(t_stream.clone(), t_version, &seat));
-            }
-            match self.append(tenant, &meta.actor, streams).await {
-                Ok(written) => {
-                    for e in &events {
-                        user.apply(e);
-                    }
-                    let token = written
-                        .iter()
-                        .rfind(|e| e.stream_id == u_stream)
-                        .map(token_of);
-                    return Ok(UserState {
-                        user,
-                        version: version + events.len() as u64,
-                        token,
-                    });
-                }
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(e) => return Err(AccessError::Store(e)),
-            }
-        }
-        Err(AccessError::Contended(ATTEMPTS))
+        let ran = self
+            .run(
+                meta,
+                &UpdateUser {
+                    user_id,
+                    role,
+                    disabled,
+                },
+            )
+            .await?;
+        let stream = user_stream(user_id);
+        let token = ran.token_for(&stream);
+        let (user, version) = ran.output;
+        Ok(UserState {
+            user,
+            version,
+            token,
+        })
     }
 
     /// An ADMIN issues a single-use invitation code for `role` (optionally bound to an email).
@@ -599,30 +694,23 @@ impl AccessService {
         role: Role,
         email: Option<Email>,
     ) -> Result<IssuedInvitation, AccessError> {
-        let (t, _) = self.tenant(&meta.tenant_id).await?;
-        t.check_active()?;
         let id = Uuid::now_v7();
         let code = format!("{}.{}", id.simple(), random_secret());
-        let ctx = self.ctx(&meta.actor);
-        let expires_at = ctx.now + INVITATION_TTL;
-        let events = decide(
-            &Invitation::default(),
-            &InvitationCommand::Issue {
-                code_hash: digest(&code),
-                role,
-                email: email.clone(),
-                expires_at,
-            },
-            &ctx,
-        )?;
+        let expires_at = self.commands.now() + INVITATION_TTL;
         let stream = StreamId::for_aggregate(Invitation::KIND, id.simple());
-        self.append(
-            &meta.tenant_id,
-            &meta.actor,
-            vec![write::<Invitation>(stream, 0, &events)],
+        self.run(
+            meta,
+            &IssueInvitation {
+                stream: &stream,
+                command: InvitationCommand::Issue {
+                    code_hash: digest(&code),
+                    role,
+                    email: email.clone(),
+                    expires_at,
+                },
+            },
         )
-        .await
-        .map_err(AccessError::Store)?;
+        .await?;
         Ok(IssuedInvitation {
             invitation_id: id.simple().to_string(),
             code,
@@ -636,6 +724,7 @@ impl AccessService {
     /// session, in one append; the invitation's exact version makes it single-use.
     pub async fn signup(
         &self,
+        ids: RequestIds,
         tenant: &TenantId,
         code: &str,
         email: Email,
@@ -643,51 +732,37 @@ impl AccessService {
     ) -> Result<SignedIn, AccessError> {
         domain::user::check_password(&password)?;
         let stream = parse_invitation_code(code).ok_or(InvitationError::Invalid)?;
-        let (invitation, version) = self.load::<Invitation>(tenant, &stream).await?;
+        let (invitation, _) = self.load::<Invitation>(tenant, &stream).await?;
+        let issued = invitation.issued.ok_or(InvitationError::Invalid)?;
         let user_id = UserId::parse(Uuid::now_v7().to_string())?;
-        let issued = invitation.issued.clone().ok_or(InvitationError::Invalid)?;
+        let password_hash = blocking(move || hash_password(&password)).await??;
+        let session = NewSession::mint(tenant, self.commands.now());
         let actor = Actor {
             user_id: user_id.clone(),
             role: issued.role,
         };
-        let ctx = self.ctx(&actor);
-        let accepted = decide(
-            &invitation,
-            &InvitationCommand::Accept {
-                code_hash: digest(code.trim()),
-                user_id: user_id.clone(),
-                email: email.clone(),
-            },
-            &ctx,
-        )?;
-        let password_hash = blocking(move || hash_password(&password)).await??;
-        let command = UserCommand::Register {
-            user_id: user_id.clone(),
-            email: email.clone(),
-            role: issued.role,
-        };
-        let (_, session_write, refresh, expires) = self.new_session(tenant, &user_id, &ctx)?;
-        let extra = vec![
-            write::<Invitation>(stream, version, &accepted),
-            session_write,
-        ];
-        self.add_user(
-            tenant,
-            &actor,
-            &user_id,
-            &email,
-            (&command, &password_hash),
-            (extra, None),
-        )
-        .await?;
+        let meta = CommandMeta::of(tenant.clone(), actor, ids, None);
+        let ran = self
+            .run(
+                &meta,
+                &AddUser {
+                    user_id: &user_id,
+                    email: &email,
+                    role: issued.role,
+                    password_hash: &password_hash,
+                    invitation: Some((stream, code)),
+                    session: Some(&session),
+                },
+            )
+            .await?;
         let (t, _) = self.tenant(tenant).await?;
         Ok(SignedIn {
             tenant_id: tenant.clone(),
             user_id,
-            role: issued.role,
+            role: ran.output.1,
             tier: t.tier,
-            refresh_token: refresh,
-            refresh_expires_at: expires,
+            refresh_token: session.token,
+            refresh_expires_at: session.expires_at,
         })
     }
 
@@ -695,6 +770,7 @@ impl AccessService {
     /// credentials is `BadCredentials` after the same argon2 work.
     pub async fn sign_in(
         &self,
+        ids: RequestIds,
         tenant: &TenantId,
         email: &Email,
         password: String,
@@ -727,25 +803,30 @@ impl AccessService {
             user_id: user_id.clone(),
             role,
         };
-        let ctx = self.ctx(&actor);
-        let (_, session_write, refresh, expires) = self.new_session(tenant, &user_id, &ctx)?;
-        self.append(tenant, &actor, vec![session_write])
-            .await
-            .map_err(AccessError::Store)?;
+        let session = NewSession::mint(tenant, self.commands.now());
+        let meta = CommandMeta::of(tenant.clone(), actor, ids, None);
+        self.run(
+            &meta,
+            &StartSession {
+                user_id: &user_id,
+                session: &session,
+            },
+        )
+        .await?;
         auth_metric("signin", "ok");
         Ok(SignedIn {
             tenant_id: tenant.clone(),
             user_id,
             role,
             tier: t.tier,
-            refresh_token: refresh,
-            refresh_expires_at: expires,
+            refresh_token: session.token,
+            refresh_expires_at: session.expires_at,
         })
     }
 
     /// Rotates a refresh token. A retired token of the family revokes the family: whoever
     /// holds the current one (perhaps a thief) must sign in again.
-    pub async fn refresh(&self, token: &str) -> Result<SignedIn, AccessError> {
+    pub async fn refresh(&self, ids: RequestIds, token: &str) -> Result<SignedIn, AccessError> {
         let (tenant, stream) = parse_refresh_token(token).ok_or(AccessError::BadRefreshToken)?;
         let (session, version) = self.load::<Session>(&tenant, &stream).await?;
         let presented = digest(token.trim());
@@ -756,8 +837,8 @@ impl AccessService {
             user_id: user_id.clone(),
             role: Role::Member,
         };
-        let ctx = self.ctx(&system);
-        match session.recognise(&presented, ctx.now) {
+        let meta = CommandMeta::of(tenant.clone(), system, ids, None);
+        match session.recognise(&presented, self.commands.now()) {
             Presented::Invalid => {
                 auth_metric("refresh", "refused");
                 return Err(AccessError::BadRefreshToken);
@@ -765,16 +846,14 @@ impl AccessService {
             Presented::Reused => {
                 tracing::warn!(tenant_id = %tenant, session = %stream, user_id = %user_id, "refresh token reused; revoking its family");
                 auth_metric("refresh", "reused");
-                self.revoke(&tenant, &stream, &system, "refresh token reused")
-                    .await?;
+                self.revoke(&meta, &stream, "refresh token reused").await?;
                 return Err(AccessError::BadRefreshToken);
             }
             Presented::Current => {}
         }
         let (user, _) = self.load::<User>(&tenant, &user_stream(&user_id)).await?;
         if user.disabled || user.registered.is_none() {
-            self.revoke(&tenant, &stream, &system, "user disabled")
-                .await?;
+            self.revoke(&meta, &stream, "user disabled").await?;
             return Err(AccessError::BadRefreshToken);
         }
         let (t, _) = self.tenant(&tenant).await?;
@@ -782,28 +861,28 @@ impl AccessService {
         let family =
             Uuid::try_parse(stream.instance()).map_err(|_| AccessError::BadRefreshToken)?;
         let next = refresh_token(&tenant, family);
-        let expires_at = ctx.now + REFRESH_TTL;
-        let events = decide(
-            &session,
-            &SessionCommand::Refresh {
-                presented_hash: presented,
-                new_hash: digest(&next),
-                expires_at,
-            },
-            &ctx,
-        )?;
-        match self
-            .append(
-                &tenant,
-                &system,
-                vec![write::<Session>(stream, version, &events)],
+        let expires_at = self.commands.now() + REFRESH_TTL;
+        let rotated = self
+            .run(
+                &meta,
+                &OnSession {
+                    stream: &stream,
+                    command: SessionCommand::Refresh {
+                        presented_hash: presented,
+                        new_hash: digest(&next),
+                        expires_at,
+                    },
+                    pinned: Some(version),
+                },
             )
-            .await
-        {
+            .await;
+        match rotated {
             Ok(_) => {}
             // Another refresh with the same token won the race: this one is a reuse.
-            Err(StoreError::Conflict { .. }) => return Err(AccessError::BadRefreshToken),
-            Err(e) => return Err(AccessError::Store(e)),
+            Err(AccessError::Contended(_) | AccessError::BadRefreshToken) => {
+                return Err(AccessError::BadRefreshToken);
+            }
+            Err(e) => return Err(e),
         }
         auth_metric("refresh", "ok");
         Ok(SignedIn {
@@ -818,7 +897,7 @@ impl AccessService {
 
     /// Revokes the family of `token`, whichever of its tokens it is. Unknown tokens are
     /// ignored, so the answer says nothing about them.
-    pub async fn sign_out(&self, token: &str) -> Result<(), AccessError> {
+    pub async fn sign_out(&self, ids: RequestIds, token: &str) -> Result<(), AccessError> {
         let Some((tenant, stream)) = parse_refresh_token(token) else {
             return Ok(());
         };
@@ -834,42 +913,28 @@ impl AccessService {
             user_id,
             role: Role::Member,
         };
-        self.revoke(&tenant, &stream, &actor, "signed out").await
+        let meta = CommandMeta::of(tenant, actor, ids, None);
+        self.revoke(&meta, &stream, "signed out").await
     }
 
     async fn revoke(
         &self,
-        tenant: &TenantId,
+        meta: &CommandMeta,
         stream: &StreamId,
-        actor: &Actor,
         reason: &str,
     ) -> Result<(), AccessError> {
-        for _ in 0..ATTEMPTS {
-            let (session, version) = self.load::<Session>(tenant, stream).await?;
-            let events = decide(
-                &session,
-                &SessionCommand::Revoke {
+        self.run(
+            meta,
+            &OnSession {
+                stream,
+                command: SessionCommand::Revoke {
                     reason: reason.to_owned(),
                 },
-                &self.ctx(actor),
-            )?;
-            if events.is_empty() {
-                return Ok(());
-            }
-            match self
-                .append(
-                    tenant,
-                    actor,
-                    vec![write::<Session>(stream.clone(), version, &events)],
-                )
-                .await
-            {
-                Ok(_) => return Ok(()),
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(e) => return Err(AccessError::Store(e)),
-            }
-        }
-        Err(AccessError::Contended(ATTEMPTS))
+                pinned: None,
+            },
+        )
+        .await
+        .map(|_| ())
     }
 }
 
@@ -895,12 +960,4 @@ fn user_state_of(events: &[EventEnvelope]) -> Result<UserState, AccessError> {
 fn auth_metric(action: &'static str, outcome: &'static str) {
     metrics::counter!("chronicle_auth_total", "action" => action, "outcome" => outcome)
         .increment(1);
-}
-
-fn token_of(e: &EventEnvelope) -> ConsistencyToken {
-    ConsistencyToken {
-        position: e.position,
-        version: e.version,
-        stream_id: e.stream_id.clone(),
-    }
 }

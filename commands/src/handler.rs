@@ -1,11 +1,11 @@
-//! Runs one command against one aggregate: load, decide, append; retry on a version
-//! conflict unless the caller pinned the version (`If-Match`); replay idempotent retries.
+//! The command handler: the store, the clock, and the one-aggregate commands (`execute`,
+//! `create`), which run on the command pipeline (`pipeline.rs`) like every other command.
 
-use crate::store::{AppendRequest, EventStore, Idempotency, StoreError, StreamWrite};
+use crate::pipeline::{Command, Tx};
+use crate::store::{EventStore, Idempotency, StoreError};
 use chrono::{DateTime, Utc};
 use domain::{
-    Actor, Aggregate, CommandContext, ConsistencyToken, DomainEvent, EventEnvelope, StreamId,
-    TenantId, UpcastError,
+    Actor, Aggregate, ConsistencyToken, DomainEvent, EventEnvelope, StreamId, TenantId, UpcastError,
 };
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -23,7 +23,58 @@ pub struct CommandMeta {
     pub actor: Actor,
     pub command_id: Uuid,
     pub correlation_id: Uuid,
+    /// The event or message that caused this command, when it is not a person's request.
+    pub causation_id: Option<Uuid>,
     pub idempotency: Option<Idempotency>,
+}
+
+/// The ids a command carries from what caused it: its own id, the correlation id of the
+/// request (or message) it belongs to, and the causing event, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestIds {
+    pub command_id: Uuid,
+    pub correlation_id: Uuid,
+    pub causation_id: Option<Uuid>,
+}
+
+impl RequestIds {
+    /// Fresh ids, for work no request carries (operators' tools, background workers).
+    pub fn fresh() -> Self {
+        let command_id = Uuid::now_v7();
+        Self {
+            command_id,
+            correlation_id: command_id,
+            causation_id: None,
+        }
+    }
+}
+
+impl CommandMeta {
+    /// A command of `actor` in `tenant` under `ids`.
+    pub fn of(
+        tenant_id: TenantId,
+        actor: Actor,
+        ids: RequestIds,
+        idempotency: Option<Idempotency>,
+    ) -> Self {
+        Self {
+            tenant_id,
+            actor,
+            command_id: ids.command_id,
+            correlation_id: ids.correlation_id,
+            causation_id: ids.causation_id,
+            idempotency,
+        }
+    }
+
+    /// The ids this command carries.
+    pub fn ids(&self) -> RequestIds {
+        RequestIds {
+            command_id: self.command_id,
+            correlation_id: self.correlation_id,
+            causation_id: self.causation_id,
+        }
+    }
 }
 
 /// A command's result: the aggregate after it, the events it wrote and where.
@@ -47,10 +98,33 @@ pub enum CommandError<E: std::error::Error + 'static> {
     IdempotencyMismatch,
     #[error("gave up after {0} conflicting attempts")]
     Contended(u32),
+    /// A unique value (named) another stream already holds.
+    #[error("the {0} is already taken")]
+    Taken(&'static str),
     #[error(transparent)]
     Corrupt(#[from] UpcastError),
     #[error(transparent)]
     Store(StoreError),
+}
+
+impl<E: std::error::Error + 'static> CommandError<E> {
+    /// The same failure, with a rejection turned into another error type.
+    pub fn map_rejected<F: std::error::Error + 'static>(
+        self,
+        f: impl FnOnce(E) -> F,
+    ) -> CommandError<F> {
+        match self {
+            Self::Rejected(e) => CommandError::Rejected(f(e)),
+            Self::PreconditionFailed { expected, actual } => {
+                CommandError::PreconditionFailed { expected, actual }
+            }
+            Self::IdempotencyMismatch => CommandError::IdempotencyMismatch,
+            Self::Contended(n) => CommandError::Contended(n),
+            Self::Taken(what) => CommandError::Taken(what),
+            Self::Corrupt(c) => CommandError::Corrupt(c),
+            Self::Store(s) => CommandError::Store(s),
+        }
+    }
 }
 
 const PAGE: usize = 1000;
@@ -63,10 +137,10 @@ pub struct CommandHandler {
     metrics: Arc<CommandMetrics>,
 }
 
-struct Loaded<A> {
-    state: A,
-    version: u64,
-    last: Option<EventEnvelope>,
+pub(crate) struct Loaded<A> {
+    pub(crate) state: A,
+    pub(crate) version: u64,
+    pub(crate) last: Option<EventEnvelope>,
 }
 
 impl CommandHandler {
@@ -88,7 +162,15 @@ impl CommandHandler {
         self.clock.now()
     }
 
-    async fn load<A: Aggregate>(
+    pub(crate) fn max_attempts(&self) -> u32 {
+        self.max_attempts
+    }
+
+    pub(crate) fn metrics(&self) -> &CommandMetrics {
+        &self.metrics
+    }
+
+    pub(crate) async fn load<A: Aggregate>(
         &self,
         tenant: &TenantId,
         stream: &StreamId,
@@ -141,89 +223,17 @@ impl CommandHandler {
         stream: &StreamId,
         command: &A::Command,
         if_match: Option<u64>,
-    ) -> Result<Executed<A>, CommandError<A::Error>> {
-        let result = self
-            .execute_inner::<A>(meta, stream, command, if_match)
-            .await;
-        self.metrics.record(&result);
-        result
-    }
-
-    async fn execute_inner<A: Aggregate>(
-        &self,
-        meta: &CommandMeta,
-        stream: &StreamId,
-        command: &A::Command,
-        if_match: Option<u64>,
-    ) -> Result<Executed<A>, CommandError<A::Error>> {
-        if let Some(idem) = &meta.idempotency
-            && let Some(done) = self.replay::<A>(meta, stream, idem).await?
-        {
-            return Ok(done);
-        }
-        for _ in 0..self.max_attempts {
-            let loaded = self.load::<A>(&meta.tenant_id, stream, u64::MAX).await?;
-            if let Some(expected) = if_match
-                && expected != loaded.version
-            {
-                return Err(CommandError::PreconditionFailed {
-                    expected,
-                    actual: loaded.version,
-                });
-            }
-            let ctx = CommandContext {
-                actor: meta.actor.clone(),
-                now: self.clock.now(),
-            };
-            let events = loaded
-                .state
-                .decide(command, &ctx)
-                .map_err(CommandError::Rejected)?;
-            if events.is_empty() {
-                return Ok(Executed {
-                    token: loaded.last.as_ref().map(token_of),
-                    state: loaded.state,
-                    version: loaded.version,
-                    events: vec![],
-                    replayed: false,
-                });
-            }
-            let prev_hash = loaded.last.as_ref().map(|e| e.hash.as_str());
-            let request = self.request::<A>(meta, stream, loaded.version, prev_hash, &events);
-            match self.store.append(request).await {
-                Ok(outcome) if outcome.replayed => {
-                    return self.replayed_state(meta, stream, outcome.events).await;
-                }
-                Ok(outcome) => {
-                    let mut state = loaded.state;
-                    for e in &events {
-                        state.apply(e);
-                    }
-                    let last = outcome.events.last();
-                    return Ok(Executed {
-                        state,
-                        version: last.map_or(loaded.version, |e| e.version),
-                        token: last.map(token_of),
-                        events: outcome.events,
-                        replayed: false,
-                    });
-                }
-                Err(StoreError::Conflict { actual, .. }) if if_match.is_some() => {
-                    return Err(CommandError::PreconditionFailed {
-                        expected: loaded.version,
-                        actual,
-                    });
-                }
-                Err(StoreError::Conflict { .. }) => {
-                    tracing::debug!(stream_id = %stream, "version conflict, deciding again");
-                }
-                Err(StoreError::IdempotencyMismatch { .. }) => {
-                    return Err(CommandError::IdempotencyMismatch);
-                }
-                Err(e) => return Err(CommandError::Store(e)),
-            }
-        }
-        Err(CommandError::Contended(self.max_attempts))
+    ) -> Result<Executed<A>, CommandError<A::Error>>
+    where
+        A::Command: Sync,
+    {
+        let on = OnStream::<A> {
+            stream,
+            command,
+            if_match,
+            fresh: false,
+        };
+        self.run(meta, &on).await.map(|ran| on.finish(ran))
     }
 
     /// Runs a creating `command` on a stream id the caller just minted (a fresh UUIDv7), so
@@ -234,99 +244,22 @@ impl CommandHandler {
         meta: &CommandMeta,
         stream: &StreamId,
         command: &A::Command,
-    ) -> Result<Executed<A>, CommandError<A::Error>> {
-        let result = self.create_inner::<A>(meta, stream, command).await;
-        self.metrics.record(&result);
-        result
-    }
-
-    async fn create_inner<A: Aggregate>(
-        &self,
-        meta: &CommandMeta,
-        stream: &StreamId,
-        command: &A::Command,
-    ) -> Result<Executed<A>, CommandError<A::Error>> {
-        if let Some(idem) = &meta.idempotency
-            && let Some(done) = self.replay::<A>(meta, stream, idem).await?
-        {
-            return Ok(done);
-        }
-        let ctx = CommandContext {
-            actor: meta.actor.clone(),
-            now: self.clock.now(),
+    ) -> Result<Executed<A>, CommandError<A::Error>>
+    where
+        A::Command: Sync,
+    {
+        let on = OnStream::<A> {
+            stream,
+            command,
+            if_match: None,
+            fresh: true,
         };
-        let mut state = A::default();
-        let events = state
-            .decide(command, &ctx)
-            .map_err(CommandError::Rejected)?;
-        let request = self.request::<A>(meta, stream, 0, None, &events);
-        match self.store.append(request).await {
-            Ok(outcome) if outcome.replayed => {
-                self.replayed_state(meta, stream, outcome.events).await
-            }
-            Ok(outcome) => {
-                for e in &events {
-                    state.apply(e);
-                }
-                let last = outcome.events.last();
-                Ok(Executed {
-                    state,
-                    version: last.map_or(0, |e| e.version),
-                    token: last.map(token_of),
-                    events: outcome.events,
-                    replayed: false,
-                })
-            }
-            Err(StoreError::IdempotencyMismatch { .. }) => Err(CommandError::IdempotencyMismatch),
-            Err(e) => Err(CommandError::Store(e)),
-        }
-    }
-
-    fn request<A: Aggregate>(
-        &self,
-        meta: &CommandMeta,
-        stream: &StreamId,
-        version: u64,
-        prev_hash: Option<&str>,
-        events: &[A::Event],
-    ) -> AppendRequest {
-        AppendRequest {
-            tenant_id: meta.tenant_id.clone(),
-            command_id: meta.command_id,
-            correlation_id: meta.correlation_id,
-            causation_id: None,
-            actor: meta.actor.user_id.to_string(),
-            idempotency: meta.idempotency.clone(),
-            streams: vec![StreamWrite {
-                prev_hash: prev_hash.map(str::to_owned),
-                ..crate::access::write::<A>(stream.clone(), version, events)
-            }],
-        }
-    }
-
-    async fn replay<A: Aggregate>(
-        &self,
-        meta: &CommandMeta,
-        stream: &StreamId,
-        idem: &Idempotency,
-    ) -> Result<Option<Executed<A>>, CommandError<A::Error>> {
-        let record = self
-            .store
-            .idempotent_result(&meta.tenant_id, &idem.key)
-            .await
-            .map_err(CommandError::Store)?;
-        match record {
-            None => Ok(None),
-            Some(r) if r.request_hash != idem.request_hash => {
-                Err(CommandError::IdempotencyMismatch)
-            }
-            Some(r) => self.replayed_state(meta, stream, r.events).await.map(Some),
-        }
+        self.run(meta, &on).await.map(|ran| on.finish(ran))
     }
 
     /// The state as the first execution left it: its stream folded up to the last version
     /// it wrote. That stream may differ from this attempt's (a create picks a fresh id).
-    async fn replayed_state<A: Aggregate>(
+    pub(crate) async fn replayed_state<A: Aggregate>(
         &self,
         meta: &CommandMeta,
         stream: &StreamId,
@@ -349,7 +282,7 @@ impl CommandHandler {
 /// The command metrics' handles, registered once per set of labels: building a metric's
 /// key and looking it up in the recorder cost more than counting.
 #[derive(Default)]
-struct CommandMetrics {
+pub(crate) struct CommandMetrics {
     /// By aggregate and outcome.
     commands: RwLock<HashMap<(&'static str, &'static str), metrics::Counter>>,
     /// By event type.
@@ -379,9 +312,10 @@ where
 
 impl CommandMetrics {
     /// Counts a command's outcome and the events it appended, for `/metrics`.
-    fn record<A: Aggregate, E: std::error::Error>(
+    pub(crate) fn record<T, E: std::error::Error>(
         &self,
-        result: &Result<Executed<A>, CommandError<E>>,
+        name: &'static str,
+        result: &Result<crate::pipeline::Ran<T>, CommandError<E>>,
     ) {
         let outcome = match result {
             Ok(done) if done.replayed => "replayed",
@@ -391,11 +325,12 @@ impl CommandMetrics {
                 "precondition"
             }
             Err(CommandError::Contended(_)) => "contended",
+            Err(CommandError::Taken(_)) => "rejected",
             Err(_) => "error",
         };
-        let key = (A::KIND, outcome);
+        let key = (name, outcome);
         handle(&self.commands, &key, || {
-            let c = metrics::counter!("chronicle_commands_total", "aggregate" => A::KIND, "outcome" => outcome);
+            let c = metrics::counter!("chronicle_commands_total", "aggregate" => name, "outcome" => outcome);
             (key, c)
         })
         .increment(1);
@@ -414,10 +349,81 @@ impl CommandMetrics {
     }
 }
 
-fn token_of(e: &EventEnvelope) -> ConsistencyToken {
+pub(crate) fn token_of(e: &EventEnvelope) -> ConsistencyToken {
     ConsistencyToken {
         position: e.position,
         version: e.version,
         stream_id: e.stream_id.clone(),
+    }
+}
+
+/// One command on one aggregate instance, as the pipeline runs it.
+struct OnStream<'c, A: Aggregate> {
+    stream: &'c StreamId,
+    command: &'c A::Command,
+    if_match: Option<u64>,
+    /// The stream id was just minted: nothing to load.
+    fresh: bool,
+}
+
+impl<A: Aggregate> OnStream<'_, A> {
+    /// The command's answer, with what the append wrote.
+    fn finish(&self, ran: crate::pipeline::Ran<Executed<A>>) -> Executed<A> {
+        let mut done = ran.output;
+        if let Some(last) = ran.events.iter().rfind(|e| &e.stream_id == self.stream)
+            && !ran.replayed
+        {
+            done.version = last.version;
+            done.token = Some(token_of(last));
+        }
+        if !ran.replayed {
+            done.events = ran.events;
+        }
+        done
+    }
+}
+
+impl<A: Aggregate> Command for OnStream<'_, A>
+where
+    A::Command: Sync,
+{
+    type Output = Executed<A>;
+    type Error = A::Error;
+    const NAME: &'static str = A::KIND;
+
+    async fn decide(&self, tx: &mut Tx<'_>) -> Result<Executed<A>, CommandError<A::Error>> {
+        let (mut state, version) = if self.fresh {
+            (A::default(), 0)
+        } else {
+            tx.load::<A>(self.stream).await?
+        };
+        if let Some(expected) = self.if_match {
+            tx.pin(self.stream, expected)?;
+        }
+        let events = state
+            .decide(self.command, tx.ctx())
+            .map_err(CommandError::Rejected)?;
+        tx.write::<A>(self.stream, &events);
+        for e in &events {
+            state.apply(e);
+        }
+        Ok(Executed {
+            state,
+            version: version + events.len() as u64,
+            events: vec![],
+            token: tx.read_token(self.stream),
+            replayed: false,
+        })
+    }
+
+    async fn replayed(
+        &self,
+        handler: &CommandHandler,
+        meta: &CommandMeta,
+        events: &[EventEnvelope],
+    ) -> Result<Executed<A>, CommandError<A::Error>> {
+        handler
+            .replayed_state(meta, self.stream, events.to_vec())
+            .await
     }
 }

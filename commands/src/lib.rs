@@ -4,10 +4,12 @@
 
 pub mod access;
 pub mod handler;
+pub mod pipeline;
 pub mod store;
 
 pub use access::{AccessError, AccessService, IssuedInvitation, SignedIn, UserState};
-pub use handler::{Clock, CommandError, CommandHandler, CommandMeta, Executed};
+pub use handler::{Clock, CommandError, CommandHandler, CommandMeta, Executed, RequestIds};
+pub use pipeline::{Command, Ran, Tx};
 pub use store::{
     AppendOutcome, AppendRequest, EventStore, ExpectedVersion, FeedCursor, FeedPage, Idempotency,
     IdempotentRecord, MAX_EVENTS_PER_APPEND, NewEvent, StoreError, StreamWrite,

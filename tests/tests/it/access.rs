@@ -720,3 +720,57 @@ async fn password_guessing_on_one_account_is_throttled_and_others_go_on() {
     let ann = sign_in(&app, &acme.tenant_id, "ann@acme.test", PASSWORD).await;
     assert_eq!(ann.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn every_event_carries_the_requests_actor_and_ids() {
+    let app = TestApp::start();
+    let body = json!({"company_name": "Acme", "admin_email": "root@acme.test",
+        "admin_password": PASSWORD, "tier": "basic"})
+    .to_string();
+    let signup_request = uuid::Uuid::now_v7().to_string();
+    let reply = app
+        .send(
+            Method::POST,
+            "/tenants",
+            None,
+            &[("x-request-id", signup_request.as_str())],
+            Some(&body),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
+    let acme = SignedUp::from_reply(&reply);
+    let task_request = uuid::Uuid::now_v7().to_string();
+    let created = app
+        .send(
+            Method::POST,
+            "/tasks",
+            Some(&acme.access),
+            &[("x-request-id", task_request.as_str())],
+            Some(r#"{"title":"traced"}"#),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let tenant = TenantId::parse(acme.tenant_id.as_str()).expect("tenant");
+    let page = app
+        .embedded
+        .events
+        .read_tenant_feed(&tenant, &commands::FeedCursor::start(), 1000)
+        .await
+        .expect("feed");
+    let of = |request: &str| -> Vec<&domain::EventEnvelope> {
+        page.events
+            .iter()
+            .filter(|e| e.correlation_id.to_string() == request)
+            .collect()
+    };
+    // Sign-up is one command over five streams: one command id, the request's correlation.
+    let signup = of(&signup_request);
+    assert!(signup.len() >= 5, "{} sign-up events", signup.len());
+    assert!(signup.iter().all(|e| e.command_id == signup[0].command_id));
+    assert!(signup.iter().all(|e| e.actor == acme.user_id));
+    let task = of(&task_request);
+    assert_eq!(task.len(), 1);
+    assert_eq!(task[0].event_type, "TaskCreated");
+    assert_eq!(task[0].actor, acme.user_id);
+    assert_ne!(task[0].command_id, signup[0].command_id);
+}
