@@ -1,10 +1,10 @@
 //! The one router every entry point serves (binary, tests, later Lambda), and `serve`.
 
-use crate::auth::TokenKeys;
 use crate::error::ApiError;
 use crate::extract::BODY_LIMIT;
 use crate::policy::Policy;
-use crate::{access, health, policy, tasks};
+use crate::tokens::TokenKeys;
+use crate::{auth, health, policy, tasks, tenants, users};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::extract::State;
@@ -114,9 +114,9 @@ pub type Routes = OpenApiRouter<AppState>;
 fn all_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(crate::openapi::ApiDoc::openapi())
         .merge(tasks::routes())
-        .merge(access::tenant_routes())
-        .merge(access::user_routes())
-        .merge(access::auth_routes())
+        .merge(tenants::routes())
+        .merge(users::routes())
+        .merge(auth::routes())
         .merge(health::routes())
         .split_for_parts()
 }

@@ -1,385 +1,182 @@
-//! Embedded-mode authentication: HS256 JWTs with `sub`, `tenant_id`, `roles`, `exp` and
-//! `iss`. The tenant and role come from the verified token only, never from the URL or
-//! the body.
+//! `/auth/*` (seed 003): built-in sign-in, invitation sign-up, rotating refresh tokens,
+//! sign-out. Public: the credentials are in the body. The tokens' own machinery
+//! (signing, verifying, the caller) is `tokens`.
 
-use crate::app::AppState;
-use crate::error::ApiError;
-use axum::extract::FromRequestParts;
-use axum::http::header;
-use axum::http::request::Parts;
-use domain::{Actor, Role, TenantId, Tier, UserId};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use crate::app::{AppState, Routes};
+use crate::error::{ApiError, Problem};
+use crate::extract::{Ids, JsonBody};
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use commands::SignedIn;
+use domain::TenantId;
+use domain::user::{Email, Password, Secret};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
-use std::io::Write;
-use std::path::Path;
-use std::sync::{Arc, PoisonError, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-pub const ISSUER: &str = "chronicle";
-/// Shortest accepted HMAC secret, in bytes.
-pub const MIN_SECRET_BYTES: usize = 32;
-const SECRET_FILE: &str = "jwt-secret";
+/// Lifetime of an access token issued at sign-in.
+pub const ACCESS_TTL: Duration = Duration::from_secs(15 * 60);
 
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Claims {
-    pub sub: String,
-    pub tenant_id: String,
-    pub roles: Vec<String>,
-    pub exp: u64,
-    pub iat: u64,
-    pub iss: String,
-    /// The tenant's plan (`basic` when absent); sets its rate limit.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tenant_tier: Option<String>,
+/// Tokens for a signed-in user.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TokenResponse {
+    tenant_id: String,
+    user_id: String,
+    /// ADMIN or MEMBER.
+    role: String,
+    /// Bearer JWT for every other call.
+    access_token: String,
+    token_type: &'static str,
+    /// Seconds until the access token expires.
+    expires_in: u64,
+    /// Opaque; exchange at `/auth/refresh` (rotates) or revoke at `/auth/signout`.
+    refresh_token: String,
+    refresh_expires_at: DateTime<Utc>,
 }
 
-/// The authenticated caller of a request.
-#[derive(Debug, Clone)]
-pub struct Principal {
-    pub tenant_id: TenantId,
-    pub actor: Actor,
-    pub tier: Tier,
+pub(crate) fn tokens(state: &AppState, s: SignedIn) -> Result<TokenResponse, ApiError> {
+    let access_token = state
+        .keys
+        .mint_with_tier(&s.tenant_id, &s.user_id, s.role, s.tier, ACCESS_TTL)
+        .map_err(ApiError::internal)?;
+    Ok(TokenResponse {
+        tenant_id: s.tenant_id.to_string(),
+        user_id: s.user_id.to_string(),
+        role: s.role.as_str().to_owned(),
+        access_token,
+        token_type: "Bearer",
+        expires_in: ACCESS_TTL.as_secs(),
+        refresh_token: s.refresh_token,
+        refresh_expires_at: s.refresh_expires_at,
+    })
 }
 
-impl Principal {
-    pub fn is_admin(&self) -> bool {
-        self.actor.role == Role::Admin
-    }
+pub(crate) fn no_store() -> [(header::HeaderName, HeaderValue); 1] {
+    [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))]
 }
 
-/// Signs and verifies embedded-mode tokens.
-#[derive(Clone)]
-pub struct TokenKeys {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
-    validation: Validation,
-    verified: Arc<VerifiedTokens>,
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignIn {
+    tenant_id: TenantId,
+    email: Email,
+    password: Secret,
 }
 
-/// Tokens this process has verified, with the caller each stands for and its expiry. A
-/// client sends the same token on every request until it expires; decoding it and checking
-/// its HMAC again each time is most of the cost of authenticating. Keyed by the whole token,
-/// so only a byte-identical copy of a verified token is ever found here.
-#[derive(Default)]
-struct VerifiedTokens {
-    tokens: RwLock<HashMap<String, (Principal, u64)>>,
+#[utoipa::path(post, path = "/auth/signin", tag = "auth", operation_id = "SignIn", request_body = SignIn,
+    responses((status = 200, body = TokenResponse),
+        (status = 401, body = Problem, description = "the same answer for an unknown email and a wrong password",
+            headers(("WWW-Authenticate" = String))),
+        (status = 403, body = Problem, description = "the tenant is suspended or deleted"),
+        (status = 429, body = Problem, description = "too many attempts for this email",
+            headers(("Retry-After" = u64, description = "seconds until the next attempt is allowed")))),
+    security(()))]
+pub async fn sign_in(
+    State(state): State<AppState>,
+    Ids(ids): Ids,
+    body: JsonBody<SignIn>,
+) -> Result<Response, ApiError> {
+    let b = body.value;
+    let (tenant, email) = (b.tenant_id, b.email);
+    if let Err(refused) = state.signin_throttle.check(&tenant, email.as_str()) {
+        metrics::counter!("chronicle_auth_total", "action" => "signin", "outcome" => "throttled")
+            .increment(1);
+        return Err(ApiError::TooManyAttempts {
+            retry_after_secs: refused.retry_after_secs,
+        });
+    }
+    let signed_in = state
+        .access
+        .sign_in(ids, &tenant, &email, b.password.as_str().to_owned())
+        .await?;
+    Ok((no_store(), Json(tokens(&state, signed_in)?)).into_response())
 }
 
-/// Most tokens remembered; past that the cache starts over.
-const MAX_VERIFIED: usize = 10_000;
-
-impl VerifiedTokens {
-    fn get(&self, token: &str, now: u64) -> Option<Principal> {
-        let tokens = self.tokens.read().unwrap_or_else(PoisonError::into_inner);
-        tokens
-            .get(token)
-            .filter(|(_, exp)| now <= *exp)
-            .map(|(p, _)| p.clone())
-    }
-
-    fn put(&self, token: &str, principal: &Principal, exp: u64) {
-        let mut tokens = self.tokens.write().unwrap_or_else(PoisonError::into_inner);
-        if tokens.len() >= MAX_VERIFIED {
-            tokens.clear();
-        }
-        tokens.insert(token.to_owned(), (principal.clone(), exp));
-    }
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignUp {
+    tenant_id: TenantId,
+    /// The code an ADMIN issued at `POST /users/invitations`.
+    invitation_code: Secret,
+    email: Email,
+    password: Password,
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+#[utoipa::path(post, path = "/auth/signup", tag = "auth", operation_id = "SignUp", request_body = SignUp,
+    responses((status = 201, body = TokenResponse),
+        (status = 403, body = Problem, description = "the invitation code is unknown, used or expired; max_users is reached; the tenant is suspended or deleted"),
+        (status = 409, body = Problem, description = "the email is already registered, or the invitation is for another address")),
+    security(()))]
+pub async fn sign_up(
+    State(state): State<AppState>,
+    Ids(ids): Ids,
+    body: JsonBody<SignUp>,
+) -> Result<Response, ApiError> {
+    let b = body.value;
+    let signed_in = state
+        .access
+        .signup(
+            ids,
+            &b.tenant_id,
+            b.invitation_code.as_str(),
+            b.email,
+            b.password.into_string(),
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        no_store(),
+        Json(tokens(&state, signed_in)?),
+    )
+        .into_response())
 }
 
-impl TokenKeys {
-    pub fn from_secret(secret: &[u8]) -> anyhow::Result<Self> {
-        anyhow::ensure!(
-            secret.len() >= MIN_SECRET_BYTES,
-            "the JWT secret must be at least {MIN_SECRET_BYTES} bytes"
-        );
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_issuer(&[ISSUER]);
-        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
-        validation.leeway = 5;
-        Ok(Self {
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
-            validation,
-            verified: Arc::default(),
-        })
-    }
-
-    /// A signed token for `user` of `tenant` with `role`, valid for `ttl`.
-    pub fn mint(
-        &self,
-        tenant: &TenantId,
-        user: &UserId,
-        role: Role,
-        ttl: Duration,
-    ) -> anyhow::Result<String> {
-        self.mint_with_tier(tenant, user, role, Tier::Basic, ttl)
-    }
-
-    /// A signed token that also names the tenant's tier.
-    pub fn mint_with_tier(
-        &self,
-        tenant: &TenantId,
-        user: &UserId,
-        role: Role,
-        tier: Tier,
-        ttl: Duration,
-    ) -> anyhow::Result<String> {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-        let claims = Claims {
-            sub: user.to_string(),
-            tenant_id: tenant.to_string(),
-            roles: vec![role.as_str().to_owned()],
-            exp: now + ttl.as_secs(),
-            iat: now,
-            iss: ISSUER.to_owned(),
-            tenant_tier: Some(tier.as_str().to_owned()),
-        };
-        Ok(jsonwebtoken::encode(
-            &Header::new(Algorithm::HS256),
-            &claims,
-            &self.encoding,
-        )?)
-    }
-
-    /// The caller a bearer token stands for.
-    pub fn verify(&self, token: &str) -> Result<Principal, ApiError> {
-        // Accepted up to the same leeway past `exp` as a full check would.
-        let now = unix_now().saturating_sub(self.validation.leeway);
-        if let Some(p) = self.verified.get(token, now) {
-            return Ok(p);
-        }
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|e| invalid_token(&format!("the token is not valid: {e}")))?;
-        let c = data.claims;
-        let exp = c.exp;
-        let tenant_id = TenantId::parse(c.tenant_id)
-            .map_err(|_| invalid_token("the token's tenant_id is not valid"))?;
-        let user_id =
-            UserId::parse(c.sub).map_err(|_| invalid_token("the token's sub is not valid"))?;
-        let role = if c.roles.iter().any(|r| r == "ADMIN") {
-            Role::Admin
-        } else if c.roles.iter().any(|r| r == "MEMBER") {
-            Role::Member
-        } else {
-            return Err(ApiError::Forbidden(
-                "the token carries neither the ADMIN nor the MEMBER role".into(),
-            ));
-        };
-        let tier = c
-            .tenant_tier
-            .as_deref()
-            .and_then(Tier::parse)
-            .unwrap_or_default();
-        let principal = Principal {
-            tenant_id,
-            actor: Actor { user_id, role },
-            tier,
-        };
-        self.verified.put(token, &principal, exp);
-        Ok(principal)
-    }
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    refresh_token: Secret,
 }
 
-fn invalid_token(detail: &str) -> ApiError {
-    let description = detail.replace('"', "'");
-    ApiError::Unauthenticated {
-        detail: detail.to_owned(),
-        challenge: format!(
-            r#"Bearer realm="chronicle", error="invalid_token", error_description="{description}""#
-        ),
-    }
+#[utoipa::path(post, path = "/auth/refresh", tag = "auth", operation_id = "RefreshToken", request_body = RefreshRequest,
+    responses((status = 200, body = TokenResponse, description = "new tokens; the presented refresh token is retired"),
+        (status = 401, body = Problem, description = "unknown, expired or revoked; a retired token revokes its whole family",
+            headers(("WWW-Authenticate" = String))),
+        (status = 403, body = Problem, description = "the tenant is suspended or deleted")),
+    security(()))]
+pub async fn refresh(
+    State(state): State<AppState>,
+    Ids(ids): Ids,
+    body: JsonBody<RefreshRequest>,
+) -> Result<Response, ApiError> {
+    let signed_in = state
+        .access
+        .refresh(ids, body.value.refresh_token.as_str())
+        .await?;
+    Ok((no_store(), Json(tokens(&state, signed_in)?)).into_response())
 }
 
-/// The HMAC secret: `explicit` if given, else the one kept in `data_dir`, created with mode
-/// 0600 on first use.
-pub fn load_or_create_secret(explicit: Option<&str>, data_dir: &Path) -> anyhow::Result<Vec<u8>> {
-    if let Some(secret) = explicit {
-        return Ok(secret.as_bytes().to_vec());
-    }
-    let path = data_dir.join(SECRET_FILE);
-    match std::fs::read_to_string(&path) {
-        Ok(s) => return Ok(s.trim().as_bytes().to_vec()),
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            return Err(anyhow::anyhow!("cannot read {}: {e}", path.display()));
-        }
-        Err(_) => {}
-    }
-    std::fs::create_dir_all(data_dir)?;
-    let secret = hex::encode(rand::random::<[u8; 32]>());
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    match options.open(&path) {
-        Ok(mut file) => {
-            file.write_all(secret.as_bytes())?;
-            file.sync_all()?;
-            Ok(secret.into_bytes())
-        }
-        // Another process created it first: use theirs.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            Ok(std::fs::read_to_string(&path)?.trim().as_bytes().to_vec())
-        }
-        Err(e) => Err(anyhow::anyhow!("cannot create {}: {e}", path.display())),
-    }
+#[utoipa::path(post, path = "/auth/signout", tag = "auth", operation_id = "SignOut", request_body = RefreshRequest,
+    responses((status = 204, description = "the refresh token's family is revoked (also answered for unknown tokens)")),
+    security(()))]
+pub async fn sign_out(
+    State(state): State<AppState>,
+    Ids(ids): Ids,
+    body: JsonBody<RefreshRequest>,
+) -> Result<Response, ApiError> {
+    state
+        .access
+        .sign_out(ids, body.value.refresh_token.as_str())
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// The caller of a request from its `Authorization: Bearer` header.
-pub async fn authenticate(
-    state: &AppState,
-    headers: &axum::http::HeaderMap,
-) -> Result<Principal, ApiError> {
-    let value = headers
-        .get(header::AUTHORIZATION)
-        .ok_or_else(|| ApiError::Unauthenticated {
-            detail: "an Authorization: Bearer token is required".into(),
-            challenge: r#"Bearer realm="chronicle""#.into(),
-        })?;
-    let token = value
-        .to_str()
-        .ok()
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .ok_or_else(|| invalid_token("the Authorization header is not a Bearer token"))?;
-    let token = token.trim();
-    let external = state
-        .oidc
-        .as_ref()
-        .filter(|_| jsonwebtoken::decode_header(token).is_ok_and(|h| h.alg == Algorithm::RS256));
-    let principal = match external {
-        Some(oidc) => oidc.verify(token).await?,
-        None => state.keys.verify(token)?,
-    };
-    record_caller(&tracing::Span::current(), &principal);
-    Ok(principal)
-}
-
-/// Puts the caller's tenant and user on the request span, both in one record: a JSON log
-/// format re-parses a span's fields on every record.
-fn record_caller(span: &tracing::Span, principal: &Principal) {
-    let Some(meta) = span.metadata() else {
-        return;
-    };
-    let fields = meta.fields();
-    let (Some(tenant), Some(user)) = (fields.field("tenant_id"), fields.field("user_id")) else {
-        return;
-    };
-    let (tenant_id, user_id) = (
-        principal.tenant_id.as_str(),
-        principal.actor.user_id.as_str(),
-    );
-    span.record_all(&fields.value_set(&[
-        (&tenant, Some(&tenant_id as &dyn tracing::Value)),
-        (&user, Some(&user_id as &dyn tracing::Value)),
-    ]));
-}
-
-/// Handlers take the caller that `policy::authorize` authenticated.
-impl FromRequestParts<AppState> for Principal {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        _state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        Principal::from_extensions(&parts.extensions)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn keys() -> TokenKeys {
-        TokenKeys::from_secret(&[7u8; 32]).unwrap()
-    }
-
-    #[test]
-    fn a_remembered_token_still_expires_and_a_tampered_copy_is_not_remembered() {
-        let keys = keys();
-        let token = keys
-            .mint(
-                &TenantId::parse("acme").unwrap(),
-                &UserId::parse("alice").unwrap(),
-                Role::Member,
-                Duration::from_secs(60),
-            )
-            .unwrap();
-        assert!(keys.verify(&token).is_ok());
-        let exp = keys.verified.tokens.read().unwrap()[&token].1;
-        assert!(exp >= unix_now() + 59);
-        assert!(keys.verified.get(&token, exp).is_some());
-        assert!(keys.verified.get(&token, exp + 1).is_none(), "expired");
-        // Same header and claims, another signature.
-        let mut forged = token.clone();
-        let last = forged.pop().unwrap();
-        forged.push(if last == 'A' { 'B' } else { 'A' });
-        assert!(keys.verify(&forged).is_err());
-        assert!(keys.verified.get(&forged, 0).is_none());
-    }
-
-    #[test]
-    fn a_minted_token_verifies_to_its_principal() {
-        let t = keys()
-            .mint(
-                &TenantId::parse("acme").unwrap(),
-                &UserId::parse("alice").unwrap(),
-                Role::Admin,
-                Duration::from_secs(60),
-            )
-            .unwrap();
-        let p = keys().verify(&t).unwrap();
-        assert_eq!(p.tenant_id.as_str(), "acme");
-        assert_eq!(p.actor.user_id.as_str(), "alice");
-        assert!(p.is_admin());
-    }
-
-    #[test]
-    fn a_token_signed_with_another_secret_is_refused() {
-        let other = TokenKeys::from_secret(&[8u8; 32]).unwrap();
-        let t = other
-            .mint(
-                &TenantId::parse("acme").unwrap(),
-                &UserId::parse("alice").unwrap(),
-                Role::Admin,
-                Duration::from_secs(60),
-            )
-            .unwrap();
-        assert!(matches!(
-            keys().verify(&t),
-            Err(ApiError::Unauthenticated { .. })
-        ));
-    }
-
-    #[test]
-    fn short_secrets_are_refused() {
-        assert!(TokenKeys::from_secret(b"short").is_err());
-    }
-
-    #[test]
-    fn the_generated_secret_is_kept_private_and_reused() {
-        let dir = tempfile::tempdir().unwrap();
-        let a = load_or_create_secret(None, dir.path()).unwrap();
-        let b = load_or_create_secret(None, dir.path()).unwrap();
-        assert_eq!(a, b);
-        assert!(a.len() >= MIN_SECRET_BYTES);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join(SECRET_FILE))
-                .unwrap()
-                .permissions()
-                .mode();
-            assert_eq!(mode & 0o777, 0o600);
-        }
-    }
+/// The routes of `/auth`.
+pub fn routes() -> Routes {
+    Routes::new()
+        .routes(utoipa_axum::routes!(sign_up))
+        .routes(utoipa_axum::routes!(sign_in))
+        .routes(utoipa_axum::routes!(refresh))
+        .routes(utoipa_axum::routes!(sign_out))
 }

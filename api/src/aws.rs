@@ -2,7 +2,7 @@
 //! freshness by polling a row's version (the projectors run as separate SQS workers).
 
 use crate::app::AppState;
-use crate::auth::TokenKeys;
+use crate::tokens::TokenKeys;
 use commands::CommandHandler;
 use infra::SystemClock;
 use infra::aws::{Aws, DynamoEventStore, DynamoReadModelStore};

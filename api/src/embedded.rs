@@ -2,7 +2,7 @@
 //! directory, and the in-process projector that tails the log.
 
 use crate::app::AppState;
-use crate::auth::TokenKeys;
+use crate::tokens::TokenKeys;
 use commands::CommandHandler;
 use infra::SystemClock;
 use infra::sqlite::{SqliteEventStore, SqliteReadModelStore};

@@ -262,6 +262,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T>
     }
 }
 
+/// A field that is present: `null` is refused (or is `T`'s own null), never taken for
+/// "absent". For update bodies, where an absent field stays as it is.
+pub(crate) fn present<'de, D: serde::Deserializer<'de>, T: serde::Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
 /// The ids of a command from its request: a fresh command id, and the request's
 /// `X-Request-Id` (a UUID unless the client sent another) as the correlation id, so that the
 /// events, the logs and the client's own records of one request can be joined.

@@ -1,7 +1,6 @@
 //! Chronicle's HTTP edge: the axum router, authentication, error mapping, and the
 //! bootstrap that wires the embedded backend together for the `chronicle` binary and tests.
 
-pub mod access;
 pub mod app;
 pub mod auth;
 pub mod aws;
@@ -16,8 +15,11 @@ pub mod policy;
 mod query;
 pub mod tasks;
 pub mod tenancy;
+pub mod tenants;
+pub mod tokens;
+pub mod users;
 
 pub use app::{AppState, app, serve};
-pub use auth::{Principal, TokenKeys};
 pub use embedded::{Embedded, EmbeddedConfig};
 pub use error::ApiError;
+pub use tokens::{Principal, TokenKeys};

@@ -2,7 +2,7 @@
 //! store and projector in process; `token` mints a signed JWT for local use.
 
 use anyhow::Context;
-use api::auth::load_or_create_secret;
+use api::tokens::load_or_create_secret;
 use api::{Embedded, EmbeddedConfig, TokenKeys};
 use clap::{Args, Parser, Subcommand};
 use domain::{Role, TenantId, UserId};

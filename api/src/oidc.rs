@@ -3,8 +3,8 @@
 //! token names an unknown `kid` (at most once per `REFETCH_EVERY`). Cognito's claim names:
 //! `custom:tenant_id`, `cognito:groups` (`admins` or `ADMIN` means ADMIN), `token_use`.
 
-use crate::auth::Principal;
 use crate::error::ApiError;
+use crate::tokens::Principal;
 use domain::{Actor, Role, TenantId, Tier, UserId};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;

@@ -9,8 +9,8 @@
 //! domain.
 
 use crate::app::AppState;
-use crate::auth::Principal;
 use crate::error::ApiError;
+use crate::tokens::Principal;
 use axum::extract::{MatchedPath, Request};
 use axum::http::Method;
 use axum::middleware::Next;
@@ -150,7 +150,7 @@ pub async fn authorize(
         .into_response();
     };
     if rule.access != Access::Public {
-        let mut principal = match crate::auth::authenticate(state, req.headers()).await {
+        let mut principal = match crate::tokens::authenticate(state, req.headers()).await {
             Ok(p) => p,
             Err(e) => return e.into_response(),
         };

@@ -2,9 +2,9 @@
 //! response headers, waiting for a consistency token, reading one row or a page of a view.
 
 use crate::app::AppState;
-use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::extract::CONSISTENCY_HEADER;
+use crate::tokens::Principal;
 use axum::http::{HeaderMap, HeaderValue, header};
 use base64::Engine;
 use base64::alphabet;

@@ -4,10 +4,11 @@
 
 use crate::app::AppState;
 use crate::app::Routes;
-use crate::auth::Principal;
 use crate::error::{ApiError, Problem};
+use crate::extract::present;
 use crate::extract::{Consistency, IdempotencyKey, Ids, IfMatch, JsonBody, PathId, QueryParams};
 use crate::query::{Cursor, PageLimit, meta, page_of, row_of, write_headers};
+use crate::tokens::Principal;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -16,7 +17,7 @@ use commands::Executed;
 use domain::task::{Task, TaskCommand, TaskDescription, TaskStatus, TaskTitle};
 use domain::{StreamId, UserId};
 use projections::tasks::{TaskView, VIEW};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -46,11 +47,6 @@ pub struct UpdateTask {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<UserId>)]
     assigned_to: Option<Option<UserId>>,
-}
-
-/// A field that is present: `null` is a value of `T` or refused, never "absent".
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
-    T::deserialize(d).map(Some)
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
