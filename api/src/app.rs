@@ -4,7 +4,7 @@ use crate::error::ApiError;
 use crate::extract::BODY_LIMIT;
 use crate::policy::Policy;
 use crate::tokens::TokenKeys;
-use crate::{auth, health, policy, tasks, tenants, users};
+use crate::{auth, health, orders, policy, products, tasks, tenants, users};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::extract::State;
@@ -114,6 +114,8 @@ pub type Routes = OpenApiRouter<AppState>;
 fn all_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(crate::openapi::ApiDoc::openapi())
         .merge(tasks::routes())
+        .merge(products::routes())
+        .merge(orders::routes())
         .merge(tenants::routes())
         .merge(users::routes())
         .merge(auth::routes())

@@ -4,8 +4,11 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use commands::commerce::CommerceError;
 use commands::{AccessError, CommandError, StoreError};
 use domain::ValidationError;
+use domain::order::OrderError;
+use domain::product::ProductError;
 use domain::task::TaskError;
 use domain::tenant::TenantError;
 use domain::user::{InvitationError, UserError};
@@ -271,6 +274,46 @@ impl From<TaskError> for ApiError {
             TaskError::AlreadyExists => Self::Conflict("the task already exists".into()),
             e @ TaskError::Deleted => Self::Gone(e.to_string()),
             TaskError::NotAllowed(why) => Self::Forbidden(why.into()),
+        }
+    }
+}
+
+impl From<ProductError> for ApiError {
+    fn from(e: ProductError) -> Self {
+        match e {
+            ProductError::NotFound => Self::NotFound("no such product".into()),
+            e @ ProductError::Deleted => Self::Gone(e.to_string()),
+            e @ ProductError::NotAllowed => Self::Forbidden(e.to_string()),
+            e @ ProductError::AlreadyExists => Self::Conflict(e.to_string()),
+            e @ (ProductError::InsufficientStock { .. } | ProductError::TooMuchStock) => {
+                Self::Validation {
+                    field: "delta".into(),
+                    detail: format!("delta: {e}"),
+                }
+            }
+        }
+    }
+}
+
+impl From<OrderError> for ApiError {
+    fn from(e: OrderError) -> Self {
+        match e {
+            OrderError::NotFound => Self::NotFound("no such order".into()),
+            e @ (OrderError::InvalidTransition { .. } | OrderError::AlreadyExists) => {
+                Self::Conflict(e.to_string())
+            }
+            OrderError::NotAllowed(why) => Self::Forbidden(why.into()),
+        }
+    }
+}
+
+impl From<CommerceError> for ApiError {
+    fn from(e: CommerceError) -> Self {
+        match e {
+            CommerceError::Product(p) => p.into(),
+            CommerceError::Order(o) => o.into(),
+            CommerceError::Tenant(t) => t.into(),
+            CommerceError::Invalid(v) => Self::validation(v),
         }
     }
 }

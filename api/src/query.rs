@@ -112,6 +112,7 @@ pub(crate) async fn page_of<T: serde::de::DeserializeOwned>(
     principal: &Principal,
     view: &str,
     filters: Vec<(String, String)>,
+    search: Option<projections::Search>,
     limit: Option<PageLimit>,
     cursor: Option<Cursor>,
     token: Option<domain::ConsistencyToken>,
@@ -120,6 +121,7 @@ pub(crate) async fn page_of<T: serde::de::DeserializeOwned>(
     let after = cursor.map(|c| c.position());
     wait_fresh(state, principal, token).await?;
     let query = ListQuery {
+        search,
         filters,
         after,
         limit: limit + 1,

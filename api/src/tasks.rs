@@ -243,6 +243,7 @@ pub async fn list(
         &principal,
         VIEW,
         filters,
+        None,
         params.limit,
         params.cursor,
         token,

@@ -182,6 +182,7 @@ pub async fn list_users(
         &principal,
         USERS,
         filters,
+        None,
         params.limit,
         params.cursor,
         token,

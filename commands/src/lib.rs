@@ -3,6 +3,7 @@
 //! retry on conflict and idempotency.
 
 pub mod access;
+pub mod commerce;
 pub mod handler;
 pub mod pipeline;
 pub mod store;

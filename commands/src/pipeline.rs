@@ -19,6 +19,12 @@ pub trait Command: Sync {
     /// Names the command in the metrics (`chronicle_commands_total{aggregate=…}`).
     const NAME: &'static str;
 
+    /// How many times to decide before giving up on conflicts (`Contended`); `None` for the
+    /// handler's default.
+    fn attempts(&self) -> Option<u32> {
+        None
+    }
+
     /// Reads what it needs through `tx` and records its writes there; pure but for the
     /// reads. Called again from scratch after a conflict.
     fn decide(
@@ -236,7 +242,7 @@ impl CommandHandler {
         if let Some(events) = self.recorded(meta).await? {
             return self.replay(meta, command, events).await;
         }
-        let attempts = self.max_attempts();
+        let attempts = command.attempts().unwrap_or_else(|| self.max_attempts());
         for attempt in 0..attempts {
             let mut tx = Tx {
                 handler: self,

@@ -5,6 +5,10 @@
 pub mod aggregate;
 pub mod envelope;
 pub mod ids;
+pub mod money;
+pub mod order;
+pub mod product;
+pub mod quota;
 pub mod rules;
 pub mod task;
 pub mod tenant;

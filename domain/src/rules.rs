@@ -172,6 +172,66 @@ macro_rules! text_schema {
 #[cfg(not(feature = "openapi"))]
 pub(crate) use text_schema;
 
+/// Declares an integer value type within `[$min, $max]`: it reads any JSON number without
+/// a fraction (as JSON Schema's `integer` does), refuses the rest naming the bounds, and
+/// (feature `openapi`) documents itself with the same bounds.
+#[macro_export]
+macro_rules! bounded_int {
+    ($(#[$meta:meta])* $name:ident($inner:ty), $min:expr, $max:expr, $what:literal) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+        #[serde(transparent)]
+        pub struct $name(pub $inner);
+
+        impl $name {
+            pub const MIN: $inner = $min;
+            pub const MAX: $inner = $max;
+
+            pub fn get(self) -> $inner {
+                self.0
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let n = <f64 as serde::Deserialize>::deserialize(d)?;
+                let bad = || {
+                    serde::de::Error::custom(format!(
+                        "must be an integer from {} to {}",
+                        Self::MIN,
+                        Self::MAX
+                    ))
+                };
+                if n.fract() != 0.0 || n < Self::MIN as f64 || n > Self::MAX as f64 {
+                    return Err(bad());
+                }
+                // In range and whole: the cast is exact.
+                #[allow(clippy::cast_possible_truncation)]
+                Ok(Self(n as $inner))
+            }
+        }
+
+        #[cfg(feature = "openapi")]
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::schema::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::Integer)
+                    .minimum(Some(Self::MIN as f64))
+                    .maximum(Some(Self::MAX as f64))
+                    .description(Some($what))
+                    .into()
+            }
+        }
+
+        #[cfg(feature = "openapi")]
+        impl utoipa::ToSchema for $name {
+            fn name() -> std::borrow::Cow<'static, str> {
+                std::borrow::Cow::Borrowed(stringify!($name))
+            }
+        }
+    };
+}
+
 /// Implements `Deserialize` for a value type through its `parse`, reporting only the
 /// reason (the caller's path names the field), and `Serialize` as its string.
 macro_rules! text_serde {

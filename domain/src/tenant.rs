@@ -14,6 +14,8 @@ use std::collections::BTreeSet;
 pub const COMPANY_NAME_MAX_CHARS: usize = 200;
 /// The settings key that holds custom branding, a feature of the premium tiers.
 pub const BRANDING_KEY: &str = "branding";
+/// The settings key of the tenant's currency (ISO 4217; USD when absent).
+pub const CURRENCY_KEY: &str = "currency";
 /// Largest `settings` document, serialized.
 pub const SETTINGS_MAX_BYTES: usize = 16 * 1024;
 
@@ -108,8 +110,9 @@ impl utoipa::PartialSchema for Settings {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         utoipa::openapi::schema::ObjectBuilder::new()
             .schema_type(utoipa::openapi::schema::Type::Object)
+            .property(CURRENCY_KEY, crate::money::Currency::RULE.schema())
             .description(Some(format!(
-                "A JSON object of at most {SETTINGS_MAX_BYTES} bytes; the `{BRANDING_KEY}` key needs the custom_branding feature."
+                "A JSON object of at most {SETTINGS_MAX_BYTES} bytes; the `{BRANDING_KEY}` key needs the custom_branding feature; `{CURRENCY_KEY}` (ISO 4217, default USD) is the currency of prices and orders."
             )))
             .into()
     }
@@ -122,6 +125,12 @@ impl Settings {
     pub fn parse(value: Value) -> Result<Self, ValidationError> {
         if !value.is_object() {
             return Err(ValidationError::new("settings", "must be a JSON object"));
+        }
+        if let Some(c) = value.get(CURRENCY_KEY) {
+            c.as_str()
+                .map(crate::money::Currency::parse)
+                .transpose()?
+                .ok_or_else(|| ValidationError::new("settings", "currency: must be a string"))?;
         }
         let size = value.to_string().len();
         if size > SETTINGS_MAX_BYTES {
@@ -308,6 +317,26 @@ pub struct Tenant {
 impl Tenant {
     pub fn limits(&self) -> Limits {
         self.tier.limits()
+    }
+
+    /// The currency every price and order of the tenant is in.
+    pub fn currency(&self) -> crate::money::Currency {
+        self.settings
+            .as_value()
+            .get(CURRENCY_KEY)
+            .and_then(|c| c.as_str())
+            .and_then(|c| crate::money::Currency::parse(c).ok())
+            .unwrap_or_default()
+    }
+
+    /// `Err(LimitReached)` naming `limit` when the tier's `value` would be passed.
+    pub fn limit_reached(&self, limit: &'static str, value: u32) -> TenantError {
+        TenantError::LimitReached {
+            tier: self.tier,
+            limit,
+            value,
+            needed: value.saturating_add(1),
+        }
     }
 
     /// `Ok` when the tenant exists and may act: neither suspended nor deleted.

@@ -2,7 +2,9 @@
 //! projector engine that applies each (stream, version) once, and the read models.
 
 pub mod engine;
+pub mod orders;
 pub mod ports;
+pub mod products;
 pub mod tasks;
 pub mod users;
 
@@ -12,7 +14,7 @@ pub use engine::{
 };
 pub use ports::{
     DeadLetter, EventFeed, ListQuery, Projection, ProjectionError, ReadModelError, ReadModelStore,
-    RowKey, RowWrite, StoredRow, StreamSource,
+    RowKey, RowWrite, Search, StoredRow, StreamSource,
 };
 
 /// The view that holds the row of a stream, by the stream's aggregate kind.
@@ -20,6 +22,8 @@ pub fn view_for(stream: &domain::StreamId) -> Option<&'static str> {
     match stream.kind() {
         "task" => Some(tasks::VIEW),
         "user" => Some(users::VIEW),
+        "product" => Some(products::VIEW),
+        "order" => Some(orders::VIEW),
         _ => None,
     }
 }
@@ -29,5 +33,7 @@ pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
     vec![
         std::sync::Arc::new(tasks::TasksProjection),
         std::sync::Arc::new(users::UsersProjection),
+        std::sync::Arc::new(products::ProductsProjection),
+        std::sync::Arc::new(orders::OrdersProjection),
     ]
 }

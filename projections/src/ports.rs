@@ -79,12 +79,22 @@ pub struct DeadLetter {
     pub error: String,
 }
 
-/// A page request on a view: equality filters on top-level fields, rows after `after`.
+/// A page request on a view: equality filters on top-level fields, an optional search,
+/// rows after `after`.
 #[derive(Debug, Clone, Default)]
 pub struct ListQuery {
     pub filters: Vec<(String, String)>,
+    pub search: Option<Search>,
     pub after: Option<String>,
     pub limit: usize,
+}
+
+/// Rows whose top-level string field, one of `fields`, contains `text`, ignoring ASCII case.
+#[derive(Debug, Clone, Default)]
+pub struct Search {
+    pub fields: Vec<String>,
+    /// Lower-case (ASCII).
+    pub text: String,
 }
 
 /// The read-model store.

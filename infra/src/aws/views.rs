@@ -77,6 +77,8 @@ impl DynamoReadModelStore {
                 for (k, v) in fields {
                     if let Some(text) = v.as_str() {
                         item.insert(format!("f_{k}"), s(text));
+                        // For searches, which ignore ASCII case.
+                        item.insert(format!("l_{k}"), s(text.to_ascii_lowercase()));
                     }
                 }
             }
@@ -405,6 +407,19 @@ impl ReadModelStore for DynamoReadModelStore {
             filter.push(format!("#f{i} = :f{i}"));
             names.insert(format!("#f{i}"), format!("f_{field}"));
             values.insert(format!(":f{i}"), s(value.clone()));
+        }
+        if let Some(search) = query.search.as_ref().filter(|s| !s.fields.is_empty()) {
+            values.insert(":q".to_owned(), s(search.text.to_ascii_lowercase()));
+            let any: Vec<String> = search
+                .fields
+                .iter()
+                .enumerate()
+                .map(|(i, field)| {
+                    names.insert(format!("#l{i}"), format!("l_{field}"));
+                    format!("contains(#l{i}, :q)")
+                })
+                .collect();
+            filter.push(format!("({})", any.join(" OR ")));
         }
         let condition = match &query.after {
             Some(after) => {

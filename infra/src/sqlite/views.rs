@@ -315,6 +315,18 @@ impl ReadModelStore for SqliteReadModelStore {
             args.push(format!("$.{field}"));
             args.push(value.clone());
         }
+        if let Some(search) = query.search.as_ref().filter(|s| !s.fields.is_empty()) {
+            let any: Vec<&str> = search
+                .fields
+                .iter()
+                .map(|_| "instr(lower(json_extract(doc, ?)), ?) > 0")
+                .collect();
+            sql.push_str(&format!(" AND ({})", any.join(" OR ")));
+            for field in &search.fields {
+                args.push(format!("$.{field}"));
+                args.push(search.text.to_ascii_lowercase());
+            }
+        }
         if let Some(after) = &query.after {
             sql.push_str(" AND row_id > ?");
             args.push(after.clone());

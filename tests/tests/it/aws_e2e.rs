@@ -248,6 +248,7 @@ async fn serve_relay_and_two_projectors_converge_to_the_embedded_result() {
                 "tasks",
                 &t,
                 &ListQuery {
+                    search: None,
                     limit: 100,
                     ..ListQuery::default()
                 },

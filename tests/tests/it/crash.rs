@@ -26,6 +26,7 @@ async fn all_rows(
     let mut after = None;
     loop {
         let q = ListQuery {
+            search: None,
             filters: vec![],
             after: after.clone(),
             limit: 1000,

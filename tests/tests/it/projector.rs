@@ -74,6 +74,7 @@ impl Rig {
 
     async fn rows(&self, tenant: &TenantId) -> Vec<(String, u64, Option<Value>)> {
         let q = ListQuery {
+            search: None,
             limit: 1000,
             ..ListQuery::default()
         };
@@ -338,6 +339,7 @@ async fn projectors_in_a_group_read_the_log_once_and_each_applies_only_its_own_e
             USERS,
             &tenant,
             &ListQuery {
+                search: None,
                 limit: 10,
                 ..ListQuery::default()
             },
