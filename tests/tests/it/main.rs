@@ -5,6 +5,7 @@ mod access;
 mod aws_e2e;
 mod aws_pipeline;
 mod cli;
+mod commerce;
 mod crash;
 mod http_tasks;
 mod logs;
