@@ -55,11 +55,11 @@ pub struct PlaceOrderBody {
     shipping_address: ShippingAddress,
 }
 
-/// The seed's `PUT /orders/{id}`: a status (the same moves as the action routes) and,
-/// while the order is pending, a new address.
+/// The seed's `PUT /orders/{id}`: a status (the same moves as the action routes) or,
+/// while the order is pending, a new address; one of them per request.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(min_properties = 1)]
+#[schema(min_properties = 1, max_properties = 1)]
 pub struct UpdateOrderBody {
     #[serde(default, deserialize_with = "present")]
     #[schema(nullable = false)]
