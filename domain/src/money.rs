@@ -8,10 +8,10 @@ use rust_decimal::Decimal;
 use std::fmt;
 use std::str::FromStr;
 
-/// The largest amount anything may come to: a price, a subtotal, an order's total.
-pub const MAX_AMOUNT: Decimal = Decimal::from_parts(u32::MAX, u32::MAX, 0, false, 2);
-/// A price's largest value, 999,999,999.99: so that 100 lines of the largest quantity
-/// still fit `MAX_AMOUNT`.
+/// The largest amount anything may come to, 999,999,999,999.99: a subtotal or an order's
+/// total past it is refused (422), never wrapped.
+pub const MAX_AMOUNT: Decimal = Decimal::from_parts(276_447_231, 23_283, 0, false, 2);
+/// A price's largest whole part: prices go up to 999,999,999.99.
 pub const MAX_PRICE_UNITS: u64 = 999_999_999;
 
 /// A non-negative amount of the tenant's currency, to the cent.
@@ -149,6 +149,11 @@ crate::rules::text_schema!(Currency, "Currency");
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn the_maximum_is_just_under_a_trillion() {
+        assert_eq!(MAX_AMOUNT.to_string(), "999999999999.99");
+    }
 
     #[test]
     fn amounts_are_decimal_strings_of_two_places_at_most() {

@@ -170,8 +170,13 @@ async fn an_order_prices_its_lines_at_order_time_and_what_is_no_order_writes_not
     assert_eq!(placed.body["items"][0]["unit_price"]["amount"], "19.99");
     assert_eq!(placed.body["items"][0]["subtotal"]["amount"], "39.98");
     assert_eq!(placed.body["items"][1]["product_name"], "Item B-1");
-    let token = placed.header("x-consistency-token").expect("token").to_owned();
-    let after = app.get(&format!("/products/{a}"), &shop.access, Some(&token)).await;
+    let token = placed
+        .header("x-consistency-token")
+        .expect("token")
+        .to_owned();
+    let after = app
+        .get(&format!("/products/{a}"), &shop.access, Some(&token))
+        .await;
     assert_eq!(after.body["inventory"], 3, "the order reserved 2 of 5");
     assert_eq!(stock(&app, &shop, &a).await, 3);
 
@@ -211,6 +216,24 @@ async fn an_order_prices_its_lines_at_order_time_and_what_is_no_order_writes_not
         .filter(|e| e.event_type == "InventoryReserved")
         .count();
     assert_eq!((orders, reserved), (1, 2), "refused orders wrote nothing");
+
+    // An amount past the maximum is refused, never wrapped.
+    let dear = product(&app, &shop, "GOLD-1", "999999999.99", 1_000_000).await;
+    let huge = app
+        .post("/orders", &shop.access, &order(&[(&dear, 1_000_000)]))
+        .await;
+    assert_eq!(
+        huge.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{:?}",
+        huge.body
+    );
+    assert!(
+        huge.body["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("exceeds")
+    );
 
     // A later price change leaves the placed order's lines as they were.
     let reprice = app
@@ -375,6 +398,43 @@ async fn max_products_lets_exactly_the_allowed_number_through_at_the_edge() {
     );
     assert_eq!(refused[0].body["limit"], "max_products");
     assert_eq!(refused[0].body["value"], 100);
+}
+
+#[tokio::test]
+async fn max_orders_counts_the_month_exactly_at_the_edge() {
+    let app = TestApp::start();
+    let shop = app.register_tenant("Shop", "root@shop.test", "basic").await;
+    // Orders of two products, so that the count is not one product's stream.
+    let a = product(&app, &shop, "A-1", "1.00", 2_000).await;
+    let b = product(&app, &shop, "B-1", "1.00", 2_000).await;
+    for i in 0..996 {
+        let p = if i % 2 == 0 { &a } else { &b };
+        let reply = app.post("/orders", &shop.access, &order(&[(p, 1)])).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::CREATED,
+            "order {i}: {:?}",
+            reply.body
+        );
+    }
+    let attempts = (0..8).map(|i| {
+        let (app, access) = (&app, shop.access.clone());
+        let p = if i % 2 == 0 { a.clone() } else { b.clone() };
+        async move { app.post("/orders", &access, &order(&[(&p, 1)])).await }
+    });
+    let replies = futures::future::join_all(attempts).await;
+    let statuses: Vec<StatusCode> = replies.iter().map(|r| r.status).collect();
+    let ok = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::CREATED)
+        .count();
+    assert_eq!(ok, 4, "1000 a month on basic: {statuses:?}");
+    let refused = replies
+        .iter()
+        .find(|r| r.status == StatusCode::FORBIDDEN)
+        .expect("refused");
+    assert_eq!(refused.body["limit"], "max_orders");
+    assert_eq!(refused.body["value"], 1000);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
