@@ -4,7 +4,7 @@ use crate::error::ApiError;
 use crate::extract::BODY_LIMIT;
 use crate::policy::Policy;
 use crate::tokens::TokenKeys;
-use crate::{auth, health, orders, policy, products, tasks, tenants, users};
+use crate::{analytics, auth, health, orders, policy, products, tasks, tenants, users};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::extract::State;
@@ -116,6 +116,7 @@ fn all_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(tasks::routes())
         .merge(products::routes())
         .merge(orders::routes())
+        .merge(analytics::routes())
         .merge(tenants::routes())
         .merge(users::routes())
         .merge(auth::routes())

@@ -1,6 +1,7 @@
 //! Chronicle's HTTP edge: the axum router, authentication, error mapping, and the
 //! bootstrap that wires the embedded backend together for the `chronicle` binary and tests.
 
+pub mod analytics;
 pub mod app;
 pub mod auth;
 pub mod aws;

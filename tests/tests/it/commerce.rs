@@ -553,3 +553,80 @@ async fn no_overselling_under_contention_and_the_read_models_equal_a_replay() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_summary_books_revenue_delivered_revenue_statuses_and_top_products() {
+    let app = TestApp::start();
+    let shop = app
+        .register_tenant("Shop", "root@shop.test", "premium")
+        .await;
+    let a = product(&app, &shop, "A-1", "10.00", 100).await;
+    let b = product(&app, &shop, "B-1", "2.50", 100).await;
+    let placed = |lines: Vec<(String, u32)>| {
+        let app = &app;
+        let access = shop.access.clone();
+        async move {
+            let lines: Vec<(&str, u32)> = lines.iter().map(|(p, q)| (p.as_str(), *q)).collect();
+            let reply = app.post("/orders", &access, &order(&lines)).await;
+            assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
+            reply.body["order_id"].as_str().expect("id").to_owned()
+        }
+    };
+    let first = placed(vec![(a.clone(), 2), (b.clone(), 2)]).await; // 25.00, delivered
+    let second = placed(vec![(b.clone(), 4)]).await; // 10.00, cancelled
+    placed(vec![(a.clone(), 1)]).await; // 10.00, pending
+    let mut last = None;
+    for step in ["confirm", "ship", "deliver"] {
+        last = Some(
+            app.post(&format!("/orders/{first}/{step}"), &shop.access, "")
+                .await,
+        );
+    }
+    assert_eq!(last.as_ref().map(|r| r.status), Some(StatusCode::OK));
+    let cancelled = app
+        .post(&format!("/orders/{second}/cancel"), &shop.access, "")
+        .await;
+    let token = cancelled
+        .header("x-consistency-token")
+        .expect("token")
+        .to_owned();
+    let today = chrono::Utc::now().date_naive();
+    let summary = app
+        .get(
+            &format!("/analytics/summary?from={today}&to={today}"),
+            &shop.access,
+            Some(&token),
+        )
+        .await;
+    assert_eq!(summary.status, StatusCode::OK, "{:?}", summary.body);
+    let s = &summary.body;
+    assert_eq!(
+        s["revenue_booked"],
+        json!({"amount": "35.00", "currency": "USD"})
+    );
+    assert_eq!(s["revenue_delivered"]["amount"], "25.00");
+    assert_eq!(s["orders_by_status"]["delivered"], 1);
+    assert_eq!(s["orders_by_status"]["cancelled"], 1);
+    assert_eq!(s["orders_by_status"]["pending"], 1);
+    assert_eq!(s["orders_by_status"]["shipped"], 0);
+    assert_eq!(s["top_products"][0]["product_id"], a.as_str());
+    assert_eq!(s["top_products"][0]["revenue"]["amount"], "30.00");
+    assert_eq!(s["top_products"][1]["units"], 2);
+    let yesterday = today.pred_opt().expect("a day before");
+    let earlier = app
+        .get(
+            &format!("/analytics/summary?to={yesterday}"),
+            &shop.access,
+            None,
+        )
+        .await;
+    assert_eq!(earlier.body["revenue_booked"]["amount"], "0.00");
+    let bad = app
+        .get(
+            &format!("/analytics/summary?from={today}&to={yesterday}"),
+            &shop.access,
+            None,
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+}
