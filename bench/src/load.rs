@@ -85,6 +85,25 @@ impl Connection {
     }
 }
 
+impl Connection {
+    /// As `send`, with the response's body.
+    pub async fn send_body(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[&str],
+        body: &[u8],
+    ) -> anyhow::Result<(Reply, Vec<u8>)> {
+        let reply = self.send(method, path, headers, body).await?;
+        let start = self
+            .buf
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(self.buf.len(), |i| i + 4);
+        Ok((reply, self.buf[start..].to_vec()))
+    }
+}
+
 /// Reads one response; returns its status and whether the connection stays open.
 async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> anyhow::Result<(u16, bool)> {
     buf.clear();

@@ -5,6 +5,8 @@
 //! - `http`: `POST /tasks` requests/s and p50/p99 latency at 64 connections against the
 //!   release `chronicle` binary, and the projection lag (append to visible in the read
 //!   model) under that load, read from the server's `/metrics`.
+//! - `orders`: `POST /orders` (PlaceOrder, one line of one unit) requests/s and p50/p99 at
+//!   64 connections, all on one hot product and spread over 1,000 products.
 //! - `aws` (run under `scripts/with-aws-emulator`): DynamoDB requests per command by kind,
 //!   and append-to-view lag through the relay, EventBridge, SQS and the projector.
 
@@ -59,6 +61,16 @@ enum Bench {
         #[arg(long, default_value_t = 50)]
         rounds: usize,
     },
+    /// PlaceOrder against the release binary: on one hot product, and spread over many.
+    Orders {
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Products the spread run orders from.
+        #[arg(long, default_value_t = 1000)]
+        products: usize,
+    },
     /// The AWS backend on the emulator (AWS_ENDPOINT_URL): requests per command and lag.
     Aws {
         /// Tasks created (each then updated once).
@@ -82,6 +94,11 @@ async fn main() -> anyhow::Result<()> {
             url,
             jwt_secret,
         } => http(connections, Duration::from_secs(seconds), url, jwt_secret).await,
+        Bench::Orders {
+            connections,
+            seconds,
+            products,
+        } => orders::run(connections, Duration::from_secs(seconds), products).await,
         Bench::Aws { tasks } => aws::run(tasks).await,
         Bench::Signin { rounds } => signin::run(rounds).await,
     }
@@ -89,9 +106,10 @@ async fn main() -> anyhow::Result<()> {
 
 mod aws;
 mod load;
+mod orders;
 mod signin;
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }
@@ -99,7 +117,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i]
 }
 
-fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
@@ -155,10 +173,10 @@ async fn store(writers: usize, run_for: Duration) -> anyhow::Result<()> {
     Ok(())
 }
 
-const SECRET: &str = "benchmark-secret-benchmark-secret-0000";
+pub(crate) const SECRET: &str = "benchmark-secret-benchmark-secret-0000";
 
 /// The release `chronicle` binary beside this one, started on a fresh data dir.
-fn start_server(dir: &std::path::Path) -> anyhow::Result<(std::process::Child, String)> {
+pub(crate) fn start_server(dir: &std::path::Path) -> anyhow::Result<(std::process::Child, String)> {
     let exe = std::env::current_exe()?;
     let bin = exe.with_file_name("chronicle");
     if !bin.exists() {
