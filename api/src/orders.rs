@@ -126,6 +126,7 @@ pub async fn place(
     let id = Uuid::now_v7().to_string();
     let command = PlaceOrder {
         order_id: id.clone(),
+        tier: principal.tier,
         customer_email: b.customer_email,
         lines: b
             .items

@@ -147,6 +147,7 @@ pub async fn create(
     let product_id = Uuid::now_v7().to_string();
     let command = CreateProduct {
         product_id: product_id.clone(),
+        tier: principal.tier,
         command: ProductCommand::Create {
             product_id: product_id.clone(),
             name: b.name,

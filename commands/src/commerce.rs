@@ -20,7 +20,7 @@ use domain::product::{Product, ProductCommand, ProductError, SkuReservation};
 use domain::quota::{self, QuotaCommand, QuotaShard, SHARDS, ShardFull};
 use domain::tenant::{Tenant, TenantError};
 use domain::user::Email;
-use domain::{Aggregate, EventEnvelope, StreamId, TenantId, ValidationError};
+use domain::{Aggregate, EventEnvelope, StreamId, TenantId, Tier, ValidationError};
 use std::collections::HashSet;
 
 /// Why a product or order command was refused.
@@ -87,13 +87,18 @@ fn quota_stream(limit: &str, period: &str, shard: u32) -> StreamId {
     StreamId::for_aggregate(QuotaShard::KIND, quota::shard_id(limit, period, shard))
 }
 
-/// The tenant, read (not written) for its tier, currency and status.
-async fn active_tenant(tx: &mut Tx<'_>) -> Result<Tenant, CommandError<CommerceError>> {
+/// The tenant, read (not written) for its tier, currency and status. A tenant never
+/// signed up (an operator's token) has no lifecycle; its tier is the caller's.
+async fn active_tenant(
+    tx: &mut Tx<'_>,
+    callers_tier: Tier,
+) -> Result<Tenant, CommandError<CommerceError>> {
     let stream = StreamId::for_aggregate(Tenant::KIND, &tx.meta().tenant_id);
-    let (t, _) = tx.load::<Tenant>(&stream).await.map_err(lift)?;
-    // A tenant never signed up (an operator's token) has no lifecycle, but limits.
+    let (mut t, _) = tx.load::<Tenant>(&stream).await.map_err(lift)?;
     if t.registered.is_some() {
         t.check_active().map_err(rejected)?;
+    } else {
+        t.tier = callers_tier;
     }
     Ok(t)
 }
@@ -114,7 +119,7 @@ async fn take_quota(
             continue;
         }
         let stream = quota_stream(limit, period, shard);
-        let (q, _) = tx.load::<QuotaShard>(&stream).await.map_err(lift)?;
+        let (q, _) = tx.load_tail::<QuotaShard>(&stream).await.map_err(lift)?;
         let take = QuotaCommand::Take {
             key: key.to_owned(),
             share,
@@ -133,6 +138,8 @@ async fn take_quota(
 /// A new product with its SKU and a unit of `max_products`.
 pub struct CreateProduct {
     pub product_id: String,
+    /// The caller's tier, for a tenant that was never signed up.
+    pub tier: Tier,
     /// `Create`, with the price's currency and the shard still to be filled in.
     pub command: ProductCommand,
 }
@@ -143,7 +150,7 @@ impl Command for CreateProduct {
     const NAME: &'static str = "product";
 
     async fn decide(&self, tx: &mut Tx<'_>) -> Result<Product, CommandError<CommerceError>> {
-        let tenant = active_tenant(tx).await?;
+        let tenant = active_tenant(tx, self.tier).await?;
         let ProductCommand::Create {
             product_id,
             name,
@@ -225,7 +232,7 @@ impl Command for DeleteProduct {
             .map_err(rejected)?;
         let shard = product.created.as_ref().map_or(0, |c| c.quota_shard);
         let q_stream = quota_stream("max_products", "", shard);
-        let (q, _) = tx.load::<QuotaShard>(&q_stream).await.map_err(lift)?;
+        let (q, _) = tx.load_tail::<QuotaShard>(&q_stream).await.map_err(lift)?;
         let freed = q
             .decide(
                 &QuotaCommand::Release {
@@ -254,6 +261,8 @@ pub struct LineRequest {
 /// `max_orders`, in one append.
 pub struct PlaceOrder {
     pub order_id: String,
+    /// The caller's tier, for a tenant that was never signed up.
+    pub tier: Tier,
     pub customer_email: Email,
     pub lines: Vec<LineRequest>,
     pub shipping_address: ShippingAddress,
@@ -296,7 +305,7 @@ impl Command for PlaceOrder {
 
     async fn decide(&self, tx: &mut Tx<'_>) -> Result<Order, CommandError<CommerceError>> {
         self.check_shape()?;
-        let tenant = active_tenant(tx).await?;
+        let tenant = active_tenant(tx, self.tier).await?;
         let currency = tenant.currency();
         let mut lines = Vec::with_capacity(self.lines.len());
         let mut total = Money::ZERO;

@@ -119,6 +119,38 @@ impl<'a> Tx<'a> {
         Ok((loaded.state, loaded.version))
     }
 
+    /// As `load`, reading only the stream's last event: for aggregates whose last event
+    /// holds their whole state, one read however long the stream.
+    pub async fn load_tail<A: domain::TailState>(
+        &mut self,
+        stream: &StreamId,
+    ) -> Result<(A, u64), CommandError<A::Error>> {
+        let last = self
+            .handler
+            .store()
+            .read_last(&self.meta.tenant_id, stream)
+            .await
+            .map_err(CommandError::Store)?;
+        let state = match &last {
+            Some(e) => A::from_last(&A::Event::from_stored(
+                &e.event_type,
+                e.schema_version,
+                &e.payload,
+            )?),
+            None => A::default(),
+        };
+        let version = last.as_ref().map_or(0, |e| e.version);
+        self.reads.insert(
+            stream.clone(),
+            Read {
+                version,
+                last_hash: last.as_ref().map(|e| e.hash.clone()),
+                last,
+            },
+        );
+        Ok((state, version))
+    }
+
     /// The version `stream` was read at (0 when never read or empty).
     pub fn version(&self, stream: &StreamId) -> u64 {
         self.reads.get(stream).map_or(0, |r| r.version)

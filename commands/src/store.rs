@@ -245,6 +245,15 @@ pub trait EventStore: Send + Sync {
         limit: usize,
     ) -> Result<Vec<EventEnvelope>, StoreError>;
 
+    /// The stream's last event (its highest version), or `None` for a stream with none.
+    /// Costs one read however long the stream: for aggregates whose last event holds
+    /// their whole state (`domain::TailState`).
+    async fn read_last(
+        &self,
+        tenant: &TenantId,
+        stream: &StreamId,
+    ) -> Result<Option<EventEnvelope>, StoreError>;
+
     /// Up to `limit` of the tenant's events after `after`: every event exactly once across
     /// pages, each stream in version order, never another tenant's.
     async fn read_tenant_feed(

@@ -117,6 +117,12 @@ pub trait Aggregate: Default + Clone + Send + Sync + 'static {
     fn apply(&mut self, event: &Self::Event);
 }
 
+/// An aggregate whose last event holds its whole state (a counter's events carry the count):
+/// it can be loaded from that one event, however long its stream.
+pub trait TailState: Aggregate {
+    fn from_last(event: &Self::Event) -> Self;
+}
+
 /// Declares an event enum whose variants wrap serde payload structs, with its
 /// `DomainEvent` impl: `event_type` names, JSON payloads, schema version 1.
 #[macro_export]

@@ -14,7 +14,9 @@ pub mod task;
 pub mod tenant;
 pub mod user;
 
-pub use aggregate::{Actor, Aggregate, CommandContext, DomainEvent, Role, Tier, UpcastError};
+pub use aggregate::{
+    Actor, Aggregate, CommandContext, DomainEvent, Role, TailState, Tier, UpcastError,
+};
 pub use envelope::{ConsistencyToken, EventEnvelope, GENESIS_HASH, HashChainError};
 pub use ids::{StreamId, TenantId, UserId, ValidationError};
 pub use rules::{Pattern, TextRule};

@@ -107,6 +107,14 @@ impl Aggregate for QuotaShard {
     }
 }
 
+impl crate::aggregate::TailState for QuotaShard {
+    fn from_last(event: &QuotaEvent) -> Self {
+        match event {
+            QuotaEvent::Taken(e) | QuotaEvent::Released(e) => Self { used: e.used },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,6 +26,7 @@ macro_rules! store_conformance {
             a_multi_stream_append_is_all_or_nothing,
             idempotency_key_replays_the_first_result,
             stream_reads_page_in_version_order,
+            the_last_event_is_the_highest_version_of_the_stream_only,
             tenant_feed_gives_each_event_once_and_only_its_own,
             every_event_carries_a_valid_hash_chain,
             malformed_appends_are_refused,
@@ -432,6 +433,41 @@ pub async fn idempotency_key_replays_the_first_result(store: Store) {
         request_hash: "h2".into(),
     });
     assert!(!store.append(r).await.expect("keys are per tenant").replayed);
+}
+
+pub async fn the_last_event_is_the_highest_version_of_the_stream_only(store: Store) {
+    let (t, s, other) = (tenant(), stream("last"), stream("last"));
+    assert!(
+        store.read_last(&t, &s).await.expect("read").is_none(),
+        "no stream yet"
+    );
+    for n in 1..=3u64 {
+        store
+            .append(request(
+                &t,
+                vec![
+                    write(&s, ExpectedVersion::Any, vec![event(n)]),
+                    write(&other, ExpectedVersion::Any, vec![event(100 + n)]),
+                ],
+            ))
+            .await
+            .expect("append");
+    }
+    let last = store
+        .read_last(&t, &s)
+        .await
+        .expect("read")
+        .expect("an event");
+    assert_eq!((last.version, last.payload["n"].as_u64()), (3, Some(3)));
+    assert_eq!(last.stream_id, s);
+    assert!(
+        store
+            .read_last(&tenant(), &s)
+            .await
+            .expect("read")
+            .is_none(),
+        "another tenant sees none of it"
+    );
 }
 
 pub async fn stream_reads_page_in_version_order(store: Store) {

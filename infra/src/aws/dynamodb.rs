@@ -538,6 +538,30 @@ impl EventStore for DynamoEventStore {
             .await
     }
 
+    async fn read_last(
+        &self,
+        tenant: &TenantId,
+        stream: &StreamId,
+    ) -> Result<Option<EventEnvelope>, StoreError> {
+        let page = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND sk >= :first")
+            .expression_attribute_values(":pk", s(stream_key(tenant, stream)))
+            .expression_attribute_values(":first", n(1))
+            .scan_index_forward(false)
+            .consistent_read(true)
+            .limit(1)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        page.items()
+            .first()
+            .map(|item| envelope_from_item(item).map_err(corrupt))
+            .transpose()
+    }
+
     async fn read_tenant_feed(
         &self,
         tenant: &TenantId,

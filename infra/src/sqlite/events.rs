@@ -707,6 +707,23 @@ impl EventStore for SqliteEventStore {
         .await
     }
 
+    async fn read_last(
+        &self,
+        tenant: &TenantId,
+        stream: &StreamId,
+    ) -> Result<Option<EventEnvelope>, StoreError> {
+        let (tenant, stream) = (tenant.to_string(), stream.to_string());
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT {COLUMNS} FROM events WHERE tenant_id = ?1 AND stream_id = ?2 \
+                 ORDER BY version DESC LIMIT 1"
+            );
+            query_events(c, &sql, params![tenant, stream])
+        })
+        .await
+        .map(|mut events| events.pop())
+    }
+
     async fn read_tenant_feed(
         &self,
         tenant: &TenantId,
