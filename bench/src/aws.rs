@@ -152,6 +152,55 @@ pub async fn run(tasks: usize) -> anyhow::Result<()> {
     let after_update = counter.snapshot();
     let elapsed = started.elapsed();
 
+    // PlaceOrder, one at a time over 10 products: the requests of an uncontended order.
+    let mut products = Vec::new();
+    for i in 0..10 {
+        let product_id = Uuid::now_v7().to_string();
+        let create = commands::commerce::CreateProduct {
+            product_id: product_id.clone(),
+            tier: domain::Tier::Enterprise,
+            command: domain::product::ProductCommand::Create {
+                product_id: product_id.clone(),
+                name: domain::product::ProductName::parse(&format!("Bench {i}"))?,
+                description: domain::product::ProductDescription::parse("")?,
+                price: domain::money::Amount {
+                    amount: domain::money::Money::parse("9.99")?,
+                    currency: domain::money::Currency::default(),
+                },
+                category: domain::product::Category::parse("Bench")?,
+                sku: domain::product::Sku::parse(&format!("AWS-{i}"))?,
+                inventory: 1_000_000,
+                quota_shard: 0,
+            },
+        };
+        handler
+            .run(&meta(), &create)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        products.push(product_id);
+    }
+    let address: domain::order::ShippingAddress = serde_json::from_value(serde_json::json!({
+        "street": "1 Bench Road", "city": "Karachi", "state": "Sindh", "zip": "75500"
+    }))?;
+    let before_orders = counter.snapshot();
+    for i in 0..tasks {
+        let place = commands::commerce::PlaceOrder {
+            order_id: Uuid::now_v7().to_string(),
+            tier: domain::Tier::Enterprise,
+            customer_email: domain::user::Email::parse("c@bench.test")?,
+            lines: vec![commands::commerce::LineRequest {
+                product_id: products[i % products.len()].clone(),
+                quantity: 1,
+            }],
+            shipping_address: address.clone(),
+        };
+        handler
+            .run(&meta(), &place)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    let after_orders = counter.snapshot();
+
     // Let the pipeline drain: every task at version 2 in the views.
     let views = infra::aws::DynamoReadModelStore::new(&commands_aws);
     let tenant = TenantId::parse("bench")?;
@@ -188,6 +237,11 @@ pub async fn run(tasks: usize) -> anyhow::Result<()> {
     println!(
         "  UpdateTask: {ur:.2} reads + {uw:.2} writes per command ({})",
         per_command(&after_create, &after_update, tasks)
+    );
+    let (or, ow) = kind_totals(&before_orders, &after_orders, tasks);
+    println!(
+        "  PlaceOrder (one line): {or:.2} reads + {ow:.2} writes per command ({})",
+        per_command(&before_orders, &after_orders, tasks)
     );
     let fmt =
         |q: Option<f64>| q.map_or_else(|| "n/a".to_owned(), |s| format!("<= {:.0} ms", s * 1000.0));

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// Shards per limit.
-pub const SHARDS: u32 = 8;
+pub const SHARDS: u32 = 32;
 
 /// Shard `shard`'s share of `value`: the shares of all shards add up to `value`.
 pub fn share(value: u32, shard: u32) -> u32 {
