@@ -24,7 +24,7 @@ const PAGE: usize = 1000;
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct SummaryParams {
-    /// First day (UTC) of orders placed, inclusive.
+    /// First day (UTC) of orders placed, inclusive. After `to`, the range holds no day.
     #[param(value_type = Option<String>, format = Date)]
     from: Option<NaiveDate>,
     /// Last day (UTC) of orders placed, inclusive.
@@ -105,14 +105,6 @@ pub async fn summary(
     QueryParams(params): QueryParams<SummaryParams>,
     Consistency(token): Consistency,
 ) -> Result<Json<Summary>, ApiError> {
-    if let (Some(from), Some(to)) = (params.from, params.to)
-        && from > to
-    {
-        return Err(ApiError::Validation {
-            field: "from".into(),
-            detail: "from: must not be after to".into(),
-        });
-    }
     wait_fresh(&state, &principal, token).await?;
     let currency =
         commands::commerce::tenant_currency(&state.commands, &principal.tenant_id).await?;
