@@ -148,13 +148,7 @@ pub async fn place(
         .as_ref()
         .map_or(id, |p| p.order_id.clone());
     let stream = order_stream(&placed);
-    let version = ran
-        .events
-        .iter()
-        .filter(|e| e.stream_id == stream)
-        .map(|e| e.version)
-        .max()
-        .unwrap_or(1);
+    let version = ran.version_of(&stream).unwrap_or(1);
     let view = view_of(&principal, &ran.output, version)?;
     let mut headers = write_headers(ran.token_for(&stream).as_ref(), version);
     if let Ok(v) = HeaderValue::from_str(&format!("/orders/{placed}")) {

@@ -14,12 +14,12 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use commands::commerce::{CreateProduct, DeleteProduct, product_stream};
+use domain::TextRule;
 use domain::money::{Amount, Currency, Money};
 use domain::product::{
     AdjustmentReason, Category, Product, ProductCommand, ProductDescription, ProductName, Sku,
     Stock, StockDelta,
 };
-use domain::{Aggregate, TextRule};
 use projections::products::{ProductView, VIEW};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -172,20 +172,14 @@ pub async fn create(
         .commands
         .run(&meta(&principal, ids, idem), &command)
         .await?;
-    let stream = product_stream(&product_id);
+    // A replay answers the first run's product, under its own id.
     let created = ran
-        .events
-        .iter()
-        .find(|e| e.stream_id.kind() == Product::KIND)
-        .map(|e| e.stream_id.clone())
-        .unwrap_or(stream);
-    let version = ran
-        .events
-        .iter()
-        .filter(|e| e.stream_id == created)
-        .map(|e| e.version)
-        .max()
-        .unwrap_or(1);
+        .output
+        .created
+        .as_ref()
+        .map_or(product_id, |c| c.product_id.clone());
+    let created = product_stream(&created);
+    let version = ran.version_of(&created).unwrap_or(1);
     let view = view_of(&principal, &ran.output, version)?;
     let mut headers = write_headers(ran.token_for(&created).as_ref(), version);
     if let Ok(v) = HeaderValue::from_str(&format!("/products/{}", view.product_id)) {

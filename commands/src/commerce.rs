@@ -135,6 +135,37 @@ async fn take_quota(
     Err(rejected(tenant.limit_reached(limit, value)))
 }
 
+/// The `A` a replayed first run wrote: its stream, found in the run's events (a retry
+/// mints new ids, so the command's own are not the first run's), as of that run.
+async fn replayed_state<A: Aggregate>(
+    handler: &CommandHandler,
+    meta: &CommandMeta,
+    events: &[EventEnvelope],
+) -> Result<A, CommandError<CommerceError>>
+where
+    CommerceError: From<A::Error>,
+{
+    let written: Vec<EventEnvelope> = events
+        .iter()
+        .filter(|e| e.stream_id.kind() == A::KIND)
+        .cloned()
+        .collect();
+    let stream = written
+        .first()
+        .map(|e| e.stream_id.clone())
+        .ok_or_else(|| {
+            rejected::<ValidationError>(ValidationError::new(
+                "Idempotency-Key",
+                "the first run under this key wrote nothing of this kind",
+            ))
+        })?;
+    let done = handler
+        .replayed_state::<A>(meta, &stream, written)
+        .await
+        .map_err(lift)?;
+    Ok(done.state)
+}
+
 /// A new product with its SKU and a unit of `max_products`.
 pub struct CreateProduct {
     pub product_id: String,
@@ -200,13 +231,9 @@ impl Command for CreateProduct {
         &self,
         handler: &CommandHandler,
         meta: &CommandMeta,
-        _: &[EventEnvelope],
+        events: &[EventEnvelope],
     ) -> Result<Product, CommandError<CommerceError>> {
-        let (p, _) = handler
-            .state::<Product>(&meta.tenant_id, &product_stream(&self.product_id))
-            .await
-            .map_err(lift)?;
-        Ok(p)
+        replayed_state::<Product>(handler, meta, events).await
     }
 }
 
@@ -389,15 +416,7 @@ impl Command for PlaceOrder {
         meta: &CommandMeta,
         events: &[EventEnvelope],
     ) -> Result<Order, CommandError<CommerceError>> {
-        let stream = events
-            .iter()
-            .find(|e| e.stream_id.kind() == Order::KIND)
-            .map_or_else(|| order_stream(&self.order_id), |e| e.stream_id.clone());
-        let (o, _) = handler
-            .state::<Order>(&meta.tenant_id, &stream)
-            .await
-            .map_err(lift)?;
-        Ok(o)
+        replayed_state::<Order>(handler, meta, events).await
     }
 }
 

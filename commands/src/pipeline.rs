@@ -59,6 +59,14 @@ pub struct Ran<T> {
 }
 
 impl<T> Ran<T> {
+    /// The version of `stream` after the command's last write to it.
+    pub fn version_of(&self, stream: &StreamId) -> Option<u64> {
+        self.events
+            .iter()
+            .rfind(|e| &e.stream_id == stream)
+            .map(|e| e.version)
+    }
+
     /// Where a reader must be to see the last write to `stream`.
     pub fn token_for(&self, stream: &StreamId) -> Option<ConsistencyToken> {
         self.events

@@ -217,6 +217,32 @@ async fn an_order_prices_its_lines_at_order_time_and_what_is_no_order_writes_not
         .count();
     assert_eq!((orders, reserved), (1, 2), "refused orders wrote nothing");
 
+    // A retried order under its key answers the first order and reserves nothing more.
+    let order_b = order(&[(&b, 1)]);
+    let send = || {
+        app.send(
+            Method::POST,
+            "/orders",
+            Some(&shop.access),
+            &[("idempotency-key", "order-b")],
+            Some(&order_b),
+        )
+    };
+    let (first, retry) = (send().await, send().await);
+    assert_eq!(retry.status, StatusCode::CREATED, "{:?}", retry.body);
+    assert_eq!(retry.body["order_id"], first.body["order_id"]);
+    let token = first
+        .header("x-consistency-token")
+        .expect("token")
+        .to_owned();
+    let b_now = app
+        .get(&format!("/products/{b}"), &shop.access, Some(&token))
+        .await;
+    assert_eq!(
+        b_now.body["inventory"], 0,
+        "2 - 1 - 1: the retry reserved nothing"
+    );
+
     // An amount past the maximum is refused, never wrapped.
     let dear = product(&app, &shop, "GOLD-1", "999999999.99", 1_000_000).await;
     let huge = app
