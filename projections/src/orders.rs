@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use domain::money::{Amount, Currency, Money};
 use domain::order::{Order, OrderEvent, OrderLine, OrderPlaced, OrderStatus, ShippingAddress};
 use domain::user::Email;
-use domain::{Aggregate, DomainEvent, EventEnvelope, UserId};
+use domain::{Aggregate, EventEnvelope, UserId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -127,24 +127,16 @@ impl Projection for OrdersProjection {
         row: Option<&Value>,
         event: &EventEnvelope,
     ) -> Result<Option<Value>, ProjectionError> {
-        let parsed =
-            OrderEvent::from_stored(&event.event_type, event.schema_version, &event.payload)
-                .map_err(|e| ProjectionError(e.to_string()))?;
-        let mut order = match row {
-            Some(doc) => serde_json::from_value::<OrderView>(doc.clone())
-                .map_err(|e| ProjectionError(e.to_string()))?
-                .state()?,
-            None if matches!(parsed, OrderEvent::Placed(_)) => Order::default(),
-            None => {
-                return Err(ProjectionError(format!(
-                    "{} at version {} has no OrderPlaced before it",
-                    event.event_type, event.version
-                )));
-            }
-        };
-        order.apply(&parsed);
-        OrderView::from_state(event.tenant_id.as_str(), &order, event.version)
-            .map(|v| serde_json::to_value(v).map_err(|e| ProjectionError(e.to_string())))
-            .transpose()
+        crate::ports::fold_state::<Order, _>(
+            row,
+            event,
+            |e| matches!(e, OrderEvent::Placed(_)),
+            |doc| {
+                serde_json::from_value::<OrderView>(doc.clone())
+                    .map_err(|e| ProjectionError(e.to_string()))?
+                    .state()
+            },
+            |order, version| OrderView::from_state(event.tenant_id.as_str(), order, version),
+        )
     }
 }

@@ -165,3 +165,33 @@ pub trait Projection: Send + Sync + 'static {
         event: &EventEnvelope,
     ) -> Result<Option<Value>, ProjectionError>;
 }
+
+/// The row after `event`, for a read model whose rows show an aggregate's state: the state
+/// is rebuilt from the row (`state_of`), the event folds in through the aggregate's own
+/// `apply`, so the model cannot drift from what commands see, and `view_of` makes the row
+/// again (`None` removes it). A stream's first event must be one that `starts` it.
+pub fn fold_state<A: domain::Aggregate, V: serde::Serialize>(
+    row: Option<&Value>,
+    event: &EventEnvelope,
+    starts: fn(&A::Event) -> bool,
+    state_of: impl FnOnce(&Value) -> Result<A, ProjectionError>,
+    view_of: impl FnOnce(&A, u64) -> Option<V>,
+) -> Result<Option<Value>, ProjectionError> {
+    use domain::DomainEvent;
+    let parsed = A::Event::from_stored(&event.event_type, event.schema_version, &event.payload)
+        .map_err(|e| ProjectionError(e.to_string()))?;
+    let mut state = match row {
+        Some(doc) => state_of(doc)?,
+        None if starts(&parsed) => A::default(),
+        None => {
+            return Err(ProjectionError(format!(
+                "{} at version {} comes before the stream's first event",
+                event.event_type, event.version
+            )));
+        }
+    };
+    state.apply(&parsed);
+    view_of(&state, event.version)
+        .map(|v| serde_json::to_value(v).map_err(|e| ProjectionError(e.to_string())))
+        .transpose()
+}

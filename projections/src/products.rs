@@ -8,7 +8,7 @@ use domain::money::Amount;
 use domain::product::{
     Category, Product, ProductCreated, ProductDescription, ProductEvent, ProductName, Sku,
 };
-use domain::{Aggregate, DomainEvent, EventEnvelope, UserId};
+use domain::{Aggregate, EventEnvelope, UserId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -106,26 +106,20 @@ impl Projection for ProductsProjection {
         row: Option<&Value>,
         event: &EventEnvelope,
     ) -> Result<Option<Value>, ProjectionError> {
-        let parsed =
-            ProductEvent::from_stored(&event.event_type, event.schema_version, &event.payload)
-                .map_err(|e| ProjectionError(e.to_string()))?;
-        let mut product = match row {
-            Some(doc) => serde_json::from_value::<ProductView>(doc.clone())
-                .map_err(|e| ProjectionError(e.to_string()))?
-                .state()?,
-            None if matches!(parsed, ProductEvent::Created(_)) => Product::default(),
-            // Stock released to a product deleted since: nothing to show.
-            None if matches!(parsed, ProductEvent::InventoryReleased(_)) => return Ok(None),
-            None => {
-                return Err(ProjectionError(format!(
-                    "{} at version {} has no ProductCreated before it",
-                    event.event_type, event.version
-                )));
-            }
-        };
-        product.apply(&parsed);
-        ProductView::from_state(event.tenant_id.as_str(), &product, event.version)
-            .map(|v| serde_json::to_value(v).map_err(|e| ProjectionError(e.to_string())))
-            .transpose()
+        // Stock released to a product deleted since: nothing to show.
+        if row.is_none() && event.event_type == "InventoryReleased" {
+            return Ok(None);
+        }
+        crate::ports::fold_state::<Product, _>(
+            row,
+            event,
+            |e| matches!(e, ProductEvent::Created(_)),
+            |doc| {
+                serde_json::from_value::<ProductView>(doc.clone())
+                    .map_err(|e| ProjectionError(e.to_string()))?
+                    .state()
+            },
+            |product, version| ProductView::from_state(event.tenant_id.as_str(), product, version),
+        )
     }
 }

@@ -3,7 +3,7 @@
 use crate::ports::{Projection, ProjectionError};
 use chrono::{DateTime, Utc};
 use domain::task::{Task, TaskEvent};
-use domain::{Aggregate, DomainEvent, EventEnvelope};
+use domain::{Aggregate, EventEnvelope};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -70,23 +70,13 @@ impl Projection for TasksProjection {
         row: Option<&Value>,
         event: &EventEnvelope,
     ) -> Result<Option<Value>, ProjectionError> {
-        let parsed =
-            TaskEvent::from_stored(&event.event_type, event.schema_version, &event.payload)
-                .map_err(|e| ProjectionError(e.to_string()))?;
-        let mut task = match row {
-            Some(doc) => state_of(doc)?,
-            None if matches!(parsed, TaskEvent::Created(_)) => Task::default(),
-            None => {
-                return Err(ProjectionError(format!(
-                    "{} at version {} has no TaskCreated before it",
-                    event.event_type, event.version
-                )));
-            }
-        };
-        task.apply(&parsed);
-        let view = TaskView::from_state(event.tenant_id.as_str(), &task, event.version);
-        view.map(|v| serde_json::to_value(v).map_err(|e| ProjectionError(e.to_string())))
-            .transpose()
+        crate::ports::fold_state::<Task, _>(
+            row,
+            event,
+            |e| matches!(e, TaskEvent::Created(_)),
+            state_of,
+            |task, version| TaskView::from_state(event.tenant_id.as_str(), task, version),
+        )
     }
 }
 
