@@ -1,7 +1,7 @@
 //! `/analytics/summary` (seed 003's revenue tracking): revenue booked (orders placed and not
 //! cancelled), revenue delivered, orders by status, and the top 10 products by revenue, for
-//! orders placed in an optional date range, in the tenant's currency. Folded from the orders
-//! read model on request.
+//! orders placed in an optional date range, in the tenant's currency. Summed from the
+//! revenue read model's rows, one per day (`projections::revenue`).
 
 use crate::app::{AppState, Routes};
 use crate::error::ApiError;
@@ -13,12 +13,15 @@ use axum::extract::State;
 use chrono::NaiveDate;
 use domain::money::{Amount, Currency, Money};
 use domain::order::OrderStatus;
-use projections::ListQuery;
-use projections::orders::{OrderView, VIEW};
+use projections::revenue::{self, Figures};
+use projections::tally::Tally;
+use projections::{ListQuery, products};
+use rust_decimal::Decimal;
+use rust_decimal::prelude::ToPrimitive;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
-/// Orders read per page of the read model.
+/// Days read per page of the read model.
 const PAGE: usize = 1000;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -57,44 +60,6 @@ pub struct Summary {
     top_products: Vec<ProductRevenue>,
 }
 
-/// The figures so far.
-#[derive(Default)]
-struct Totals {
-    booked: Money,
-    delivered: Money,
-    by_status: BTreeMap<String, u64>,
-    products: HashMap<String, (String, u64, Money)>,
-}
-
-impl Totals {
-    fn add(&mut self, o: &OrderView) -> Result<(), ApiError> {
-        let overflow = |_| ApiError::internal("revenue past the largest amount");
-        *self
-            .by_status
-            .entry(o.status.as_str().to_owned())
-            .or_default() += 1;
-        if o.status == OrderStatus::Cancelled {
-            return Ok(());
-        }
-        self.booked = self.booked.plus(o.total_amount.amount).map_err(overflow)?;
-        if o.status == OrderStatus::Delivered {
-            self.delivered = self
-                .delivered
-                .plus(o.total_amount.amount)
-                .map_err(overflow)?;
-        }
-        for item in &o.items {
-            let entry = self
-                .products
-                .entry(item.product_id.clone())
-                .or_insert_with(|| (item.product_name.clone(), 0, Money::ZERO));
-            entry.1 += u64::from(item.quantity);
-            entry.2 = entry.2.plus(item.subtotal.amount).map_err(overflow)?;
-        }
-        Ok(())
-    }
-}
-
 #[utoipa::path(get, path = "/analytics/summary", tag = "analytics", operation_id = "AnalyticsSummary",
     params(SummaryParams, Consistency),
     responses((status = 200, body = Summary)),
@@ -108,67 +73,79 @@ pub async fn summary(
     wait_fresh(&state, &principal, token).await?;
     let currency =
         commands::commerce::tenant_currency(&state.commands, &principal.tenant_id).await?;
-    let in_range = |o: &OrderView| {
-        let day = o.created_at.date_naive();
-        params.from.is_none_or(|f| day >= f) && params.to.is_none_or(|t| day <= t)
-    };
-    let mut totals = Totals::default();
-    let mut after = None;
-    loop {
+    let tenant = &principal.tenant_id;
+    let mut figures = Figures::default();
+    let mut after = params.from.and_then(|f| f.pred_opt()).map(revenue::day_row);
+    let last = params.to.map(revenue::day_row);
+    'days: loop {
         let query = ListQuery {
             filters: vec![],
             search: None,
             after: after.take(),
             limit: PAGE,
         };
-        let rows = state.views.list(VIEW, &principal.tenant_id, &query).await?;
+        let rows = state.views.list(revenue::VIEW, tenant, &query).await?;
         let full = rows.len() == PAGE;
         after = rows.last().map(|r| r.row_id.clone());
-        for doc in rows.into_iter().filter_map(|r| r.doc) {
-            let order: OrderView = serde_json::from_value(doc).map_err(ApiError::internal)?;
-            if in_range(&order) && order.currency == currency {
-                totals.add(&order)?;
+        for row in rows {
+            if last.as_ref().is_some_and(|l| row.row_id > *l) {
+                break 'days;
             }
+            let doc = row.doc.unwrap_or_default();
+            let day = Tally::from_doc(revenue::VIEW, &row.row_id, &doc)?;
+            figures.add_day(&day, currency.as_str());
         }
         if !full {
             break;
         }
     }
-    let mut by_status = totals.by_status;
-    for s in [
+    let amount = |d: Decimal| -> Result<Amount, ApiError> {
+        Ok(Amount {
+            amount: Money::of(d)
+                .map_err(|_| ApiError::internal("revenue past the largest amount"))?,
+            currency: currency.clone(),
+        })
+    };
+    let count = |d: Decimal| d.to_u64().unwrap_or_default();
+    let mut top_products = Vec::new();
+    for (product_id, p) in figures.top_products(10) {
+        // The catalogue's name while the product exists, else the one it was sold under.
+        let current = state.views.get(products::VIEW, tenant, product_id).await?;
+        let product_name = current
+            .and_then(|r| r.doc)
+            .and_then(|d| d["name"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| p.name.clone());
+        top_products.push(ProductRevenue {
+            product_id: product_id.clone(),
+            product_name,
+            units: count(p.units),
+            revenue: amount(p.revenue)?,
+        });
+    }
+    let orders_by_status = [
         OrderStatus::Pending,
         OrderStatus::Confirmed,
         OrderStatus::Shipped,
         OrderStatus::Delivered,
         OrderStatus::Cancelled,
-    ] {
-        by_status.entry(s.as_str().to_owned()).or_default();
-    }
-    let amount = |amount: Money| Amount {
-        amount,
-        currency: currency.clone(),
-    };
-    let mut products: Vec<(String, (String, u64, Money))> = totals.products.into_iter().collect();
-    products.sort_by(|a, b| b.1.2.cmp(&a.1.2).then_with(|| a.0.cmp(&b.0)));
-    let top_products = products
-        .into_iter()
-        .take(10)
-        .map(
-            |(product_id, (product_name, units, revenue))| ProductRevenue {
-                product_id,
-                product_name,
-                units,
-                revenue: amount(revenue),
-            },
-        )
-        .collect();
+    ]
+    .into_iter()
+    .map(|s| {
+        let n = figures
+            .by_status
+            .get(s.as_str())
+            .copied()
+            .unwrap_or_default();
+        (s.as_str().to_owned(), count(n))
+    })
+    .collect();
     Ok(Json(Summary {
         from: params.from,
         to: params.to,
-        revenue_booked: amount(totals.booked),
-        revenue_delivered: amount(totals.delivered),
+        revenue_booked: amount(figures.booked)?,
+        revenue_delivered: amount(figures.delivered)?,
         currency: currency.clone(),
-        orders_by_status: by_status,
+        orders_by_status,
         top_products,
     }))
 }

@@ -188,6 +188,7 @@ pub struct Projector {
 /// A row as the batch found it and as it leaves it.
 struct Working {
     loaded_version: u64,
+    loaded_doc: Option<serde_json::Value>,
     row: StoredRow,
     dirty: bool,
 }
@@ -211,6 +212,15 @@ impl Projector {
 
     pub fn progress(&self) -> &ProjectionProgress {
         &self.progress
+    }
+
+    /// Drops the view's rows (of one tenant, or all), its checkpoint and the summary rows
+    /// its tallies wrote, so that a catch-up rebuilds them from the log.
+    pub async fn reset(&self, tenant: Option<&TenantId>) -> Result<(), ReadModelError> {
+        for view in self.projection.tally_views() {
+            self.store.reset(view, tenant).await?;
+        }
+        self.store.reset(self.projection.name(), tenant).await
     }
 
     /// Tails `feed` from the stored checkpoint until `shutdown` resolves. Store errors are
@@ -310,6 +320,7 @@ impl Projector {
                     k,
                     Working {
                         loaded_version: row.version,
+                        loaded_doc: row.doc.clone(),
                         row,
                         dirty: false,
                     },
@@ -326,11 +337,20 @@ impl Projector {
         let writes = rows
             .into_iter()
             .filter(|(_, w)| w.dirty)
-            .map(|(key, w)| RowWrite {
-                key,
-                expected_version: w.loaded_version,
-                version: w.row.version,
-                doc: w.row.doc,
+            .map(|(key, w)| {
+                let contributions = |doc: Option<&serde_json::Value>| {
+                    doc.map(|d| self.projection.tallies(d)).unwrap_or_default()
+                };
+                RowWrite {
+                    tallies: crate::tally::change(
+                        contributions(w.loaded_doc.as_ref()),
+                        contributions(w.row.doc.as_ref()),
+                    ),
+                    key,
+                    expected_version: w.loaded_version,
+                    version: w.row.version,
+                    doc: w.row.doc,
+                }
             })
             .collect::<Vec<_>>();
         let poisoned = dead

@@ -5,6 +5,8 @@ pub mod engine;
 pub mod orders;
 pub mod ports;
 pub mod products;
+pub mod revenue;
+pub mod tally;
 pub mod tasks;
 pub mod users;
 

@@ -1,5 +1,6 @@
 //! The orders read model: one row per order, as `GET /orders` serves it, folded through
-//! the aggregate's own `apply`.
+//! the aggregate's own `apply`. Each row also tallies what the order is worth into the
+//! revenue model (`crate::revenue`).
 
 use crate::ports::{Projection, ProjectionError};
 use chrono::{DateTime, Utc};
@@ -138,5 +139,17 @@ impl Projection for OrdersProjection {
             },
             |order, version| OrderView::from_state(event.tenant_id.as_str(), order, version),
         )
+    }
+
+    fn tallies(&self, row: &Value) -> Vec<crate::tally::Tally> {
+        // A row this projection wrote always reads back; the engine only asks for rows it
+        // holds, so an unreadable one contributes nothing rather than failing the batch.
+        serde_json::from_value::<OrderView>(row.clone())
+            .map(|o| vec![crate::revenue::contribution(&o)])
+            .unwrap_or_default()
+    }
+
+    fn tally_views(&self) -> &'static [&'static str] {
+        &[crate::revenue::VIEW]
     }
 }

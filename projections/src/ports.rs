@@ -69,6 +69,9 @@ pub struct RowWrite {
     pub expected_version: u64,
     pub version: u64,
     pub doc: Option<Value>,
+    /// Changes to summary rows of other views (of the same tenant) that commit with this
+    /// row, or not at all.
+    pub tallies: Vec<crate::tally::Tally>,
 }
 
 /// An event a projection could not apply, kept with the reason.
@@ -102,6 +105,11 @@ pub struct Search {
 /// Contract:
 /// - `commit` MUST write all row changes, dead letters and the checkpoint atomically, and
 ///   MUST fail with `Conflict` (writing nothing) when a row is not at its expected version.
+///   A store that must split a large commit MAY do so between rows, provided each row's
+///   tallies land together with it (a row re-applied skips, so its tallies are not added
+///   twice).
+/// - A tally adds its counts into its summary row (`Tally::absorb`), created when absent;
+///   the summary row's version counts the changes it took.
 /// - Reads MUST never return another tenant's rows, nor tombstones from `list`.
 #[async_trait]
 pub trait ReadModelStore: Send + Sync {
@@ -164,6 +172,16 @@ pub trait Projection: Send + Sync + 'static {
         row: Option<&Value>,
         event: &EventEnvelope,
     ) -> Result<Option<Value>, ProjectionError>;
+
+    /// What a live row contributes to summary rows (`crate::tally`); none by default.
+    fn tallies(&self, _row: &Value) -> Vec<crate::tally::Tally> {
+        Vec::new()
+    }
+
+    /// The views its tallies write, reset with the view itself for a rebuild.
+    fn tally_views(&self) -> &'static [&'static str] {
+        &[]
+    }
 }
 
 /// The row after `event`, for a read model whose rows show an aggregate's state: the state

@@ -10,14 +10,15 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    DeleteRequest, KeysAndAttributes, Put, TransactWriteItem, WriteRequest,
+    AttributeValue, DeleteRequest, KeysAndAttributes, Put, TransactWriteItem, Update, WriteRequest,
 };
 use domain::TenantId;
 use domain::envelope::format_time;
+use projections::tally::Tally;
 use projections::{
     DeadLetter, ListQuery, ReadModelError, ReadModelStore, RowKey, RowWrite, StoredRow,
 };
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 #[derive(Clone)]
 pub struct DynamoReadModelStore {
@@ -26,7 +27,33 @@ pub struct DynamoReadModelStore {
 }
 
 fn rows_key(tenant: &TenantId, view: &str) -> String {
+    rows_key_str(tenant.as_str(), view)
+}
+
+fn rows_key_str(tenant: &str, view: &str) -> String {
     format!("T#{tenant}#V#{view}")
+}
+
+/// Actions in one TransactWriteItems.
+const MAX_ACTIONS: usize = 100;
+
+/// One transaction of a commit: rows (their puts first, so that a cancellation reason's
+/// index names the row), the merged changes to summary rows, then the rest.
+#[derive(Default)]
+struct Chunk<'a> {
+    rows: Vec<&'a RowWrite>,
+    tallies: BTreeMap<(String, String, String), Tally>,
+    others: Vec<TransactWriteItem>,
+}
+
+impl Chunk<'_> {
+    fn size(&self) -> usize {
+        self.rows.len() + self.tallies.len() + self.others.len()
+    }
+}
+
+fn tally_key(tenant: &TenantId, t: &Tally) -> (String, String, String) {
+    (tenant.to_string(), t.view.clone(), t.row_id.clone())
 }
 
 fn checkpoint_key(name: &str) -> String {
@@ -45,6 +72,9 @@ fn corrupt(e: impl std::fmt::Display) -> ReadModelError {
 }
 
 fn stored_row(item: &Item) -> Result<StoredRow, ReadModelError> {
+    if item.contains_key("tally") {
+        return tally_row(item);
+    }
     Ok(StoredRow {
         row_id: get_s(item, "sk").map_err(corrupt)?.to_owned(),
         version: get_n(item, "version").map_err(corrupt)?,
@@ -54,6 +84,32 @@ fn stored_row(item: &Item) -> Result<StoredRow, ReadModelError> {
             }
             None => None,
         },
+    })
+}
+
+/// A summary row written by tallies, its document as `Tally::to_doc` makes it.
+fn tally_row(item: &Item) -> Result<StoredRow, ReadModelError> {
+    let row_id = get_s(item, "sk").map_err(corrupt)?.to_owned();
+    let mut t = Tally::new("", row_id.clone());
+    for (k, v) in item {
+        if let Some(key) = k.strip_prefix("a_") {
+            let value = v
+                .as_n()
+                .ok()
+                .and_then(|x| x.parse::<rust_decimal::Decimal>().ok())
+                .ok_or_else(|| corrupt(format!("tally count {k}")))?;
+            if !value.is_zero() {
+                t.counts.insert(key.to_owned(), value);
+            }
+        } else if let Some(key) = k.strip_prefix("s_") {
+            let value = v.as_s().map_err(|_| corrupt(format!("tally label {k}")))?;
+            t.labels.insert(key.to_owned(), value.clone());
+        }
+    }
+    Ok(StoredRow {
+        row_id,
+        version: get_n(item, "version").map_err(corrupt)?,
+        doc: Some(t.to_doc()),
     })
 }
 
@@ -103,11 +159,44 @@ impl DynamoReadModelStore {
             .build())
     }
 
+    /// Adds a tally's change into its summary row: counts as numbers under `a_<key>`
+    /// (DynamoDB adds them exactly, in any order), labels under `s_<key>`.
+    fn tally_update(&self, tenant: &str, t: &Tally) -> Result<TransactWriteItem, ReadModelError> {
+        let mut names = HashMap::new();
+        let mut values = HashMap::from([(":one".to_owned(), n(1))]);
+        let mut adds = vec!["version :one".to_owned()];
+        let mut sets = vec!["tally = :one".to_owned()];
+        for (i, (k, v)) in t.counts.iter().enumerate() {
+            names.insert(format!("#a{i}"), format!("a_{k}"));
+            values.insert(
+                format!(":a{i}"),
+                AttributeValue::N(v.normalize().to_string()),
+            );
+            adds.push(format!("#a{i} :a{i}"));
+        }
+        // A label is set once, as `Tally::absorb` does.
+        for (i, (k, v)) in t.labels.iter().enumerate() {
+            names.insert(format!("#s{i}"), format!("s_{k}"));
+            values.insert(format!(":s{i}"), s(v.clone()));
+            sets.push(format!("#s{i} = if_not_exists(#s{i}, :s{i})"));
+        }
+        let update = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(rows_key_str(tenant, &t.view)))
+            .key("sk", s(t.row_id.clone()))
+            .update_expression(format!("ADD {} SET {}", adds.join(", "), sets.join(", ")))
+            .set_expression_attribute_names((!names.is_empty()).then_some(names))
+            .set_expression_attribute_values(Some(values))
+            .build()
+            .map_err(corrupt)?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
     async fn transact(
         &self,
         view: &str,
         actions: Vec<TransactWriteItem>,
-        rows: &[RowWrite],
+        rows: &[&RowWrite],
     ) -> Result<(), ReadModelError> {
         match self
             .client
@@ -124,7 +213,7 @@ impl DynamoReadModelStore {
     fn cancelled<R: std::fmt::Debug>(
         &self,
         view: &str,
-        rows: &[RowWrite],
+        rows: &[&RowWrite],
         e: SdkError<TransactWriteItemsError, R>,
     ) -> ReadModelError {
         if let SdkError::ServiceError(se) = &e
@@ -292,18 +381,7 @@ impl ReadModelStore for DynamoReadModelStore {
         dead_letters: Vec<DeadLetter>,
         checkpoint: Option<(String, u64)>,
     ) -> Result<(), ReadModelError> {
-        let mut actions = Vec::with_capacity(writes.len() + dead_letters.len() + 1);
-        for w in &writes {
-            let item = self.row_item(view, w);
-            actions.push(if w.expected_version == 0 {
-                self.put(item, Some(("attribute_not_exists(pk)", None)))?
-            } else {
-                self.put(
-                    item,
-                    Some(("version = :expected", Some(w.expected_version))),
-                )?
-            });
-        }
+        let mut others = Vec::with_capacity(dead_letters.len() + 1);
         for d in &dead_letters {
             let item = HashMap::from([
                 ("pk".to_owned(), s(format!("DL#{}", d.view))),
@@ -321,7 +399,7 @@ impl ReadModelStore for DynamoReadModelStore {
                     s(format_time(&chrono::Utc::now())),
                 ),
             ]);
-            actions.push(self.put(item, None)?);
+            others.push(self.put(item, None)?);
         }
         if let Some((name, position)) = &checkpoint {
             let item = HashMap::from([
@@ -329,17 +407,63 @@ impl ReadModelStore for DynamoReadModelStore {
                 ("sk".to_owned(), s("0")),
                 ("position".to_owned(), n(*position)),
             ]);
-            actions.push(self.put(item, None)?);
+            others.push(self.put(item, None)?);
         }
-        // The service takes 100 actions per transaction. Rows carry their own versions,
-        // so a batch split in chunks stays exactly-once: a re-run skips what landed.
-        let mut rows = writes.as_slice();
-        let mut actions = actions.into_iter().peekable();
-        while actions.peek().is_some() {
-            let chunk: Vec<TransactWriteItem> = actions.by_ref().take(100).collect();
-            let (these, rest) = rows.split_at(rows.len().min(chunk.len()));
-            self.transact(view, chunk, these).await?;
-            rows = rest;
+        // The service takes 100 actions per transaction and one action per item. Rows
+        // carry their own versions, so a batch split between rows stays exactly-once (a
+        // re-run skips what landed), provided each row's tallies go in its transaction:
+        // they are merged per summary row there.
+        let mut chunks: Vec<Chunk<'_>> = vec![Chunk::default()];
+        for w in &writes {
+            let tenant = &w.key.tenant_id;
+            let chunk = chunks.last_mut().expect("a chunk");
+            let new = w
+                .tallies
+                .iter()
+                .filter(|t| !chunk.tallies.contains_key(&tally_key(tenant, t)))
+                .count();
+            if chunk.size() + 1 + new > MAX_ACTIONS {
+                chunks.push(Chunk::default());
+            }
+            let chunk = chunks.last_mut().expect("a chunk");
+            chunk.rows.push(w);
+            for t in &w.tallies {
+                let slot = chunk
+                    .tallies
+                    .entry(tally_key(tenant, t))
+                    .or_insert_with(|| Tally::new(&t.view, t.row_id.clone()));
+                for (k, v) in &t.counts {
+                    slot.count(k.clone(), *v);
+                }
+                for (k, v) in &t.labels {
+                    slot.label(k.clone(), v.clone());
+                }
+            }
+        }
+        for action in others {
+            if chunks.last().is_some_and(|c| c.size() >= MAX_ACTIONS) {
+                chunks.push(Chunk::default());
+            }
+            chunks.last_mut().expect("a chunk").others.push(action);
+        }
+        for chunk in chunks.into_iter().filter(|c| c.size() > 0) {
+            let mut actions = Vec::with_capacity(chunk.size());
+            for w in &chunk.rows {
+                let item = self.row_item(view, w);
+                actions.push(if w.expected_version == 0 {
+                    self.put(item, Some(("attribute_not_exists(pk)", None)))?
+                } else {
+                    self.put(
+                        item,
+                        Some(("version = :expected", Some(w.expected_version))),
+                    )?
+                });
+            }
+            for ((tenant, _, _), t) in &chunk.tallies {
+                actions.push(self.tally_update(tenant, t)?);
+            }
+            actions.extend(chunk.others);
+            self.transact(view, actions, &chunk.rows).await?;
         }
         Ok(())
     }
@@ -400,7 +524,7 @@ impl ReadModelStore for DynamoReadModelStore {
         tenant: &TenantId,
         query: &ListQuery,
     ) -> Result<Vec<StoredRow>, ReadModelError> {
-        let mut filter = vec!["attribute_exists(doc)".to_owned()];
+        let mut filter = vec!["(attribute_exists(doc) OR attribute_exists(tally))".to_owned()];
         let mut names = HashMap::new();
         let mut values = HashMap::from([(":pk".to_owned(), s(rows_key(tenant, view)))]);
         for (i, (field, value)) in query.filters.iter().enumerate() {

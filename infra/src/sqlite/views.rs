@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use chrono::Utc;
 use domain::TenantId;
 use domain::envelope::format_time;
+use projections::tally::Tally;
 use projections::{
     DeadLetter, ListQuery, ReadModelError, ReadModelStore, RowKey, RowWrite, StoredRow,
 };
@@ -169,6 +170,42 @@ fn write_row(tx: &Connection, view: &str, w: &RowWrite) -> Result<(), ReadModelE
     }
 }
 
+/// Adds a tally's change into its summary row, creating it.
+fn add_tally(tx: &Connection, tenant: &TenantId, change: &Tally) -> Result<(), ReadModelError> {
+    let found = tx
+        .prepare_cached(
+            "SELECT version, doc FROM view_rows WHERE view = ?1 AND tenant_id = ?2 AND row_id = ?3",
+        )
+        .and_then(|mut s| {
+            s.query_row(params![change.view, tenant.as_str(), change.row_id], |r| {
+                Ok((r.get::<_, i64>(0)? as u64, parse_doc(r.get(1)?)?))
+            })
+            .optional()
+        })
+        .map_err(backend)?;
+    let (version, mut row) = match found {
+        Some((v, Some(doc))) => (v, Tally::from_doc(&change.view, &change.row_id, &doc)?),
+        Some((v, None)) => (v, Tally::new(&change.view, change.row_id.clone())),
+        None => (0, Tally::new(&change.view, change.row_id.clone())),
+    };
+    row.absorb(change)?;
+    tx.prepare_cached(
+        "INSERT INTO view_rows (view, tenant_id, row_id, version, doc) VALUES (?1, ?2, ?3, ?4, ?5) \
+         ON CONFLICT (view, tenant_id, row_id) DO UPDATE SET version = excluded.version, doc = excluded.doc",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            change.view,
+            tenant.as_str(),
+            change.row_id,
+            (version + 1) as i64,
+            row.to_doc().to_string()
+        ])
+    })
+    .map_err(backend)?;
+    Ok(())
+}
+
 fn write_dead_letter(tx: &Connection, d: &DeadLetter) -> Result<(), ReadModelError> {
     let event = serde_json::to_string(&d.event).map_err(backend)?;
     tx.prepare_cached(
@@ -233,6 +270,9 @@ impl ReadModelStore for SqliteReadModelStore {
                 .map_err(backend)?;
             for w in &writes {
                 write_row(&tx, &view, w)?;
+                for t in &w.tallies {
+                    add_tally(&tx, &w.key.tenant_id, t)?;
+                }
             }
             for d in &dead_letters {
                 write_dead_letter(&tx, d)?;
