@@ -57,6 +57,8 @@ pub struct Services {
     pub policy: Arc<Policy>,
     /// `/openapi.json`, rendered once by `app`.
     pub openapi: crate::openapi::Document,
+    /// The AI model provider; `None` without `OPENAI_API_KEY` (queries are then 503).
+    pub ai: Option<crate::ai::AiProvider>,
 }
 
 /// How long the tenant gate trusts what it read: the delay before a suspension made by
@@ -87,6 +89,7 @@ impl AppState {
             http_metrics: Arc::default(),
             policy: Arc::default(),
             openapi: crate::openapi::Document(axum::body::Bytes::new()),
+            ai: None,
         }))
     }
 }
@@ -117,6 +120,7 @@ fn all_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(products::routes())
         .merge(orders::routes())
         .merge(analytics::routes())
+        .merge(crate::ai::routes())
         .merge(tenants::routes())
         .merge(users::routes())
         .merge(auth::routes())

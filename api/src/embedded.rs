@@ -1,5 +1,5 @@
 //! Wires the embedded backend: the SQLite event store and read models under the data
-//! directory, and the in-process projector that tails the log.
+//! directory, the in-process projector that tails the log, and the AI worker.
 
 use crate::app::AppState;
 use crate::tokens::TokenKeys;
@@ -17,6 +17,8 @@ pub struct EmbeddedConfig {
     pub data_dir: PathBuf,
     pub jwt_secret: Vec<u8>,
     pub consistency_timeout: Duration,
+    /// The AI worker's model and policy; without it, AI queries are refused (503).
+    pub ai: Option<crate::workers::AiConfig>,
 }
 
 /// A running embedded Chronicle minus the HTTP listener.
@@ -26,6 +28,7 @@ pub struct Embedded {
     pub views: SqliteReadModelStore,
     stop: watch::Sender<bool>,
     projector: JoinHandle<()>,
+    ai_worker: Option<JoinHandle<()>>,
 }
 
 impl Embedded {
@@ -54,26 +57,49 @@ impl Embedded {
         let projector = tokio::spawn(async move {
             let _ = projector_done.await;
         });
-        let state = AppState::new(
-            CommandHandler::new(Arc::new(events.clone()), Arc::new(SystemClock)),
+        let handler = CommandHandler::new(Arc::new(events.clone()), Arc::new(SystemClock));
+        let mut state = AppState::new(
+            handler.clone(),
             Arc::new(views.clone()),
             Arc::new(progress),
             TokenKeys::from_secret(&config.jwt_secret)?,
             config.consistency_timeout,
         );
+        let ai_worker = match &config.ai {
+            Some(ai) => {
+                state.ai = Some(ai.provider());
+                let worker = Arc::new(ai.worker(handler)?);
+                let mut stopped = stop.subscribe();
+                Some(tokio::spawn(crate::workers::run_ai_worker(
+                    Arc::new(events.clone()),
+                    Arc::new(views.clone()),
+                    worker,
+                    ai.concurrency,
+                    async move {
+                        let _ = stopped.wait_for(|s| *s).await;
+                    },
+                )))
+            }
+            None => None,
+        };
         Ok(Self {
             state,
             events,
             views,
             stop,
             projector,
+            ai_worker,
         })
     }
 
-    /// Stops the projector after its current batch.
+    /// Stops the projector after its current batch, and the AI worker (queries it cuts
+    /// off resume at the next start).
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.projector.await;
+        if let Some(ai) = self.ai_worker {
+            let _ = ai.await;
+        }
     }
 }
 

@@ -4,9 +4,11 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use commands::ai::AiError;
 use commands::commerce::CommerceError;
 use commands::{AccessError, CommandError, StoreError};
 use domain::ValidationError;
+use domain::ai_query::AiQueryError;
 use domain::order::OrderError;
 use domain::product::ProductError;
 use domain::task::TaskError;
@@ -68,6 +70,17 @@ pub enum ApiError {
     TooManyAttempts { retry_after_secs: u64 },
     #[error("{0}")]
     Unavailable(String),
+    /// A capability the server was started without (no AI provider): 503, no retry hint.
+    #[error("{0}")]
+    NotConfigured(String),
+    /// A metered budget of the tier used up until `resets_at`: 429.
+    #[error("{detail}")]
+    QuotaExceeded {
+        budget: u64,
+        used: u64,
+        resets_at: chrono::DateTime<chrono::Utc>,
+        detail: String,
+    },
     #[error("internal error")]
     Internal(String),
 }
@@ -128,6 +141,10 @@ impl ApiError {
                 "Too many sign-in attempts",
             ),
             Self::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
+            Self::NotConfigured(_) => (S::SERVICE_UNAVAILABLE, "not-configured", "Not configured"),
+            Self::QuotaExceeded { .. } => {
+                (S::TOO_MANY_REQUESTS, "quota-exceeded", "Quota exceeded")
+            }
             Self::Internal(_) => (
                 S::INTERNAL_SERVER_ERROR,
                 "internal",
@@ -166,6 +183,12 @@ pub struct Problem {
     pub limit: Option<String>,
     /// The limit's value for the tenant's tier, on `limit-reached`.
     pub value: Option<u32>,
+    /// The month's budget, on `quota-exceeded` (AI tokens).
+    pub budget: Option<u64>,
+    /// How much of it is used, on `quota-exceeded`.
+    pub used: Option<u64>,
+    /// When the budget resets, on `quota-exceeded`.
+    pub resets_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// The problem `type` URI for a slug.
@@ -203,6 +226,17 @@ impl IntoResponse for ApiError {
         if let Self::FeatureUnavailable { feature, .. } = &self {
             body["feature"] = json!(feature);
         }
+        if let Self::QuotaExceeded {
+            budget,
+            used,
+            resets_at,
+            ..
+        } = &self
+        {
+            body["budget"] = json!(budget);
+            body["used"] = json!(used);
+            body["resets_at"] = json!(resets_at);
+        }
         let mut response = (status, body.to_string()).into_response();
         let headers = response.headers_mut();
         headers.insert(
@@ -235,6 +269,10 @@ impl IntoResponse for ApiError {
             }
             Self::TooManyAttempts { retry_after_secs } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            }
+            Self::QuotaExceeded { resets_at, .. } => {
+                let secs = (*resets_at - chrono::Utc::now()).num_seconds().max(1);
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
             }
             _ => {}
         }
@@ -303,6 +341,38 @@ impl From<OrderError> for ApiError {
                 Self::Conflict(e.to_string())
             }
             OrderError::NotAllowed(why) => Self::Forbidden(why.into()),
+        }
+    }
+}
+
+impl From<AiQueryError> for ApiError {
+    fn from(e: AiQueryError) -> Self {
+        match e {
+            AiQueryError::NotFound => Self::NotFound("no such query".into()),
+            e => Self::Conflict(e.to_string()),
+        }
+    }
+}
+
+impl From<AiError> for ApiError {
+    fn from(e: AiError) -> Self {
+        match e {
+            AiError::Query(q) => q.into(),
+            AiError::Tenant(t) => t.into(),
+            e @ AiError::PromptTooLong { .. } => Self::Validation {
+                field: "prompt".into(),
+                detail: e.to_string(),
+            },
+            AiError::QuotaExceeded {
+                budget,
+                used,
+                resets_at,
+            } => Self::QuotaExceeded {
+                budget,
+                used,
+                resets_at,
+                detail: e.to_string(),
+            },
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Chronicle's HTTP edge: the axum router, authentication, error mapping, and the
 //! bootstrap that wires the embedded backend together for the `chronicle` binary and tests.
 
+pub mod ai;
 pub mod analytics;
 pub mod app;
 pub mod auth;
@@ -21,6 +22,7 @@ pub mod tenancy;
 pub mod tenants;
 pub mod tokens;
 pub mod users;
+pub mod workers;
 
 pub use app::{AppState, app, serve};
 pub use embedded::{Embedded, EmbeddedConfig};

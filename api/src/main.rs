@@ -156,6 +156,72 @@ struct ServeArgs {
     /// on the last CPU and the request workers on the others (with two CPUs or more).
     #[arg(long, env = "CHRONICLE_PIN_THREADS", default_value_t = true, action = clap::ArgAction::Set)]
     pin_threads: bool,
+    #[command(flatten)]
+    ai: AiArgs,
+}
+
+/// The AI provider and the AI worker's policy.
+#[derive(Args, Clone)]
+struct AiArgs {
+    /// The provider's API key; without it, AI queries are refused (503). Set it in the
+    /// environment rather than on the command line, where other users can see it.
+    #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
+    openai_api_key: Option<String>,
+    /// The provider's API, OpenAI's or any compatible server's (`…/v1`).
+    #[arg(long, env = "OPENAI_BASE_URL", default_value = infra::openai::DEFAULT_BASE_URL)]
+    openai_base_url: String,
+    /// The model of a query that names none.
+    #[arg(long, env = "CHRONICLE_AI_MODEL", default_value = "gpt-4o-mini")]
+    ai_model: String,
+    /// How long one call of the model may take: a number with ms, s or m (seconds if bare).
+    #[arg(long, env = "CHRONICLE_AI_TIMEOUT", default_value = "60s", value_parser = parse_timeout)]
+    ai_timeout: Duration,
+    /// Calls of the model per query before it fails for good.
+    #[arg(long, env = "CHRONICLE_AI_MAX_ATTEMPTS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=20))]
+    ai_max_attempts: u32,
+    /// Queries one worker runs at once.
+    #[arg(long, env = "CHRONICLE_AI_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    ai_concurrency: u16,
+}
+
+impl AiArgs {
+    fn config(&self) -> anyhow::Result<Option<api::workers::AiConfig>> {
+        let Some(key) = self.openai_api_key.clone().filter(|k| !k.trim().is_empty()) else {
+            return Ok(None);
+        };
+        let default_model = domain::ai_query::ModelName::parse(&self.ai_model)
+            .map_err(|e| anyhow::anyhow!("CHRONICLE_AI_MODEL: {e}"))?;
+        Ok(Some(api::workers::AiConfig {
+            openai: infra::openai::OpenAiSettings {
+                api_key: key,
+                base_url: self.openai_base_url.clone(),
+                timeout: self.ai_timeout,
+            },
+            default_model,
+            policy: commands::ai_worker::RetryPolicy {
+                max_attempts: self.ai_max_attempts,
+                timeout: self.ai_timeout,
+                ..Default::default()
+            },
+            concurrency: usize::from(self.ai_concurrency),
+        }))
+    }
+}
+
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let bad = || format!("{s:?} is not a duration like 500ms, 60s or 2m");
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = n.parse().map_err(|_| bad())?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" | "" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        _ => return Err(bad()),
+    };
+    if d.is_zero() {
+        return Err("the timeout must be positive".into());
+    }
+    Ok(d)
 }
 
 impl ServeArgs {
@@ -372,6 +438,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let metrics = install_metrics()?;
     let secret = load_or_create_secret(args.jwt_secret.as_deref(), &args.data_dir)?;
     let timeout = Duration::from_millis(args.consistency_timeout_ms);
+    let ai = args.ai.config()?;
+    match &ai {
+        Some(c) => {
+            tracing::info!(base_url = %c.openai.base_url, model = c.default_model.as_str(), "AI provider configured")
+        }
+        None => tracing::info!("no OPENAI_API_KEY: AI queries are refused (503)"),
+    }
     let mut embedded = None;
     let mut state = match args.backend.backend {
         Backend::Embedded => {
@@ -379,6 +452,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 data_dir: args.data_dir.clone(),
                 jwt_secret: secret,
                 consistency_timeout: timeout,
+                ai: ai.clone(),
             })?;
             let state = e.state.clone();
             embedded = Some(e);
@@ -390,6 +464,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     };
     state.metrics = Some(metrics);
+    // On AWS the API queues queries; `chronicle worker` runs them.
+    state.ai = ai.as_ref().map(api::workers::AiConfig::provider);
     if let (Some(issuer), Some(audience)) = (&args.oidc_issuer, &args.oidc_audience) {
         tracing::info!(%issuer, %audience, "accepting RS256 tokens of this issuer");
         state.oidc = Some(std::sync::Arc::new(api::oidc::Oidc::new(issuer, audience)));

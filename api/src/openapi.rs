@@ -28,6 +28,7 @@ use utoipa::{Modify, OpenApi};
          (name = "products", description = "The tenant's catalogue: prices, SKUs, stock"),
          (name = "orders", description = "Orders: placing them reserves stock; their workflow"),
          (name = "analytics", description = "Figures of the tenant's business"),
+         (name = "ai", description = "AI queries: submitted at once, answered by the AI worker; poll for the answer"),
          (name = "tenants", description = "Sign-up, plan, settings and lifecycle of the caller's tenant"),
          (name = "users", description = "Users of the caller's tenant and invitations"),
          (name = "auth", description = "Built-in sign-in: access and rotating refresh tokens"),

@@ -66,6 +66,10 @@ pub struct TierLimits {
     max_products: u32,
     max_orders: u32,
     max_users: u32,
+    /// The longest AI prompt, in characters.
+    max_prompt_chars: u32,
+    /// AI tokens the month's completed queries may use.
+    ai_tokens_per_month: u64,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -79,6 +83,12 @@ pub struct TierFeatures {
 pub struct TenantUsage {
     /// Active (not disabled) users: what `max_users` counts.
     users: u32,
+    /// The calendar month (UTC) of the AI figures, e.g. `2026-12`.
+    ai_month: String,
+    /// AI tokens used this month by completed queries: what `ai_tokens_per_month` counts.
+    ai_tokens: u64,
+    /// AI queries completed this month.
+    ai_queries: u64,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -101,7 +111,11 @@ pub struct TenantView {
     version: u64,
 }
 
-fn tenant_view(t: &Tenant, version: u64) -> Result<TenantView, ApiError> {
+fn tenant_view(
+    t: &Tenant,
+    version: u64,
+    (month, ai): (String, domain::ai_usage::AiUsage),
+) -> Result<TenantView, ApiError> {
     let r = t
         .registered
         .as_ref()
@@ -122,6 +136,8 @@ fn tenant_view(t: &Tenant, version: u64) -> Result<TenantView, ApiError> {
             max_products: limits.max_products,
             max_orders: limits.max_orders,
             max_users: limits.max_users,
+            max_prompt_chars: limits.max_prompt_chars,
+            ai_tokens_per_month: limits.ai_tokens_per_month,
         },
         features: TierFeatures {
             advanced_analytics: features.advanced_analytics,
@@ -130,11 +146,24 @@ fn tenant_view(t: &Tenant, version: u64) -> Result<TenantView, ApiError> {
         },
         usage: TenantUsage {
             users: u32::try_from(t.seats.len()).unwrap_or(u32::MAX),
+            ai_month: month,
+            ai_tokens: ai.tokens,
+            ai_queries: ai.queries,
         },
         created_at: r.registered_at,
         updated_at: t.updated_at.unwrap_or(r.registered_at),
         version,
     })
+}
+
+/// The month's AI usage, as `GET /tenants/{id}` shows it.
+async fn ai_usage(
+    state: &AppState,
+    tenant: &TenantId,
+) -> Result<(String, domain::ai_usage::AiUsage), ApiError> {
+    let now = state.commands.now();
+    let usage = commands::ai::month_usage(&state.commands, tenant, now).await?;
+    Ok((domain::quota::month_of(now), usage))
 }
 
 /// The caller's own tenant; any other id is 404, whether it exists or not.
@@ -158,7 +187,7 @@ pub async fn get_tenant(
     let (t, version) = state.access.tenant(&tenant).await?;
     Ok((
         write_headers(None, version),
-        Json(tenant_view(&t, version)?),
+        Json(tenant_view(&t, version, ai_usage(&state, &tenant).await?)?),
     )
         .into_response())
 }
@@ -220,7 +249,11 @@ pub async fn update_tenant(
     state.tenants.remember(&tenant, &done.state);
     Ok((
         write_headers(None, done.version),
-        Json(tenant_view(&done.state, done.version)?),
+        Json(tenant_view(
+            &done.state,
+            done.version,
+            ai_usage(&state, &tenant).await?,
+        )?),
     )
         .into_response())
 }

@@ -12,6 +12,7 @@
 
 use crate::handler::{CommandError, CommandHandler, CommandMeta};
 use crate::pipeline::{Command, Tx};
+use crate::tenancy::active_tenant;
 use domain::money::{Currency, Money, Overflow};
 use domain::order::{
     MAX_LINES, Order, OrderCommand, OrderError, OrderEvent, OrderLine, ShippingAddress,
@@ -87,22 +88,6 @@ fn quota_stream(limit: &str, period: &str, shard: u32) -> StreamId {
     StreamId::for_aggregate(QuotaShard::KIND, quota::shard_id(limit, period, shard))
 }
 
-/// The tenant, read (not written) for its tier, currency and status. A tenant never
-/// signed up (an operator's token) has no lifecycle; its tier is the caller's.
-async fn active_tenant(
-    tx: &mut Tx<'_>,
-    callers_tier: Tier,
-) -> Result<Tenant, CommandError<CommerceError>> {
-    let stream = StreamId::for_aggregate(Tenant::KIND, &tx.meta().tenant_id);
-    let (mut t, _) = tx.load::<Tenant>(&stream).await.map_err(lift)?;
-    if t.registered.is_some() {
-        t.check_active().map_err(rejected)?;
-    } else {
-        t.tier = callers_tier;
-    }
-    Ok(t)
-}
-
 /// Takes one unit of `limit` (of `value` in all, in `period`) for `key`: from the first
 /// shard with room, starting where `key` points. Returns the shard.
 async fn take_quota(
@@ -133,37 +118,6 @@ async fn take_quota(
         }
     }
     Err(rejected(tenant.limit_reached(limit, value)))
-}
-
-/// The `A` a replayed first run wrote: its stream, found in the run's events (a retry
-/// mints new ids, so the command's own are not the first run's), as of that run.
-async fn replayed_state<A: Aggregate>(
-    handler: &CommandHandler,
-    meta: &CommandMeta,
-    events: &[EventEnvelope],
-) -> Result<A, CommandError<CommerceError>>
-where
-    CommerceError: From<A::Error>,
-{
-    let written: Vec<EventEnvelope> = events
-        .iter()
-        .filter(|e| e.stream_id.kind() == A::KIND)
-        .cloned()
-        .collect();
-    let stream = written
-        .first()
-        .map(|e| e.stream_id.clone())
-        .ok_or_else(|| {
-            rejected::<ValidationError>(ValidationError::new(
-                "Idempotency-Key",
-                "the first run under this key wrote nothing of this kind",
-            ))
-        })?;
-    let done = handler
-        .replayed_state::<A>(meta, &stream, written)
-        .await
-        .map_err(lift)?;
-    Ok(done.state)
 }
 
 /// A new product with its SKU and a unit of `max_products`.
@@ -233,7 +187,10 @@ impl Command for CreateProduct {
         meta: &CommandMeta,
         events: &[EventEnvelope],
     ) -> Result<Product, CommandError<CommerceError>> {
-        replayed_state::<Product>(handler, meta, events).await
+        handler
+            .replayed_of_kind::<Product>(meta, events)
+            .await
+            .map_err(lift)
     }
 }
 
@@ -416,7 +373,10 @@ impl Command for PlaceOrder {
         meta: &CommandMeta,
         events: &[EventEnvelope],
     ) -> Result<Order, CommandError<CommerceError>> {
-        replayed_state::<Order>(handler, meta, events).await
+        handler
+            .replayed_of_kind::<Order>(meta, events)
+            .await
+            .map_err(lift)
     }
 }
 

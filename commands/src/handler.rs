@@ -257,6 +257,33 @@ impl CommandHandler {
         self.run(meta, &on).await.map(|ran| on.finish(ran))
     }
 
+    /// The `A` a replayed first run wrote: its stream, found in the run's events (a retry
+    /// mints new ids, so the command's own are not the first run's), as of that run.
+    pub(crate) async fn replayed_of_kind<A: Aggregate>(
+        &self,
+        meta: &CommandMeta,
+        events: &[EventEnvelope],
+    ) -> Result<A, CommandError<A::Error>> {
+        let written: Vec<EventEnvelope> = events
+            .iter()
+            .filter(|e| e.stream_id.kind() == A::KIND)
+            .cloned()
+            .collect();
+        let stream = written
+            .first()
+            .map(|e| e.stream_id.clone())
+            .ok_or_else(|| {
+                CommandError::Store(StoreError::Invalid(format!(
+                    "the first run under this Idempotency-Key wrote no {}",
+                    A::KIND
+                )))
+            })?;
+        Ok(self
+            .replayed_state::<A>(meta, &stream, written)
+            .await?
+            .state)
+    }
+
     /// The state as the first execution left it: its stream folded up to the last version
     /// it wrote. That stream may differ from this attempt's (a create picks a fresh id).
     pub(crate) async fn replayed_state<A: Aggregate>(

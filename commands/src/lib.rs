@@ -3,10 +3,13 @@
 //! retry on conflict and idempotency.
 
 pub mod access;
+pub mod ai;
+pub mod ai_worker;
 pub mod commerce;
 pub mod handler;
 pub mod pipeline;
 pub mod store;
+mod tenancy;
 
 pub use access::{AccessError, AccessService, IssuedInvitation, SignedIn, UserState};
 pub use handler::{Clock, CommandError, CommandHandler, CommandMeta, Executed, RequestIds};

@@ -3,6 +3,8 @@
 //! time, ids and the acting user come in as arguments.
 
 pub mod aggregate;
+pub mod ai_query;
+pub mod ai_usage;
 pub mod envelope;
 pub mod ids;
 pub mod money;

@@ -25,6 +25,10 @@ pub struct Limits {
     pub max_products: u32,
     pub max_orders: u32,
     pub max_users: u32,
+    /// The longest prompt of an AI query, in characters.
+    pub max_prompt_chars: u32,
+    /// AI tokens the tenant's completed queries may use in a calendar month (UTC).
+    pub ai_tokens_per_month: u64,
 }
 
 /// What a tier switches on (seed 003's `features`).
@@ -42,16 +46,22 @@ impl Tier {
                 max_products: 100,
                 max_orders: 1_000,
                 max_users: 10,
+                max_prompt_chars: 4_000,
+                ai_tokens_per_month: 100_000,
             },
             Tier::Premium => Limits {
                 max_products: 1_000,
                 max_orders: 10_000,
                 max_users: 50,
+                max_prompt_chars: 16_000,
+                ai_tokens_per_month: 1_000_000,
             },
             Tier::Enterprise => Limits {
                 max_products: 100_000,
                 max_orders: 1_000_000,
                 max_users: 1_000,
+                max_prompt_chars: 64_000,
+                ai_tokens_per_month: 10_000_000,
             },
         }
     }

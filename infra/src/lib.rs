@@ -2,6 +2,7 @@
 
 pub mod aws;
 pub mod clock;
+pub mod openai;
 pub mod placement;
 pub mod sqlite;
 

@@ -1,6 +1,7 @@
 //! The read side: the ports it owns (event feed, stream source, read-model store), the
 //! projector engine that applies each (stream, version) once, and the read models.
 
+pub mod ai_queries;
 pub mod engine;
 pub mod orders;
 pub mod ports;
@@ -26,6 +27,7 @@ pub fn view_for(stream: &domain::StreamId) -> Option<&'static str> {
         "user" => Some(users::VIEW),
         "product" => Some(products::VIEW),
         "order" => Some(orders::VIEW),
+        "aiquery" => Some(ai_queries::VIEW),
         _ => None,
     }
 }
@@ -37,5 +39,6 @@ pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
         std::sync::Arc::new(users::UsersProjection),
         std::sync::Arc::new(products::ProductsProjection),
         std::sync::Arc::new(orders::OrdersProjection),
+        std::sync::Arc::new(ai_queries::AiQueriesProjection),
     ]
 }

@@ -40,6 +40,13 @@ def request(url: str, body: dict | None = None) -> tuple[int, bytes]:
         return e.code, e.read()
 
 
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def wait_up(base: str, server: subprocess.Popen, log: Path) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -77,7 +84,16 @@ def main() -> int:
                 [binary, "serve", "--addr", f"127.0.0.1:{port}", "--data-dir", f"{data}/store"],
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
+                env={
+                    **os.environ,
+                    "RUST_LOG": os.environ.get("RUST_LOG", "warn"),
+                    # An AI provider is configured, so that submissions are accepted (202);
+                    # it is a closed loopback port, so the worker's calls fail (FAILED)
+                    # without leaving the machine.
+                    "OPENAI_API_KEY": "sk-contract-run",
+                    "OPENAI_BASE_URL": f"http://127.0.0.1:{closed_port()}/v1",
+                    "CHRONICLE_AI_MAX_ATTEMPTS": "1",
+                },
             )
         try:
             wait_up(base, server, log)

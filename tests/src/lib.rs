@@ -3,6 +3,7 @@
 
 pub mod aws;
 pub mod conformance;
+pub mod fake_openai;
 
 use api::{Embedded, EmbeddedConfig, app};
 use axum::Router;
@@ -73,11 +74,32 @@ impl TestApp {
 
     /// With per-tenant rate limits (`RateLimits::parse` syntax).
     pub fn start_with_limits(spec: &str) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_in(tempfile::tempdir().expect("tempdir"), spec, None)
+    }
+
+    /// With the AI worker calling `fake`, in a fresh data dir.
+    pub fn start_with_ai(fake: &fake_openai::FakeOpenAi) -> Self {
+        Self::start_in(
+            tempfile::tempdir().expect("tempdir"),
+            "off",
+            Some(ai_config(fake)),
+        )
+    }
+
+    /// Stops this one (its projector and workers) and starts another on the same data
+    /// dir, as a restart of the process would.
+    pub async fn restart(self, ai: Option<api::workers::AiConfig>) -> Self {
+        let Self { embedded, dir, .. } = self;
+        embedded.shutdown().await;
+        Self::start_in(dir, "off", ai)
+    }
+
+    fn start_in(dir: tempfile::TempDir, spec: &str, ai: Option<api::workers::AiConfig>) -> Self {
         let embedded = Embedded::start(EmbeddedConfig {
             data_dir: dir.path().to_owned(),
             jwt_secret: SECRET.to_vec(),
             consistency_timeout: Duration::from_secs(5),
+            ai,
         })
         .expect("start");
         let mut embedded = embedded;
@@ -182,6 +204,27 @@ impl TestApp {
 }
 
 pub mod process;
+
+/// The AI worker's configuration for tests: `fake` as the provider, a 1 s timeout, three
+/// attempts, short pauses.
+pub fn ai_config(fake: &fake_openai::FakeOpenAi) -> api::workers::AiConfig {
+    api::workers::AiConfig {
+        openai: infra::openai::OpenAiSettings {
+            api_key: fake.key.clone(),
+            base_url: fake.base_url.clone(),
+            timeout: Duration::from_secs(1),
+        },
+        default_model: domain::ai_query::ModelName::parse("gpt-test").expect("model"),
+        policy: commands::ai_worker::RetryPolicy {
+            max_attempts: 3,
+            timeout: Duration::from_secs(1),
+            base_backoff: Duration::from_millis(20),
+            max_backoff: Duration::from_millis(100),
+            max_retry_after: Duration::from_secs(2),
+        },
+        concurrency: 4,
+    }
+}
 
 /// The password the harness signs tenants up with.
 pub const PASSWORD: &str = "correct horse battery staple";

@@ -2,6 +2,7 @@
 //! build time and disk use down (each test binary links the AWS SDKs).
 
 mod access;
+mod ai;
 mod aws_commerce;
 mod aws_e2e;
 mod aws_pipeline;

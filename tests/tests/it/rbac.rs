@@ -21,6 +21,7 @@ fn success(method: &Method, path: &str) -> StatusCode {
     match (method.as_str(), path) {
         ("POST", "/auth/signin" | "/auth/refresh") => StatusCode::OK,
         ("POST", "/auth/signout") => StatusCode::NO_CONTENT,
+        ("POST", "/ai/query") => StatusCode::ACCEPTED,
         ("POST", p) if p.starts_with("/orders/") || p.ends_with("/inventory") => StatusCode::OK,
         ("POST", _) => StatusCode::CREATED,
         ("DELETE", _) => StatusCode::NO_CONTENT,
@@ -93,6 +94,19 @@ async fn commerce_fixture(
     path: &str,
     unique: &str,
 ) -> (String, String, String) {
+    if path.starts_with("/ai/") {
+        // A query of the MEMBER's: the ADMIN sees it too, another tenant does not.
+        let q = app
+            .post("/ai/query", &f.member.access, r#"{"prompt": "walk"}"#)
+            .await;
+        assert_eq!(q.status, StatusCode::ACCEPTED, "{:?}", q.body);
+        let id = q.body["query_id"].as_str().unwrap_or_default().to_owned();
+        let token = q
+            .header("x-consistency-token")
+            .unwrap_or_default()
+            .to_owned();
+        return (String::new(), id, token);
+    }
     if !(path.starts_with("/products") || path.starts_with("/orders")) {
         return (String::new(), String::new(), String::new());
     }
@@ -146,7 +160,8 @@ async fn commerce_fixture(
 
 #[tokio::test]
 async fn every_route_answers_every_caller_as_the_policy_says() {
-    let app = TestApp::start();
+    let fake = chronicle_tests::fake_openai::FakeOpenAi::start().await;
+    let app = TestApp::start_with_ai(&fake);
     let other = app
         .register_tenant("Globex", "root@globex.test", "enterprise")
         .await;
@@ -187,7 +202,7 @@ async fn every_route_answers_every_caller_as_the_policy_says() {
                 p if p.starts_with("/tenants/") => f.admin.tenant_id.clone(),
                 p if p.starts_with("/users/") => f.member.user_id.clone(),
                 p if p.starts_with("/products/") => product_id.clone(),
-                p if p.starts_with("/orders/") => order_id.clone(),
+                p if p.starts_with("/orders/") || p.starts_with("/ai/") => order_id.clone(),
                 _ => task_id,
             };
             let path = rule.path.replace("{id}", &id);
@@ -220,6 +235,7 @@ async fn every_route_answers_every_caller_as_the_policy_says() {
                 ("PUT", "/products/{id}") => Some(json!({"price": "2.00"})),
                 ("POST", "/products/{id}/inventory") => Some(json!({"delta": 1, "reason": "walk"})),
                 ("POST", "/orders") => Some(order_body(&product_id)),
+                ("POST", "/ai/query") => Some(json!({"prompt": "asked by the walk"})),
                 ("PUT", "/orders/{id}") => {
                     Some(json!({"shipping_address": address("2 Walk Lane")}))
                 }

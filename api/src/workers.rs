@@ -1,0 +1,165 @@
+//! The in-process drivers of the background workers (embedded backend): the AI worker
+//! tails the log for submitted queries, runs several at once, and keeps a checkpoint below
+//! the oldest query still running, so that after a restart every unfinished query is run
+//! again (the worker resumes it at its next attempt; finished ones are skipped).
+
+use commands::ai_worker::{AiWorker, Processed};
+use commands::{CommandError, StoreError};
+use domain::EventEnvelope;
+use projections::{DeadLetter, EventFeed, ReadModelStore};
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinSet;
+
+/// How the AI worker reaches its model and how it retries.
+#[derive(Debug, Clone)]
+pub struct AiConfig {
+    pub openai: infra::openai::OpenAiSettings,
+    /// The model a query gets when it names none.
+    pub default_model: domain::ai_query::ModelName,
+    pub policy: commands::ai_worker::RetryPolicy,
+    /// Queries run at once by one worker.
+    pub concurrency: usize,
+}
+
+impl AiConfig {
+    /// The worker this configuration describes, over `handler`.
+    pub fn worker(&self, handler: commands::CommandHandler) -> anyhow::Result<AiWorker> {
+        let model = infra::openai::OpenAiModel::new(&self.openai)?;
+        Ok(AiWorker::new(
+            handler,
+            Arc::new(model),
+            self.policy.clone(),
+        )?)
+    }
+
+    /// What the API needs to know of it.
+    pub fn provider(&self) -> crate::ai::AiProvider {
+        crate::ai::AiProvider {
+            default_model: self.default_model.clone(),
+        }
+    }
+}
+
+/// The AI worker's checkpoint, among the read models' (a position of the log).
+pub const AI_CHECKPOINT: &str = "ai-worker";
+
+/// Events read per step of the tail.
+const BATCH: usize = 256;
+
+/// Tails `feed` for submitted queries and runs up to `concurrency` at once until
+/// `shutdown`. Queries cut off by the shutdown are run again at the next start.
+pub async fn run_ai_worker(
+    feed: Arc<dyn EventFeed>,
+    store: Arc<dyn ReadModelStore>,
+    worker: Arc<AiWorker>,
+    concurrency: usize,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    let concurrency = concurrency.max(1);
+    let mut head = feed.head();
+    let mut at = loop {
+        match store.checkpoint(AI_CHECKPOINT).await {
+            Ok(p) => break p,
+            Err(e) => {
+                tracing::warn!(error = %e, "AI worker cannot read its checkpoint; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    () = &mut shutdown => return,
+                }
+            }
+        }
+    };
+    let mut saved = at;
+    let mut running: JoinSet<u64> = JoinSet::new();
+    let mut open: BTreeSet<u64> = BTreeSet::new();
+    loop {
+        head.borrow_and_update();
+        let mut caught_up = true;
+        if running.len() < concurrency {
+            match feed.read_after(at, BATCH).await {
+                Ok(batch) => {
+                    caught_up = batch.len() < BATCH;
+                    for e in batch {
+                        if AiWorker::starts_work(&e) {
+                            if running.len() >= concurrency {
+                                caught_up = false;
+                                break;
+                            }
+                            open.insert(e.position);
+                            running.spawn(run_one(worker.clone(), store.clone(), e.clone()));
+                        }
+                        at = e.position;
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "AI worker cannot read the log; retrying"),
+            }
+        }
+        // Everything before the oldest running query is done.
+        let done = open.first().map_or(at, |p| p - 1);
+        if done > saved {
+            let checkpoint = Some((AI_CHECKPOINT.to_owned(), done));
+            match store
+                .commit(AI_CHECKPOINT, vec![], vec![], checkpoint)
+                .await
+            {
+                Ok(()) => saved = done,
+                Err(e) => tracing::warn!(error = %e, "AI worker cannot store its checkpoint"),
+            }
+        }
+        let room = running.len() < concurrency;
+        tokio::select! {
+            Some(finished) = running.join_next(), if !running.is_empty() => {
+                if let Ok(position) = finished {
+                    open.remove(&position);
+                }
+            }
+            r = head.changed(), if room && caught_up => if r.is_err() { break },
+            () = tokio::time::sleep(Duration::ZERO), if room && !caught_up => {}
+            () = &mut shutdown => break,
+        }
+    }
+    running.abort_all();
+}
+
+/// Runs one query to its end. A store that fails is retried with backoff; a query that
+/// cannot be run at all (an unreadable stream) goes to the dead letters.
+async fn run_one(
+    worker: Arc<AiWorker>,
+    store: Arc<dyn ReadModelStore>,
+    event: EventEnvelope,
+) -> u64 {
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match worker.handle(&event).await {
+            Ok(Processed::Final(status)) => {
+                tracing::info!(tenant_id = %event.tenant_id, query_id = event.stream_id.instance(), status = status.as_str(), "AI query finished");
+                break;
+            }
+            Ok(Processed::TakenOver) => break,
+            Err(
+                e @ (CommandError::Store(StoreError::Retryable(_)) | CommandError::Contended(_)),
+            ) => {
+                tracing::warn!(tenant_id = %event.tenant_id, query_id = event.stream_id.instance(), error = %e, "AI worker: store unavailable; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(10));
+            }
+            Err(e) => {
+                tracing::error!(tenant_id = %event.tenant_id, query_id = event.stream_id.instance(), error = %e, "AI query sent to the dead letters");
+                let dead = DeadLetter {
+                    view: AI_CHECKPOINT.to_owned(),
+                    event: event.clone(),
+                    error: e.to_string(),
+                };
+                if let Err(e) = store.commit(AI_CHECKPOINT, vec![], vec![dead], None).await {
+                    tracing::error!(error = %e, "could not record the dead letter");
+                }
+                break;
+            }
+        }
+    }
+    event.position
+}
