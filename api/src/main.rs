@@ -37,6 +37,8 @@ enum Command {
     Serve(ServeArgs),
     /// Run a projector worker (aws: long-poll SQS; embedded: tail the log).
     Project(ProjectArgs),
+    /// Run the AI query worker (aws: its SQS queue; embedded: tail the log).
+    Worker(WorkerArgs),
     /// Relay DynamoDB Streams to EventBridge and Kinesis (aws only).
     Relay(RelayArgs),
     /// Create the AWS resources, idempotently (aws only).
@@ -110,6 +112,19 @@ struct ProjectArgs {
     /// SQS long-poll wait, in seconds (aws).
     #[arg(long, env = "CHRONICLE_SQS_WAIT_SECONDS", default_value_t = 10)]
     wait_seconds: u64,
+}
+
+#[derive(Args, Clone)]
+struct WorkerArgs {
+    #[command(flatten)]
+    backend: BackendArgs,
+    #[arg(long, env = "CHRONICLE_DATA_DIR", default_value = "./data")]
+    data_dir: PathBuf,
+    /// SQS long-poll wait, in seconds (aws).
+    #[arg(long, env = "CHRONICLE_SQS_WAIT_SECONDS", default_value_t = 10)]
+    wait_seconds: u64,
+    #[command(flatten)]
+    ai: AiArgs,
 }
 
 #[derive(Args, Clone)]
@@ -339,6 +354,7 @@ fn main() -> anyhow::Result<()> {
             Some(Command::Token(args)) => token(args),
             Some(Command::Serve(args)) => serve(args).await,
             Some(Command::Project(args)) => project(args).await,
+            Some(Command::Worker(args)) => worker(args).await,
             Some(Command::Relay(args)) => relay(args).await,
             Some(Command::Setup(args)) => setup(args).await,
             Some(Command::Tenant(args)) => tenant(args).await,
@@ -526,6 +542,51 @@ async fn project(args: ProjectArgs) -> anyhow::Result<()> {
             let group: Vec<&projections::Projector> = projectors.iter().collect();
             tracing::info!(data_dir = %args.data_dir.display(), "projectors tailing the log");
             projections::run_group(&group, Arc::new(events), shutdown_signal()).await;
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
+    let _metrics = install_metrics()?;
+    let config = args.ai.config()?.ok_or_else(|| {
+        anyhow::anyhow!("the AI worker needs a provider: set OPENAI_API_KEY (and OPENAI_BASE_URL for a server other than OpenAI)")
+    })?;
+    let clock = std::sync::Arc::new(infra::SystemClock);
+    match args.backend.backend {
+        Backend::Aws => {
+            let aws = infra::aws::Aws::load(&args.backend.aws_prefix).await;
+            let store = std::sync::Arc::new(infra::aws::DynamoEventStore::new(&aws));
+            let worker =
+                std::sync::Arc::new(config.worker(commands::CommandHandler::new(store, clock))?);
+            let queue = infra::aws::AiQueueWorker::new(
+                &aws,
+                worker,
+                Duration::from_secs(args.wait_seconds),
+                config.concurrency,
+            )
+            .await?;
+            tracing::info!(queue = %aws.names.ai_queue, base_url = %config.openai.base_url, "AI worker consuming");
+            queue.run(shutdown_signal()).await;
+        }
+        Backend::Embedded => {
+            use std::sync::Arc;
+            let events = infra::sqlite::SqliteEventStore::open(&args.data_dir.join("events.db"))?;
+            let views = infra::sqlite::SqliteReadModelStore::open(&args.data_dir.join("views.db"))?;
+            let worker = Arc::new(config.worker(commands::CommandHandler::new(
+                Arc::new(events.clone()),
+                clock,
+            ))?);
+            tracing::info!(data_dir = %args.data_dir.display(), base_url = %config.openai.base_url, "AI worker tailing the log");
+            api::workers::run_ai_worker(
+                Arc::new(events),
+                Arc::new(views),
+                worker,
+                config.concurrency,
+                shutdown_signal(),
+            )
+            .await;
         }
     }
     tracing::info!("stopped");

@@ -2,6 +2,7 @@
 //! EventBridge and Kinesis, the SQS-fed projector, and `setup` for the resources. Every
 //! client honours the standard AWS environment (region, credentials, `AWS_ENDPOINT_URL`).
 
+mod ai_queue;
 mod counting;
 mod dynamodb;
 mod item;
@@ -15,6 +16,7 @@ pub use publish::{EventBridgePublisher, KinesisPublisher, PublishError, SOURCE};
 pub use relay::{Relay, RelayError};
 pub use sqs::{SqsProjector, apply_messages, queue_projector, queue_projectors};
 
+pub use ai_queue::AiQueueWorker;
 pub use counting::RequestCounter;
 pub use dynamodb::DynamoEventStore;
 pub use setup::{MAX_RECEIVES, SetupError, setup};
@@ -31,6 +33,10 @@ pub struct Names {
     pub projector_rule: String,
     pub projector_queue: String,
     pub projector_dlq: String,
+    /// The AI worker's rule, queue and dead-letter queue.
+    pub ai_rule: String,
+    pub ai_queue: String,
+    pub ai_dlq: String,
     pub kinesis_stream: String,
 }
 
@@ -43,6 +49,9 @@ impl Names {
             projector_rule: format!("{prefix}-projector"),
             projector_queue: format!("{prefix}-projector"),
             projector_dlq: format!("{prefix}-projector-dlq"),
+            ai_rule: format!("{prefix}-ai"),
+            ai_queue: format!("{prefix}-ai"),
+            ai_dlq: format!("{prefix}-ai-dlq"),
             kinesis_stream: format!("{prefix}-events"),
         }
     }

@@ -33,9 +33,32 @@ pub async fn setup(aws: &Aws) -> Result<Vec<String>, SetupError> {
     let mut report = Vec::new();
     report.push(events_table(aws).await?);
     report.push(views_table(aws).await?);
-    let (queue_report, queue_arn, queue_url) = queues(aws).await?;
-    report.extend(queue_report);
-    report.extend(bus(aws, &queue_arn, &queue_url).await?);
+    let names = &aws.names;
+    report.push(bus(aws).await?);
+    let (lines, arn, url) =
+        queue_pair(aws, &names.projector_queue, &names.projector_dlq, 10).await?;
+    report.extend(lines);
+    report.push(
+        route(
+            aws,
+            (&names.projector_rule, "projector"),
+            serde_json::json!({ "source": [super::SOURCE] }),
+            (&names.projector_queue, &arn, &url),
+        )
+        .await?,
+    );
+    let (lines, arn, url) =
+        queue_pair(aws, &names.ai_queue, &names.ai_dlq, AI_VISIBILITY_SECS).await?;
+    report.extend(lines);
+    report.push(
+        route(
+            aws,
+            (&names.ai_rule, "ai-worker"),
+            serde_json::json!({ "source": [super::SOURCE], "detail-type": ["AIQuerySubmitted"] }),
+            (&names.ai_queue, &arn, &url),
+        )
+        .await?,
+    );
     report.push(kinesis(aws).await?);
     Ok(report)
 }
@@ -160,28 +183,36 @@ async fn queue_arn(aws: &Aws, url: &str) -> Result<String, SetupError> {
         })
 }
 
-/// The projector queue and its dead-letter queue; returns the queue's ARN and URL.
-async fn queues(aws: &Aws) -> Result<(Vec<String>, String, String), SetupError> {
-    let names = &aws.names;
+/// A worker's queue and its dead-letter queue (after `MAX_RECEIVES` receives); returns
+/// the report lines and the queue's ARN and URL.
+async fn queue_pair(
+    aws: &Aws,
+    name: &str,
+    dlq_name: &str,
+    visibility_secs: u32,
+) -> Result<(Vec<String>, String, String), SetupError> {
     let dlq = aws
         .sqs
         .create_queue()
-        .queue_name(&names.projector_dlq)
+        .queue_name(dlq_name)
         .attributes(QueueAttributeName::MessageRetentionPeriod, "1209600")
         .send()
         .await
-        .map_err(|e| fail(&names.projector_dlq, e))?;
+        .map_err(|e| fail(dlq_name, e))?;
     let dlq_url = dlq.queue_url().unwrap_or_default().to_owned();
     let dlq_arn = queue_arn(aws, &dlq_url).await?;
     let redrive = serde_json::json!({ "deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVES.to_string() });
     let queue = aws
         .sqs
         .create_queue()
-        .queue_name(&names.projector_queue)
-        .attributes(QueueAttributeName::VisibilityTimeout, "10")
+        .queue_name(name)
+        .attributes(
+            QueueAttributeName::VisibilityTimeout,
+            visibility_secs.to_string(),
+        )
         .send()
         .await
-        .map_err(|e| fail(&names.projector_queue, e))?;
+        .map_err(|e| fail(name, e))?;
     let url = queue.queue_url().unwrap_or_default().to_owned();
     aws.sqs
         .set_queue_attributes()
@@ -189,45 +220,53 @@ async fn queues(aws: &Aws) -> Result<(Vec<String>, String, String), SetupError> 
         .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
         .send()
         .await
-        .map_err(|e| fail(&names.projector_queue, e))?;
+        .map_err(|e| fail(name, e))?;
     let arn = queue_arn(aws, &url).await?;
     Ok((
         vec![
-            format!("queue {}: ready", names.projector_dlq),
-            format!(
-                "queue {}: ready, dead letters after {MAX_RECEIVES} receives",
-                names.projector_queue
-            ),
+            format!("queue {dlq_name}: ready"),
+            format!("queue {name}: ready, dead letters after {MAX_RECEIVES} receives"),
         ],
         arn,
         url,
     ))
 }
 
-async fn bus(aws: &Aws, queue_arn: &str, queue_url: &str) -> Result<Vec<String>, SetupError> {
+async fn bus(aws: &Aws) -> Result<String, SetupError> {
     let names = &aws.names;
-    let bus_line = match aws
+    match aws
         .eventbridge
         .create_event_bus()
         .name(&names.bus)
         .send()
         .await
     {
-        Ok(_) => format!("event bus {}: created", names.bus),
+        Ok(_) => Ok(format!("event bus {}: created", names.bus)),
         Err(e) if e.code() == Some("ResourceAlreadyExistsException") => {
-            format!("event bus {}: exists", names.bus)
+            Ok(format!("event bus {}: exists", names.bus))
         }
-        Err(e) => return Err(fail(&names.bus, e)),
-    };
+        Err(e) => Err(fail(&names.bus, e)),
+    }
+}
+
+/// A rule on the bus that sends the events matching `pattern` to a queue (the rule's
+/// target `target_id`).
+async fn route(
+    aws: &Aws,
+    (rule_name, target_id): (&str, &str),
+    pattern: serde_json::Value,
+    (queue_name, queue_arn, queue_url): (&str, &str, &str),
+) -> Result<String, SetupError> {
+    let names = &aws.names;
     let rule = aws
         .eventbridge
         .put_rule()
-        .name(&names.projector_rule)
+        .name(rule_name)
         .event_bus_name(&names.bus)
-        .event_pattern(serde_json::json!({ "source": ["chronicle"] }).to_string())
+        .event_pattern(pattern.to_string())
         .send()
         .await
-        .map_err(|e| fail(&names.projector_rule, e))?;
+        .map_err(|e| fail(rule_name, e))?;
     let rule_arn = rule.rule_arn().unwrap_or_default().to_owned();
     let policy = serde_json::json!({
         "Version": "2012-10-17",
@@ -247,33 +286,32 @@ async fn bus(aws: &Aws, queue_arn: &str, queue_url: &str) -> Result<Vec<String>,
         .await
         .map_err(|e| fail(queue_url, e))?;
     let target = aws_sdk_eventbridge::types::Target::builder()
-        .id("projector")
+        .id(target_id)
         .arn(queue_arn)
         .build()
-        .map_err(|e| fail(&names.projector_rule, e))?;
+        .map_err(|e| fail(rule_name, e))?;
     let put = aws
         .eventbridge
         .put_targets()
-        .rule(&names.projector_rule)
+        .rule(rule_name)
         .event_bus_name(&names.bus)
         .targets(target)
         .send()
         .await
-        .map_err(|e| fail(&names.projector_rule, e))?;
+        .map_err(|e| fail(rule_name, e))?;
     if put.failed_entry_count() > 0 {
         return Err(SetupError {
-            resource: names.projector_rule.clone(),
+            resource: rule_name.to_owned(),
             message: format!("target not attached: {:?}", put.failed_entries()),
         });
     }
-    Ok(vec![
-        bus_line,
-        format!(
-            "rule {} (source chronicle) -> queue {}: ready",
-            names.projector_rule, names.projector_queue
-        ),
-    ])
+    Ok(format!(
+        "rule {rule_name} ({pattern}) -> queue {queue_name}: ready"
+    ))
 }
+
+/// The AI queue's visibility: the worker extends it while a query runs.
+pub const AI_VISIBILITY_SECS: u32 = 120;
 
 async fn kinesis(aws: &Aws) -> Result<String, SetupError> {
     let name = &aws.names.kinesis_stream;

@@ -32,7 +32,7 @@ pub fn queue_projector(aws: &Aws, projection: Arc<dyn Projection>) -> Projector 
 }
 
 /// The envelope inside an EventBridge event delivered to SQS (`detail`).
-fn envelope(body: &str) -> Result<EventEnvelope, String> {
+pub(crate) fn envelope(body: &str) -> Result<EventEnvelope, String> {
     let event: serde_json::Value =
         serde_json::from_str(body).map_err(|e| format!("not JSON: {e}"))?;
     let detail = event.get("detail").cloned().unwrap_or(event);

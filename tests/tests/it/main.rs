@@ -3,6 +3,7 @@
 
 mod access;
 mod ai;
+mod aws_ai;
 mod aws_commerce;
 mod aws_e2e;
 mod aws_pipeline;
