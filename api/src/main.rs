@@ -124,7 +124,7 @@ struct WorkerArgs {
     #[arg(long, env = "CHRONICLE_SQS_WAIT_SECONDS", default_value_t = 10)]
     wait_seconds: u64,
     #[command(flatten)]
-    ai: AiArgs,
+    ai: api::workers::AiArgs,
 }
 
 #[derive(Args, Clone)]
@@ -172,71 +172,7 @@ struct ServeArgs {
     #[arg(long, env = "CHRONICLE_PIN_THREADS", default_value_t = true, action = clap::ArgAction::Set)]
     pin_threads: bool,
     #[command(flatten)]
-    ai: AiArgs,
-}
-
-/// The AI provider and the AI worker's policy.
-#[derive(Args, Clone)]
-struct AiArgs {
-    /// The provider's API key; without it, AI queries are refused (503). Set it in the
-    /// environment rather than on the command line, where other users can see it.
-    #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
-    openai_api_key: Option<String>,
-    /// The provider's API, OpenAI's or any compatible server's (`…/v1`).
-    #[arg(long, env = "OPENAI_BASE_URL", default_value = infra::openai::DEFAULT_BASE_URL)]
-    openai_base_url: String,
-    /// The model of a query that names none.
-    #[arg(long, env = "CHRONICLE_AI_MODEL", default_value = "gpt-4o-mini")]
-    ai_model: String,
-    /// How long one call of the model may take: a number with ms, s or m (seconds if bare).
-    #[arg(long, env = "CHRONICLE_AI_TIMEOUT", default_value = "60s", value_parser = parse_timeout)]
-    ai_timeout: Duration,
-    /// Calls of the model per query before it fails for good.
-    #[arg(long, env = "CHRONICLE_AI_MAX_ATTEMPTS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=20))]
-    ai_max_attempts: u32,
-    /// Queries one worker runs at once.
-    #[arg(long, env = "CHRONICLE_AI_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=1000))]
-    ai_concurrency: u16,
-}
-
-impl AiArgs {
-    fn config(&self) -> anyhow::Result<Option<api::workers::AiConfig>> {
-        let Some(key) = self.openai_api_key.clone().filter(|k| !k.trim().is_empty()) else {
-            return Ok(None);
-        };
-        let default_model = domain::ai_query::ModelName::parse(&self.ai_model)
-            .map_err(|e| anyhow::anyhow!("CHRONICLE_AI_MODEL: {e}"))?;
-        Ok(Some(api::workers::AiConfig {
-            openai: infra::openai::OpenAiSettings {
-                api_key: key,
-                base_url: self.openai_base_url.clone(),
-                timeout: self.ai_timeout,
-            },
-            default_model,
-            policy: commands::ai_worker::RetryPolicy {
-                max_attempts: self.ai_max_attempts,
-                timeout: self.ai_timeout,
-                ..Default::default()
-            },
-            concurrency: usize::from(self.ai_concurrency),
-        }))
-    }
-}
-
-fn parse_timeout(s: &str) -> Result<Duration, String> {
-    let bad = || format!("{s:?} is not a duration like 500ms, 60s or 2m");
-    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = n.parse().map_err(|_| bad())?;
-    let d = match unit {
-        "ms" => Duration::from_millis(n),
-        "s" | "" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        _ => return Err(bad()),
-    };
-    if d.is_zero() {
-        return Err("the timeout must be positive".into());
-    }
-    Ok(d)
+    ai: api::workers::AiArgs,
 }
 
 impl ServeArgs {

@@ -89,20 +89,12 @@ impl AiQueueWorker {
     /// Runs one message's query, keeping the message invisible meanwhile; true when the
     /// message was deleted.
     async fn run_one(&self, m: &Message) -> bool {
-        let id = m.message_id().unwrap_or_default();
         let receipt = m.receipt_handle().unwrap_or_default();
-        let event = match envelope(m.body().unwrap_or_default()) {
-            Ok(e) => e,
-            Err(reason) => {
-                tracing::error!(message_id = id, %reason, "unreadable message left for the dead-letter queue");
-                self.visible_in(receipt, 1).await;
-                return false;
-            }
-        };
-        if !AiWorker::starts_work(&event) {
-            return self.delete(receipt).await;
-        }
-        let run = self.worker.handle(&event);
+        let run = run_ai_message(
+            &self.worker,
+            m.message_id().unwrap_or_default(),
+            m.body().unwrap_or_default(),
+        );
         tokio::pin!(run);
         let beat = Duration::from_secs(u64::from(AI_VISIBILITY_SECS) / 2);
         let outcome = loop {
@@ -112,12 +104,8 @@ impl AiQueueWorker {
             }
         };
         match outcome {
-            Ok(processed) => {
-                tracing::info!(tenant_id = %event.tenant_id, query_id = event.stream_id.instance(), outcome = ?processed, "AI query done");
-                self.delete(receipt).await
-            }
-            Err(e) => {
-                tracing::error!(tenant_id = %event.tenant_id, query_id = event.stream_id.instance(), message_id = id, error = %e, "AI query could not be run; the message comes back");
+            Ok(()) => self.delete(receipt).await,
+            Err(()) => {
                 self.visible_in(receipt, 1).await;
                 false
             }
@@ -153,6 +141,32 @@ impl AiQueueWorker {
                 tracing::warn!(error = %sdk_error(e), "could not delete a done message");
                 false
             }
+        }
+    }
+}
+
+/// Runs the query of one message (an EventBridge event's body): `Ok` when the message is
+/// done with (the query is final, taken over, or the event is not a submission), `Err`
+/// when it must come back. The polling worker and the Lambda handler share it.
+pub async fn run_ai_message(worker: &AiWorker, message_id: &str, body: &str) -> Result<(), ()> {
+    let event = match envelope(body) {
+        Ok(e) => e,
+        Err(reason) => {
+            tracing::error!(message_id, %reason, "unreadable message left for the dead-letter queue");
+            return Err(());
+        }
+    };
+    if !AiWorker::starts_work(&event) {
+        return Ok(());
+    }
+    match worker.handle(&event).await {
+        Ok(processed) => {
+            tracing::info!(tenant_id = %event.tenant_id, query_id = event.stream_id.instance(), outcome = ?processed, "AI query done");
+            Ok(())
+        }
+        Err(e) => {
+            tracing::error!(tenant_id = %event.tenant_id, query_id = event.stream_id.instance(), message_id, error = %e, "AI query could not be run; the message comes back");
+            Err(())
         }
     }
 }

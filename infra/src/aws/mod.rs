@@ -16,7 +16,7 @@ pub use publish::{EventBridgePublisher, KinesisPublisher, PublishError, SOURCE};
 pub use relay::{Relay, RelayError};
 pub use sqs::{SqsProjector, apply_messages, queue_projector, queue_projectors};
 
-pub use ai_queue::AiQueueWorker;
+pub use ai_queue::{AiQueueWorker, run_ai_message};
 pub use counting::RequestCounter;
 pub use dynamodb::DynamoEventStore;
 pub use setup::{MAX_RECEIVES, SetupError, setup};

@@ -1,7 +1,15 @@
 //! The REST API as a Lambda function behind API Gateway: the same router as `chronicle serve`.
 
+use clap::Parser;
 use lambda_http::Error;
 use std::time::Duration;
+
+/// The AI provider, from the same environment as `chronicle serve` reads.
+#[derive(Parser)]
+struct Env {
+    #[command(flatten)]
+    ai: api::workers::AiArgs,
+}
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -11,6 +19,12 @@ async fn main() -> Result<(), Error> {
         std::env::var("CHRONICLE_JWT_SECRET").map_err(|_| "CHRONICLE_JWT_SECRET is not set")?;
     let keys = api::TokenKeys::from_secret(secret.as_bytes()).map_err(|e| e.to_string())?;
     let mut state = api::aws::aws_state(&aws, keys, Duration::from_millis(2000));
+    // The API queues queries; the AI worker function runs them.
+    state.ai = Env::parse_from(["chronicle-api-lambda"])
+        .ai
+        .config()?
+        .as_ref()
+        .map(api::workers::AiConfig::provider);
     if let (Ok(issuer), Ok(audience)) = (
         std::env::var("CHRONICLE_OIDC_ISSUER"),
         std::env::var("CHRONICLE_OIDC_AUDIENCE"),
