@@ -97,3 +97,70 @@ async fn request_logs_carry_route_request_tenant_and_user_and_never_the_token() 
             .is_some_and(|id| !id.is_empty())
     );
 }
+
+#[tokio::test]
+async fn the_ai_providers_key_is_never_logged() {
+    let fake = chronicle_tests::fake_openai::FakeOpenAi::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start_logging(
+        dir.path(),
+        SECRET,
+        &[
+            "--openai-api-key",
+            &fake.key,
+            "--openai-base-url",
+            &fake.base_url,
+            "--ai-timeout",
+            "2s",
+        ],
+        "debug",
+    );
+    let http = Http::default();
+    let token = mint(SECRET.as_bytes(), "logged", "lee", Role::Admin);
+    let mut ids = Vec::new();
+    for prompt in ["log me", "bad-request, logged"] {
+        let submitted = http
+            .send(
+                "POST",
+                &server.url("/ai/query"),
+                &token,
+                &[],
+                Some(serde_json::json!({ "prompt": prompt }).to_string()),
+            )
+            .await
+            .expect("POST");
+        assert_eq!(submitted.status, 202, "{:?}", submitted.body);
+        ids.push(submitted.body["query_id"].as_str().expect("id").to_owned());
+    }
+    for (id, status) in ids.iter().zip(["COMPLETED", "FAILED"]) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let q = http
+                .send(
+                    "GET",
+                    &server.url(&format!("/ai/query/{id}")),
+                    &token,
+                    &[],
+                    None,
+                )
+                .await
+                .expect("GET");
+            if q.body["status"] == status {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{:?}", q.body);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let logs = server.logs.clone();
+    assert!(server.stop().success());
+    let lines = logs.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    assert!(
+        lines.iter().any(|l| l.contains("AI query finished")),
+        "the worker logged its work: {lines:#?}"
+    );
+    assert!(
+        lines.iter().all(|l| !l.contains(&fake.key)),
+        "a log line holds the provider's key"
+    );
+}
