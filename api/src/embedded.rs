@@ -70,7 +70,7 @@ impl Embedded {
                 state.ai = Some(ai.provider());
                 let worker = Arc::new(ai.worker(handler)?);
                 let mut stopped = stop.subscribe();
-                Some(tokio::spawn(crate::workers::run_ai_worker(
+                Some(tokio::spawn(crate::workers::run_worker(
                     Arc::new(events.clone()),
                     Arc::new(views.clone()),
                     worker,

@@ -496,11 +496,12 @@ async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
             let store = std::sync::Arc::new(infra::aws::DynamoEventStore::new(&aws));
             let worker =
                 std::sync::Arc::new(config.worker(commands::CommandHandler::new(store, clock))?);
-            let queue = infra::aws::AiQueueWorker::new(
+            let queue = infra::aws::QueueWorker::new(
                 &aws,
+                &aws.names.ai_queue,
                 worker,
-                Duration::from_secs(args.wait_seconds),
-                config.concurrency,
+                (Duration::from_secs(args.wait_seconds), config.concurrency),
+                infra::aws::AI_VISIBILITY_SECS,
             )
             .await?;
             tracing::info!(queue = %aws.names.ai_queue, base_url = %config.openai.base_url, "AI worker consuming");
@@ -515,7 +516,7 @@ async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
                 clock,
             ))?);
             tracing::info!(data_dir = %args.data_dir.display(), base_url = %config.openai.base_url, "AI worker tailing the log");
-            api::workers::run_ai_worker(
+            api::workers::run_worker(
                 Arc::new(events),
                 Arc::new(views),
                 worker,

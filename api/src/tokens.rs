@@ -200,10 +200,20 @@ fn invalid_token(detail: &str) -> ApiError {
 /// The HMAC secret: `explicit` if given, else the one kept in `data_dir`, created with mode
 /// 0600 on first use.
 pub fn load_or_create_secret(explicit: Option<&str>, data_dir: &Path) -> anyhow::Result<Vec<u8>> {
+    load_or_create_key(explicit, data_dir, SECRET_FILE)
+}
+
+/// A server key: `explicit` if given, else the one kept in `data_dir/file`, 32 random bytes
+/// (hex) created with mode 0600 on first use.
+pub fn load_or_create_key(
+    explicit: Option<&str>,
+    data_dir: &Path,
+    file: &str,
+) -> anyhow::Result<Vec<u8>> {
     if let Some(secret) = explicit {
         return Ok(secret.as_bytes().to_vec());
     }
-    let path = data_dir.join(SECRET_FILE);
+    let path = data_dir.join(file);
     match std::fs::read_to_string(&path) {
         Ok(s) => return Ok(s.trim().as_bytes().to_vec()),
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {

@@ -1,10 +1,11 @@
-//! The in-process drivers of the background workers (embedded backend): the AI worker
-//! tails the log for submitted queries, runs several at once, and keeps a checkpoint below
-//! the oldest query still running, so that after a restart every unfinished query is run
-//! again (the worker resumes it at its next attempt; finished ones are skipped).
+//! The background workers' configuration, and their in-process driver (embedded backend):
+//! a worker tails the log for the events that give it work (a submitted AI query, a
+//! started Salesforce sync), runs several at once, and keeps a checkpoint below the oldest
+//! still running, so that after a restart all unfinished work is run again (the workers
+//! resume it; finished work is skipped).
 
-use commands::ai_worker::{AiWorker, Processed};
-use commands::{CommandError, StoreError};
+use commands::ai_worker::AiWorker;
+use commands::worker::{EventWorker, WorkFailure};
 use domain::EventEnvelope;
 use projections::{DeadLetter, EventFeed, ReadModelStore};
 use std::collections::BTreeSet;
@@ -108,29 +109,29 @@ fn parse_timeout(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-/// The AI worker's checkpoint, among the read models' (a position of the log).
-pub const AI_CHECKPOINT: &str = "ai-worker";
-
 /// Events read per step of the tail.
 const BATCH: usize = 256;
 
-/// Tails `feed` for submitted queries and runs up to `concurrency` at once until
-/// `shutdown`. Queries cut off by the shutdown are run again at the next start.
-pub async fn run_ai_worker(
+/// Tails `feed` for the events that give `worker` work and runs up to `concurrency` of
+/// them at once until `shutdown`, with a checkpoint (named after the worker, among the
+/// read models') below the oldest still running: work cut off by a shutdown is run again
+/// at the next start.
+pub async fn run_worker(
     feed: Arc<dyn EventFeed>,
     store: Arc<dyn ReadModelStore>,
-    worker: Arc<AiWorker>,
+    worker: Arc<dyn EventWorker>,
     concurrency: usize,
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
+    let name = worker.name();
     let concurrency = concurrency.max(1);
     let mut head = feed.head();
     let mut at = loop {
-        match store.checkpoint(AI_CHECKPOINT).await {
+        match store.checkpoint(name).await {
             Ok(p) => break p,
             Err(e) => {
-                tracing::warn!(error = %e, "AI worker cannot read its checkpoint; retrying");
+                tracing::warn!(worker = name, error = %e, "cannot read the worker's checkpoint; retrying");
                 tokio::select! {
                     () = tokio::time::sleep(Duration::from_secs(1)) => {}
                     () = &mut shutdown => return,
@@ -149,7 +150,7 @@ pub async fn run_ai_worker(
                 Ok(batch) => {
                     caught_up = batch.len() < BATCH;
                     for e in batch {
-                        if AiWorker::starts_work(&e) {
+                        if worker.starts_work(&e) {
                             if running.len() >= concurrency {
                                 caught_up = false;
                                 break;
@@ -160,19 +161,18 @@ pub async fn run_ai_worker(
                         at = e.position;
                     }
                 }
-                Err(e) => tracing::warn!(error = %e, "AI worker cannot read the log; retrying"),
+                Err(e) => {
+                    tracing::warn!(worker = name, error = %e, "cannot read the log; retrying")
+                }
             }
         }
-        // Everything before the oldest running query is done.
+        // Everything before the oldest running event is done.
         let done = open.first().map_or(at, |p| p - 1);
         if done > saved {
-            let checkpoint = Some((AI_CHECKPOINT.to_owned(), done));
-            match store
-                .commit(AI_CHECKPOINT, vec![], vec![], checkpoint)
-                .await
-            {
+            let checkpoint = Some((name.to_owned(), done));
+            match store.commit(name, vec![], vec![], checkpoint).await {
                 Ok(()) => saved = done,
-                Err(e) => tracing::warn!(error = %e, "AI worker cannot store its checkpoint"),
+                Err(e) => tracing::warn!(worker = name, error = %e, "cannot store the checkpoint"),
             }
         }
         let room = running.len() < concurrency;
@@ -190,36 +190,31 @@ pub async fn run_ai_worker(
     running.abort_all();
 }
 
-/// Runs one query to its end. A store that fails is retried with backoff; a query that
-/// cannot be run at all (an unreadable stream) goes to the dead letters.
+/// Does one event's work. A failure worth retrying is retried with backoff; work that can
+/// never be done goes to the dead letters (of the worker's name).
 async fn run_one(
-    worker: Arc<AiWorker>,
+    worker: Arc<dyn EventWorker>,
     store: Arc<dyn ReadModelStore>,
     event: EventEnvelope,
 ) -> u64 {
+    let name = worker.name();
     let mut pause = Duration::from_millis(100);
     loop {
         match worker.handle(&event).await {
-            Ok(Processed::Final(status)) => {
-                tracing::info!(tenant_id = %event.tenant_id, query_id = event.stream_id.instance(), status = status.as_str(), "AI query finished");
-                break;
-            }
-            Ok(Processed::TakenOver) => break,
-            Err(
-                e @ (CommandError::Store(StoreError::Retryable(_)) | CommandError::Contended(_)),
-            ) => {
-                tracing::warn!(tenant_id = %event.tenant_id, query_id = event.stream_id.instance(), error = %e, "AI worker: store unavailable; retrying");
+            Ok(()) => break,
+            Err(WorkFailure::Retry(e)) => {
+                tracing::warn!(worker = name, tenant_id = %event.tenant_id, stream_id = %event.stream_id, error = %e, "work failed; retrying");
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_secs(10));
             }
-            Err(e) => {
-                tracing::error!(tenant_id = %event.tenant_id, query_id = event.stream_id.instance(), error = %e, "AI query sent to the dead letters");
+            Err(WorkFailure::Poison(e)) => {
+                tracing::error!(worker = name, tenant_id = %event.tenant_id, stream_id = %event.stream_id, error = %e, "work sent to the dead letters");
                 let dead = DeadLetter {
-                    view: AI_CHECKPOINT.to_owned(),
+                    view: name.to_owned(),
                     event: event.clone(),
-                    error: e.to_string(),
+                    error: e,
                 };
-                if let Err(e) = store.commit(AI_CHECKPOINT, vec![], vec![dead], None).await {
+                if let Err(e) = store.commit(name, vec![], vec![dead], None).await {
                     tracing::error!(error = %e, "could not record the dead letter");
                 }
                 break;

@@ -131,14 +131,12 @@ impl AiWorker {
         &self.policy
     }
 
-    /// Whether `event` gives the worker a query to run: its submission.
-    pub fn starts_work(event: &EventEnvelope) -> bool {
-        event.stream_id.kind() == AiQuery::KIND && event.event_type == SUBMITTED
-    }
-
     /// Runs the query `event` submitted, under the submitting request's correlation id
     /// and with the event as causation.
-    pub async fn handle(&self, event: &EventEnvelope) -> Result<Processed, CommandError<AiError>> {
+    pub async fn run_submitted(
+        &self,
+        event: &EventEnvelope,
+    ) -> Result<Processed, CommandError<AiError>> {
         let cause = RequestIds {
             command_id: uuid::Uuid::now_v7(),
             correlation_id: event.correlation_id,
@@ -298,6 +296,27 @@ impl AiWorker {
         Ok(Processed::Final(
             ran.output.status.unwrap_or(AiQueryStatus::Processing),
         ))
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::worker::EventWorker for AiWorker {
+    fn name(&self) -> &'static str {
+        "ai-worker"
+    }
+
+    /// A query's submission.
+    fn starts_work(&self, event: &EventEnvelope) -> bool {
+        event.stream_id.kind() == AiQuery::KIND && event.event_type == SUBMITTED
+    }
+
+    async fn handle(&self, event: &EventEnvelope) -> Result<(), crate::worker::WorkFailure> {
+        let processed = self
+            .run_submitted(event)
+            .await
+            .map_err(crate::worker::failure)?;
+        tracing::info!(tenant_id = %event.tenant_id, query_id = event.stream_id.instance(), outcome = ?processed, "AI query done");
+        Ok(())
     }
 }
 

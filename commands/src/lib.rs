@@ -6,10 +6,13 @@ pub mod access;
 pub mod ai;
 pub mod ai_worker;
 pub mod commerce;
+pub mod customers;
 pub mod handler;
 pub mod pipeline;
 pub mod store;
+pub mod sync_worker;
 mod tenancy;
+pub mod worker;
 
 pub use access::{AccessError, AccessService, IssuedInvitation, SignedIn, UserState};
 pub use handler::{Clock, CommandError, CommandHandler, CommandMeta, Executed, RequestIds};

@@ -5,6 +5,8 @@
 pub mod aggregate;
 pub mod ai_query;
 pub mod ai_usage;
+pub mod customer;
+pub mod customer_sync;
 pub mod envelope;
 pub mod ids;
 pub mod money;
@@ -12,6 +14,7 @@ pub mod order;
 pub mod product;
 pub mod quota;
 pub mod rules;
+pub mod salesforce;
 pub mod task;
 pub mod tenant;
 pub mod user;

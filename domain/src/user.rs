@@ -279,7 +279,12 @@ impl Aggregate for User {
 // ---------------------------------------------------------------- credential
 
 /// Stream kinds that hold secrets (hashed) and are never published outside the store.
-pub const PRIVATE_KINDS: &[&str] = &[Credential::KIND, Session::KIND, Invitation::KIND];
+pub const PRIVATE_KINDS: &[&str] = &[
+    Credential::KIND,
+    Session::KIND,
+    Invitation::KIND,
+    crate::salesforce::SalesforceConnection::KIND,
+];
 
 /// True for a stream the relay must not publish.
 pub fn is_private(stream: &crate::ids::StreamId) -> bool {

@@ -2,24 +2,24 @@
 //! EventBridge and Kinesis, the SQS-fed projector, and `setup` for the resources. Every
 //! client honours the standard AWS environment (region, credentials, `AWS_ENDPOINT_URL`).
 
-mod ai_queue;
 mod counting;
 mod dynamodb;
 mod item;
 mod publish;
+mod queue_worker;
 mod relay;
 mod setup;
 mod sqs;
 mod views;
 
 pub use publish::{EventBridgePublisher, KinesisPublisher, PublishError, SOURCE};
+pub use queue_worker::{QueueWorker, run_message};
 pub use relay::{Relay, RelayError};
 pub use sqs::{SqsProjector, apply_messages, queue_projector, queue_projectors};
 
-pub use ai_queue::{AiQueueWorker, run_ai_message};
 pub use counting::RequestCounter;
 pub use dynamodb::DynamoEventStore;
-pub use setup::{MAX_RECEIVES, SetupError, setup};
+pub use setup::{AI_VISIBILITY_SECS, MAX_RECEIVES, SetupError, setup};
 pub use views::DynamoReadModelStore;
 
 use aws_config::SdkConfig;

@@ -40,7 +40,7 @@ async fn main() -> Result<(), Error> {
                 async move {
                     let id = r["messageId"].as_str().unwrap_or_default();
                     let body = r["body"].as_str().unwrap_or_default();
-                    infra::aws::run_ai_message(&worker, id, body)
+                    infra::aws::run_message(worker.as_ref(), id, body)
                         .await
                         .err()
                         .map(|()| json!({ "itemIdentifier": id }))

@@ -12,7 +12,7 @@ use commands::ai::{SubmitAiQuery, month_usage, query_stream};
 use commands::{Clock, CommandHandler, CommandMeta, EventStore, ExpectedVersion, NewEvent};
 use domain::ai_query::{AiQuery, AiQueryStatus, ModelName, Prompt};
 use domain::{Actor, Role, TenantId, UserId};
-use infra::aws::{AiQueueWorker, DynamoEventStore, DynamoReadModelStore, Relay, SqsProjector};
+use infra::aws::{DynamoEventStore, DynamoReadModelStore, QueueWorker, Relay, SqsProjector};
 use projections::ReadModelStore;
 use projections::ai_queries::AiQueriesProjection;
 use serde_json::json;
@@ -82,9 +82,15 @@ async fn queries_run_through_the_ai_queue_and_a_bad_one_reaches_its_dlq() {
     assert_eq!(Relay::new(&aws).pump().await.expect("relay"), 3);
     let config = ai_config(&fake);
     let worker = Arc::new(config.worker(handler.clone()).expect("worker"));
-    let queue = AiQueueWorker::new(&aws, worker, Duration::from_secs(1), 4)
-        .await
-        .expect("queue");
+    let queue = QueueWorker::new(
+        &aws,
+        &aws.names.ai_queue,
+        worker,
+        (Duration::from_secs(1), 4),
+        infra::aws::AI_VISIBILITY_SECS,
+    )
+    .await
+    .expect("queue");
     let dlq_url = aws
         .sqs
         .get_queue_url()

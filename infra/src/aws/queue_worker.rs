@@ -1,43 +1,45 @@
-//! `chronicle worker --backend aws`: the AI worker fed by its own SQS queue, the target of
-//! the EventBridge rule for AIQuerySubmitted. A message stays invisible while its query
-//! runs (the worker extends its visibility), and is deleted once the query is COMPLETED or
-//! FAILED, or another worker has taken it over. A message that cannot be run (unreadable,
-//! a query that cannot be loaded, a store that fails) comes back after a short pause, and
-//! after the queue's maximum receives its redrive policy moves it to the dead-letter
-//! queue, while other queries go on.
+//! `chronicle worker --backend aws`: a background worker (`commands::worker::EventWorker`:
+//! the AI worker, the Salesforce sync worker) fed by its own SQS queue, the target of the
+//! EventBridge rule for the events that give it work. A message stays invisible while its
+//! work runs (the worker extends its visibility), and is deleted once the work is done. A
+//! message whose work fails comes back after a short pause, and after the queue's maximum
+//! receives its redrive policy moves it to the dead-letter queue, while other work goes on.
 
 use super::Aws;
 use super::dynamodb::sdk_error;
-use super::setup::AI_VISIBILITY_SECS;
 use super::sqs::envelope;
 use super::views::error;
 use aws_sdk_sqs::types::Message;
-use commands::ai_worker::AiWorker;
+use commands::worker::EventWorker;
 use projections::ReadModelError;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub struct AiQueueWorker {
+pub struct QueueWorker {
     sqs: aws_sdk_sqs::Client,
     queue_url: String,
-    worker: Arc<AiWorker>,
+    worker: Arc<dyn EventWorker>,
     wait: Duration,
-    /// Messages received (and queries run) at once, at most 10.
+    /// Messages received (and run) at once, at most 10.
     batch: i32,
+    /// How long a received message stays invisible, extended while its work runs.
+    visibility_secs: u32,
 }
 
-impl AiQueueWorker {
+impl QueueWorker {
+    /// A consumer of queue `queue` (its name) for `worker`.
     pub async fn new(
         aws: &Aws,
-        worker: Arc<AiWorker>,
-        wait: Duration,
-        concurrency: usize,
+        queue: &str,
+        worker: Arc<dyn EventWorker>,
+        (wait, concurrency): (Duration, usize),
+        visibility_secs: u32,
     ) -> Result<Self, ReadModelError> {
         let queue_url = aws
             .sqs
             .get_queue_url()
-            .queue_name(&aws.names.ai_queue)
+            .queue_name(queue)
             .send()
             .await
             .map_err(|e| error(sdk_error(e)))?
@@ -50,6 +52,7 @@ impl AiQueueWorker {
             worker,
             wait,
             batch: i32::try_from(concurrency.clamp(1, 10)).unwrap_or(10),
+            visibility_secs,
         })
     }
 
@@ -61,7 +64,7 @@ impl AiQueueWorker {
                 () = &mut shutdown => return,
             };
             if let Err(e) = step {
-                tracing::warn!(error = %e, "AI queue poll failed; retrying");
+                tracing::warn!(worker = self.worker.name(), error = %e, "queue poll failed; retrying");
                 tokio::select! {
                     () = tokio::time::sleep(Duration::from_millis(500)) => {},
                     () = &mut shutdown => return,
@@ -70,7 +73,7 @@ impl AiQueueWorker {
         }
     }
 
-    /// Receives a batch and runs its queries at once; returns the messages deleted.
+    /// Receives a batch and runs its work at once; returns the messages deleted.
     pub async fn poll_once(&self) -> Result<usize, ReadModelError> {
         let out = self
             .sqs
@@ -86,21 +89,21 @@ impl AiQueueWorker {
         Ok(done.into_iter().filter(|d| *d).count())
     }
 
-    /// Runs one message's query, keeping the message invisible meanwhile; true when the
+    /// Runs one message's work, keeping the message invisible meanwhile; true when the
     /// message was deleted.
     async fn run_one(&self, m: &Message) -> bool {
         let receipt = m.receipt_handle().unwrap_or_default();
-        let run = run_ai_message(
-            &self.worker,
+        let run = run_message(
+            self.worker.as_ref(),
             m.message_id().unwrap_or_default(),
             m.body().unwrap_or_default(),
         );
         tokio::pin!(run);
-        let beat = Duration::from_secs(u64::from(AI_VISIBILITY_SECS) / 2);
+        let beat = Duration::from_secs(u64::from(self.visibility_secs / 2).max(1));
         let outcome = loop {
             tokio::select! {
                 r = &mut run => break r,
-                () = tokio::time::sleep(beat) => self.visible_in(receipt, AI_VISIBILITY_SECS).await,
+                () = tokio::time::sleep(beat) => self.visible_in(receipt, self.visibility_secs).await,
             }
         };
         match outcome {
@@ -137,7 +140,7 @@ impl AiQueueWorker {
         {
             Ok(_) => true,
             Err(e) => {
-                // Delivered again, it finds the query finished and is deleted then.
+                // Delivered again, its work is found done and it is deleted then.
                 tracing::warn!(error = %sdk_error(e), "could not delete a done message");
                 false
             }
@@ -145,28 +148,22 @@ impl AiQueueWorker {
     }
 }
 
-/// Runs the query of one message (an EventBridge event's body): `Ok` when the message is
-/// done with (the query is final, taken over, or the event is not a submission), `Err`
-/// when it must come back. The polling worker and the Lambda handler share it.
-pub async fn run_ai_message(worker: &AiWorker, message_id: &str, body: &str) -> Result<(), ()> {
+/// Does the work of one message (an EventBridge event's body): `Ok` when the message is
+/// done with (the work is done, or the event gives this worker none), `Err` when it must
+/// come back. The polling consumer and the Lambda handlers share it.
+pub async fn run_message(worker: &dyn EventWorker, message_id: &str, body: &str) -> Result<(), ()> {
+    let name = worker.name();
     let event = match envelope(body) {
         Ok(e) => e,
         Err(reason) => {
-            tracing::error!(message_id, %reason, "unreadable message left for the dead-letter queue");
+            tracing::error!(worker = name, message_id, %reason, "unreadable message left for the dead-letter queue");
             return Err(());
         }
     };
-    if !AiWorker::starts_work(&event) {
+    if !worker.starts_work(&event) {
         return Ok(());
     }
-    match worker.handle(&event).await {
-        Ok(processed) => {
-            tracing::info!(tenant_id = %event.tenant_id, query_id = event.stream_id.instance(), outcome = ?processed, "AI query done");
-            Ok(())
-        }
-        Err(e) => {
-            tracing::error!(tenant_id = %event.tenant_id, query_id = event.stream_id.instance(), message_id, error = %e, "AI query could not be run; the message comes back");
-            Err(())
-        }
-    }
+    worker.handle(&event).await.map_err(|e| {
+        tracing::error!(worker = name, tenant_id = %event.tenant_id, stream_id = %event.stream_id, message_id, error = %e, "work failed; the message comes back");
+    })
 }
