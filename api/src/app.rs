@@ -59,6 +59,9 @@ pub struct Services {
     pub openapi: crate::openapi::Document,
     /// The AI model provider; `None` without `OPENAI_API_KEY` (queries are then 503).
     pub ai: Option<crate::ai::AiProvider>,
+    /// Sealing of Salesforce secrets and the credentials check; `None` without a secrets
+    /// key (connections are then 503).
+    pub salesforce: Option<crate::salesforce::SalesforceAccess>,
 }
 
 /// How long the tenant gate trusts what it read: the delay before a suspension made by
@@ -90,6 +93,7 @@ impl AppState {
             policy: Arc::default(),
             openapi: crate::openapi::Document(axum::body::Bytes::new()),
             ai: None,
+            salesforce: None,
         }))
     }
 }
@@ -121,6 +125,8 @@ fn all_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(orders::routes())
         .merge(analytics::routes())
         .merge(crate::ai::routes())
+        .merge(crate::salesforce::routes())
+        .merge(crate::customers::routes())
         .merge(tenants::routes())
         .merge(users::routes())
         .merge(auth::routes())

@@ -19,6 +19,8 @@ pub struct EmbeddedConfig {
     pub consistency_timeout: Duration,
     /// The AI worker's model and policy; without it, AI queries are refused (503).
     pub ai: Option<crate::workers::AiConfig>,
+    /// Salesforce connections, their sync worker and its schedule.
+    pub salesforce: Option<crate::workers::SalesforceConfig>,
 }
 
 /// A running embedded Chronicle minus the HTTP listener.
@@ -28,7 +30,9 @@ pub struct Embedded {
     pub views: SqliteReadModelStore,
     stop: watch::Sender<bool>,
     projector: JoinHandle<()>,
-    ai_worker: Option<JoinHandle<()>>,
+    workers: Vec<JoinHandle<()>>,
+    /// The Salesforce sync worker, for a scheduled poll on demand.
+    pub sync: Option<Arc<commands::sync_worker::SyncWorker>>,
 }
 
 impl Embedded {
@@ -65,40 +69,59 @@ impl Embedded {
             TokenKeys::from_secret(&config.jwt_secret)?,
             config.consistency_timeout,
         );
-        let ai_worker = match &config.ai {
-            Some(ai) => {
-                state.ai = Some(ai.provider());
-                let worker = Arc::new(ai.worker(handler)?);
-                let mut stopped = stop.subscribe();
-                Some(tokio::spawn(crate::workers::run_worker(
-                    Arc::new(events.clone()),
-                    Arc::new(views.clone()),
-                    worker,
-                    ai.concurrency,
-                    async move {
-                        let _ = stopped.wait_for(|s| *s).await;
-                    },
-                )))
+        let mut workers = Vec::new();
+        let mut sync = None;
+        let stopped = |stop: &watch::Sender<bool>| {
+            let mut rx = stop.subscribe();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
             }
-            None => None,
         };
+        let tail = |worker: Arc<dyn commands::worker::EventWorker>, concurrency| {
+            tokio::spawn(crate::workers::run_worker(
+                Arc::new(events.clone()),
+                Arc::new(views.clone()),
+                worker,
+                concurrency,
+                stopped(&stop),
+            ))
+        };
+        if let Some(ai) = &config.ai {
+            state.ai = Some(ai.provider());
+            workers.push(tail(Arc::new(ai.worker(handler.clone())?), ai.concurrency));
+        }
+        if let Some(sf) = &config.salesforce {
+            let access = sf.access()?;
+            let worker = Arc::new(sf.worker(handler.clone(), &access)?);
+            state.salesforce = Some(access);
+            workers.push(tail(worker.clone(), 4));
+            sync = Some(worker.clone());
+            if let Some(every) = sf.poll_interval {
+                workers.push(tokio::spawn(crate::workers::run_sync_schedule(
+                    worker,
+                    every,
+                    stopped(&stop),
+                )));
+            }
+        }
         Ok(Self {
             state,
             events,
             views,
             stop,
             projector,
-            ai_worker,
+            workers,
+            sync,
         })
     }
 
-    /// Stops the projector after its current batch, and the AI worker (queries it cuts
-    /// off resume at the next start).
+    /// Stops the projector after its current batch, and the workers (work they cut off
+    /// resumes at the next start).
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.projector.await;
-        if let Some(ai) = self.ai_worker {
-            let _ = ai.await;
+        for w in self.workers {
+            let _ = w.await;
         }
     }
 }

@@ -6,9 +6,11 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use commands::ai::AiError;
 use commands::commerce::CommerceError;
+use commands::customers::CrmCommandError;
 use commands::{AccessError, CommandError, StoreError};
 use domain::ValidationError;
 use domain::ai_query::AiQueryError;
+use domain::customer_sync::SyncError;
 use domain::order::OrderError;
 use domain::product::ProductError;
 use domain::task::TaskError;
@@ -373,6 +375,20 @@ impl From<AiError> for ApiError {
                 resets_at,
                 detail: e.to_string(),
             },
+        }
+    }
+}
+
+impl From<CrmCommandError> for ApiError {
+    fn from(e: CrmCommandError) -> Self {
+        match e {
+            CrmCommandError::Connection(c) => Self::Conflict(format!(
+                "{c}: connect it first (PUT /salesforce/connection)"
+            )),
+            CrmCommandError::Sync(SyncError::NotFound) => Self::NotFound("no such sync".into()),
+            e @ (CrmCommandError::Sync(_) | CrmCommandError::Slot(_)) => {
+                Self::Conflict(e.to_string())
+            }
         }
     }
 }

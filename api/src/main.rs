@@ -125,6 +125,8 @@ struct WorkerArgs {
     wait_seconds: u64,
     #[command(flatten)]
     ai: api::workers::AiArgs,
+    #[command(flatten)]
+    salesforce: api::workers::SalesforceArgs,
 }
 
 #[derive(Args, Clone)]
@@ -173,6 +175,8 @@ struct ServeArgs {
     pin_threads: bool,
     #[command(flatten)]
     ai: api::workers::AiArgs,
+    #[command(flatten)]
+    salesforce: api::workers::SalesforceArgs,
 }
 
 impl ServeArgs {
@@ -405,6 +409,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 jwt_secret: secret,
                 consistency_timeout: timeout,
                 ai: ai.clone(),
+                salesforce: args.salesforce.config(Some(&args.data_dir))?,
             })?;
             let state = e.state.clone();
             embedded = Some(e);
@@ -418,6 +423,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     state.metrics = Some(metrics);
     // On AWS the API queues queries; `chronicle worker` runs them.
     state.ai = ai.as_ref().map(api::workers::AiConfig::provider);
+    if args.backend.backend == Backend::Aws
+        && let Some(sf) = args.salesforce.config(None)?
+    {
+        state.salesforce = Some(sf.access()?);
+    }
     if let (Some(issuer), Some(audience)) = (&args.oidc_issuer, &args.oidc_audience) {
         tracing::info!(%issuer, %audience, "accepting RS256 tokens of this issuer");
         state.oidc = Some(std::sync::Arc::new(api::oidc::Oidc::new(issuer, audience)));

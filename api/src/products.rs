@@ -7,14 +7,13 @@ use crate::error::{ApiError, Problem};
 use crate::extract::{
     Consistency, IdempotencyKey, Ids, IfMatch, JsonBody, PathId, QueryParams, present,
 };
-use crate::query::{Cursor, PageLimit, meta, page_of, row_of, write_headers};
+use crate::query::{Cursor, PageLimit, SearchText, meta, page_of, row_of, write_headers};
 use crate::tokens::Principal;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use commands::commerce::{CreateProduct, DeleteProduct, product_stream};
-use domain::TextRule;
 use domain::money::{Amount, Currency, Money};
 use domain::product::{
     AdjustmentReason, Category, Product, ProductCommand, ProductDescription, ProductName, Sku,
@@ -64,35 +63,6 @@ pub struct AdjustInventoryBody {
     delta: StockDelta,
     reason: AdjustmentReason,
 }
-
-/// What `q` searches for.
-#[derive(Debug)]
-pub struct SearchText(String);
-
-impl SearchText {
-    const RULE: TextRule = TextRule {
-        not_blank: true,
-        ..TextRule::chars(1, 100, "text the name or the SKU contains, ignoring case")
-    };
-}
-
-impl<'de> Deserialize<'de> for SearchText {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = String::deserialize(d)?;
-        Self::RULE
-            .check("q", &raw)
-            .map_err(|e| serde::de::Error::custom(e.reason))?;
-        Ok(Self(raw.trim().to_owned()))
-    }
-}
-
-impl utoipa::PartialSchema for SearchText {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        Self::RULE.schema()
-    }
-}
-
-impl utoipa::ToSchema for SearchText {}
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -202,10 +172,7 @@ pub async fn list(
     if let Some(c) = params.category {
         filters.push(("category".to_owned(), c.as_str().to_owned()));
     }
-    let search = params.q.map(|q| projections::Search {
-        fields: vec!["name".into(), "sku".into()],
-        text: q.0.to_ascii_lowercase(),
-    });
+    let search = params.q.map(|q| q.over(&["name", "sku"]));
     let (items, next_cursor) = page_of(
         &state,
         &principal,

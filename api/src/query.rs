@@ -14,6 +14,7 @@ use commands::{CommandMeta, RequestIds};
 use domain::ConsistencyToken;
 use domain::{Pattern, TextRule};
 use projections::ListQuery;
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
@@ -218,3 +219,46 @@ impl utoipa::PartialSchema for Cursor {
 }
 
 impl utoipa::ToSchema for Cursor {}
+
+/// What `q` searches for.
+#[derive(Debug)]
+pub struct SearchText(pub(crate) String);
+
+impl SearchText {
+    pub(crate) const RULE: TextRule = TextRule {
+        not_blank: true,
+        ..TextRule::chars(
+            1,
+            100,
+            "text the searched fields contain, ignoring ASCII case",
+        )
+    };
+}
+
+impl<'de> Deserialize<'de> for SearchText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        Self::RULE
+            .check("q", &raw)
+            .map_err(|e| serde::de::Error::custom(e.reason))?;
+        Ok(Self(raw.trim().to_owned()))
+    }
+}
+
+impl utoipa::PartialSchema for SearchText {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        Self::RULE.schema()
+    }
+}
+
+impl utoipa::ToSchema for SearchText {}
+
+impl SearchText {
+    /// A search for this text in `fields`.
+    pub(crate) fn over(&self, fields: &[&str]) -> projections::Search {
+        projections::Search {
+            fields: fields.iter().map(|f| (*f).to_owned()).collect(),
+            text: self.0.to_ascii_lowercase(),
+        }
+    }
+}

@@ -14,6 +14,141 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinSet;
 
+/// Salesforce: the key that seals client secrets, and how the sync worker polls.
+#[derive(Clone)]
+pub struct SalesforceConfig {
+    /// Key material of the secrets key (`CHRONICLE_SECRETS_KEY`, or the data dir's).
+    pub secrets_key: Vec<u8>,
+    /// One call of Salesforce.
+    pub timeout: Duration,
+    /// How far back of the watermark an incremental sync reads again.
+    pub lookback: chrono::Duration,
+    /// The scheduled incremental sync of every connected tenant; `None`: none.
+    pub poll_interval: Option<Duration>,
+}
+
+impl std::fmt::Debug for SalesforceConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SalesforceConfig")
+            .field("secrets_key", &"<redacted>")
+            .field("timeout", &self.timeout)
+            .field("lookback", &self.lookback)
+            .field("poll_interval", &self.poll_interval)
+            .finish()
+    }
+}
+
+impl SalesforceConfig {
+    /// The client and the sealing the API uses.
+    pub fn access(&self) -> anyhow::Result<crate::salesforce::SalesforceAccess> {
+        let secrets = infra::secrets::SecretBox::new(&self.secrets_key);
+        let crm = infra::salesforce::SalesforceClient::new(secrets.clone(), self.timeout)?;
+        Ok(crate::salesforce::SalesforceAccess {
+            secrets,
+            crm: Arc::new(crm),
+        })
+    }
+
+    /// The sync worker over `handler`, sharing `access`'s client.
+    pub fn worker(
+        &self,
+        handler: commands::CommandHandler,
+        access: &crate::salesforce::SalesforceAccess,
+    ) -> anyhow::Result<commands::sync_worker::SyncWorker> {
+        Ok(commands::sync_worker::SyncWorker::new(
+            handler,
+            access.crm.clone(),
+            self.lookback,
+        )?)
+    }
+}
+
+/// Salesforce's key and schedule.
+#[derive(clap::Args, Clone, Debug)]
+pub struct SalesforceArgs {
+    /// The key that seals tenants' Salesforce client secrets (any long random string).
+    /// Embedded: generated into the data dir if unset; aws: required for connections.
+    #[arg(long, env = "CHRONICLE_SECRETS_KEY", hide_env_values = true)]
+    pub secrets_key: Option<String>,
+    /// The scheduled incremental sync of every connected tenant (`30m`, `1h`), or `off`.
+    #[arg(long, env = "CHRONICLE_SF_POLL_INTERVAL", default_value = "1h", value_parser = parse_interval)]
+    pub sf_poll_interval: Interval,
+    /// How far back of the watermark an incremental sync reads again.
+    #[arg(long, env = "CHRONICLE_SF_LOOKBACK", default_value = "2m", value_parser = parse_timeout)]
+    pub sf_lookback: Duration,
+    /// One call of Salesforce.
+    #[arg(long, env = "CHRONICLE_SF_TIMEOUT", default_value = "30s", value_parser = parse_timeout)]
+    pub sf_timeout: Duration,
+}
+
+/// A period, or none.
+#[derive(Debug, Clone, Copy)]
+pub struct Interval(pub Option<Duration>);
+
+fn parse_interval(s: &str) -> Result<Interval, String> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(Interval(None));
+    }
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{s:?} is not a period like 30m or 1h, or off"))?;
+    let secs = match unit {
+        "s" | "" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("{s:?} is not a period like 30m or 1h, or off")),
+    };
+    if secs == 0 {
+        return Err("the period must be positive".into());
+    }
+    Ok(Interval(Some(Duration::from_secs(secs))))
+}
+
+impl SalesforceArgs {
+    /// The configuration: with the key given, or (with `data_dir`) the one kept there,
+    /// generated on first use; `None` without either.
+    pub fn config(
+        &self,
+        data_dir: Option<&std::path::Path>,
+    ) -> anyhow::Result<Option<SalesforceConfig>> {
+        let key = match (&self.secrets_key, data_dir) {
+            (Some(k), _) => k.as_bytes().to_vec(),
+            (None, Some(dir)) => crate::tokens::load_or_create_key(None, dir, "secrets-key")?,
+            (None, None) => return Ok(None),
+        };
+        Ok(Some(SalesforceConfig {
+            secrets_key: key,
+            timeout: self.sf_timeout,
+            lookback: chrono::Duration::from_std(self.sf_lookback)?,
+            poll_interval: self.sf_poll_interval.0,
+        }))
+    }
+}
+
+/// Starts the scheduled incremental sync of every connected tenant every `interval`, until
+/// `shutdown`.
+pub async fn run_sync_schedule(
+    worker: Arc<commands::sync_worker::SyncWorker>,
+    interval: Duration,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    let mut every = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            () = &mut shutdown => return,
+        }
+        match worker.schedule().await {
+            Ok(started) => {
+                tracing::info!(syncs = started.len(), "scheduled Salesforce syncs started")
+            }
+            Err(e) => tracing::warn!(error = %e, "scheduled Salesforce syncs not started"),
+        }
+    }
+}
+
 /// How the AI worker reaches its model and how it retries.
 #[derive(Debug, Clone)]
 pub struct AiConfig {

@@ -4,6 +4,7 @@ pub mod aws;
 pub mod clock;
 pub mod openai;
 pub mod placement;
+pub mod salesforce;
 pub mod secrets;
 pub mod sqlite;
 

@@ -2,6 +2,8 @@
 //! projector engine that applies each (stream, version) once, and the read models.
 
 pub mod ai_queries;
+pub mod customer_syncs;
+pub mod customers;
 pub mod engine;
 pub mod orders;
 pub mod ports;
@@ -28,6 +30,8 @@ pub fn view_for(stream: &domain::StreamId) -> Option<&'static str> {
         "product" => Some(products::VIEW),
         "order" => Some(orders::VIEW),
         "aiquery" => Some(ai_queries::VIEW),
+        "customer" => Some(customers::VIEW),
+        "customersync" => Some(customer_syncs::VIEW),
         _ => None,
     }
 }
@@ -40,5 +44,7 @@ pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
         std::sync::Arc::new(products::ProductsProjection),
         std::sync::Arc::new(orders::OrdersProjection),
         std::sync::Arc::new(ai_queries::AiQueriesProjection),
+        std::sync::Arc::new(customers::CustomersProjection),
+        std::sync::Arc::new(customer_syncs::CustomerSyncsProjection),
     ]
 }

@@ -4,6 +4,7 @@
 pub mod aws;
 pub mod conformance;
 pub mod fake_openai;
+pub mod fake_salesforce;
 
 use api::{Embedded, EmbeddedConfig, app};
 use axum::Router;
@@ -100,6 +101,12 @@ impl TestApp {
             jwt_secret: SECRET.to_vec(),
             consistency_timeout: Duration::from_secs(5),
             ai,
+            salesforce: Some(api::workers::SalesforceConfig {
+                secrets_key: b"test-secrets-key".to_vec(),
+                timeout: Duration::from_secs(5),
+                lookback: chrono::Duration::minutes(2),
+                poll_interval: None,
+            }),
         })
         .expect("start");
         let mut embedded = embedded;

@@ -19,5 +19,6 @@ mod placement;
 mod projector;
 mod rate_limits;
 mod rbac;
+mod salesforce;
 mod store_dynamodb;
 mod store_sqlite;

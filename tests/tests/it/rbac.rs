@@ -4,6 +4,7 @@
 
 use api::policy::Access;
 use axum::http::{Method, StatusCode};
+use chronicle_tests::fake_salesforce::{Account, FakeSalesforce};
 use chronicle_tests::{PASSWORD, SignedUp, TestApp};
 use serde_json::json;
 
@@ -21,7 +22,7 @@ fn success(method: &Method, path: &str) -> StatusCode {
     match (method.as_str(), path) {
         ("POST", "/auth/signin" | "/auth/refresh") => StatusCode::OK,
         ("POST", "/auth/signout") => StatusCode::NO_CONTENT,
-        ("POST", "/ai/query") => StatusCode::ACCEPTED,
+        ("POST", "/ai/query" | "/salesforce/sync") => StatusCode::ACCEPTED,
         ("POST", p) if p.starts_with("/orders/") || p.ends_with("/inventory") => StatusCode::OK,
         ("POST", _) => StatusCode::CREATED,
         ("DELETE", _) => StatusCode::NO_CONTENT,
@@ -94,6 +95,54 @@ async fn commerce_fixture(
     path: &str,
     unique: &str,
 ) -> (String, String, String) {
+    if path.starts_with("/salesforce") || path.starts_with("/customers") {
+        // The tenant connected to its own org, with one customer synced by one run.
+        let org = FakeSalesforce::start(10).await;
+        org.put(Account::new(
+            "001WALK0000000AAA",
+            "Walked",
+            "Karachi",
+            chrono::Utc::now() - chrono::Duration::hours(1),
+        ));
+        let body = json!({"login_url": org.url, "client_id": org.client_id, "client_secret": org.client_secret});
+        let c = app
+            .put("/salesforce/connection", &f.admin.access, &body.to_string())
+            .await;
+        assert_eq!(c.status, StatusCode::OK, "{:?}", c.body);
+        // The walk's own POST /salesforce/sync may still be running: one at a time.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let sync = loop {
+            let sync = app.post("/salesforce/sync", &f.admin.access, "").await;
+            if sync.status != StatusCode::CONFLICT || std::time::Instant::now() > deadline {
+                break sync;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
+        assert_eq!(sync.status, StatusCode::ACCEPTED, "{:?}", sync.body);
+        let id = sync.body["sync_id"].as_str().unwrap_or_default().to_owned();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let token = loop {
+            let s = app
+                .get(&format!("/salesforce/sync/{id}"), &f.admin.access, None)
+                .await;
+            if s.body["status"] == "COMPLETED" {
+                break s.header("etag").unwrap_or_default().to_owned();
+            }
+            assert!(std::time::Instant::now() < deadline, "{:?}", s.body);
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
+        let _ = token;
+        let target = if path.starts_with("/customers") {
+            "001WALK0000000AAA".to_owned()
+        } else {
+            id
+        };
+        return (
+            serde_json::to_string(&body).unwrap_or_default(),
+            target,
+            String::new(),
+        );
+    }
     if path.starts_with("/ai/") {
         // A query of the MEMBER's: the ADMIN sees it too, another tenant does not.
         let q = app
@@ -202,7 +251,13 @@ async fn every_route_answers_every_caller_as_the_policy_says() {
                 p if p.starts_with("/tenants/") => f.admin.tenant_id.clone(),
                 p if p.starts_with("/users/") => f.member.user_id.clone(),
                 p if p.starts_with("/products/") => product_id.clone(),
-                p if p.starts_with("/orders/") || p.starts_with("/ai/") => order_id.clone(),
+                p if p.starts_with("/orders/")
+                    || p.starts_with("/ai/")
+                    || p.starts_with("/salesforce/")
+                    || p.starts_with("/customers/") =>
+                {
+                    order_id.clone()
+                }
                 _ => task_id,
             };
             let path = rule.path.replace("{id}", &id);
@@ -236,6 +291,10 @@ async fn every_route_answers_every_caller_as_the_policy_says() {
                 ("POST", "/products/{id}/inventory") => Some(json!({"delta": 1, "reason": "walk"})),
                 ("POST", "/orders") => Some(order_body(&product_id)),
                 ("POST", "/ai/query") => Some(json!({"prompt": "asked by the walk"})),
+                ("PUT", "/salesforce/connection") => {
+                    Some(serde_json::from_str(&product_id).unwrap_or_default())
+                }
+                ("POST", "/salesforce/sync") => None,
                 ("PUT", "/orders/{id}") => {
                     Some(json!({"shipping_address": address("2 Walk Lane")}))
                 }
@@ -304,6 +363,14 @@ async fn every_route_answers_every_caller_as_the_policy_says() {
                 && caller == Caller::OtherTenantAdmin
             {
                 allowed = vec![StatusCode::UNPROCESSABLE_ENTITY];
+            }
+            // Another tenant has no connection of its own (unless the walk's PUT just gave
+            // it one): nothing to show, remove or sync.
+            if rule.path.starts_with("/salesforce/")
+                && !rule.path.contains("{id}")
+                && caller == Caller::OtherTenantAdmin
+            {
+                allowed.extend([StatusCode::NOT_FOUND, StatusCode::CONFLICT]);
             }
             assert!(
                 allowed.contains(&reply.status),

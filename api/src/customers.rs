@@ -1,0 +1,127 @@
+//! `/customers` (seed 000): the tenant's customers as synced from its Salesforce org,
+//! readable by ADMIN and MEMBER.
+
+use crate::app::{AppState, Routes};
+use crate::error::ApiError;
+use crate::extract::{Consistency, PathId, QueryParams};
+use crate::query::{Cursor, PageLimit, SearchText, page_of, row_of, write_headers};
+use crate::tokens::Principal;
+use axum::Json;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use domain::TextRule;
+use projections::customers::{CustomerView, VIEW};
+use serde::{Deserialize, Serialize};
+
+/// A city to filter by, as Salesforce's BillingCity has it.
+#[derive(Debug)]
+pub struct City(String);
+
+impl City {
+    const RULE: TextRule = TextRule {
+        no_control: true,
+        not_blank: true,
+        ..TextRule::chars(1, 100, "the billing city, exactly")
+    };
+}
+
+impl<'de> Deserialize<'de> for City {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        Self::RULE
+            .check("city", &raw)
+            .map_err(|e| serde::de::Error::custom(e.reason))?;
+        Ok(Self(raw))
+    }
+}
+
+impl utoipa::PartialSchema for City {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        Self::RULE.schema()
+    }
+}
+
+impl utoipa::ToSchema for City {}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Text the name or the contact's email contains, ignoring case.
+    #[param(inline)]
+    q: Option<SearchText>,
+    #[param(inline)]
+    city: Option<City>,
+    #[param(inline)]
+    limit: Option<PageLimit>,
+    #[param(inline)]
+    cursor: Option<Cursor>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CustomerPage {
+    items: Vec<CustomerView>,
+    next_cursor: Option<String>,
+}
+
+#[utoipa::path(get, path = "/customers", tag = "customers", operation_id = "ListCustomers",
+    params(ListParams, Consistency),
+    responses((status = 200, body = CustomerPage)),
+    security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    QueryParams(params): QueryParams<ListParams>,
+    Consistency(token): Consistency,
+) -> Result<Json<CustomerPage>, ApiError> {
+    let filters = params
+        .city
+        .map(|c| ("billing_city".to_owned(), c.0))
+        .into_iter()
+        .collect();
+    let search = params.q.map(|q| q.over(&["name", "contact_email"]));
+    let (items, next_cursor) = page_of(
+        &state,
+        &principal,
+        VIEW,
+        filters,
+        search,
+        params.limit,
+        params.cursor,
+        token,
+    )
+    .await?;
+    Ok(Json(CustomerPage { items, next_cursor }))
+}
+
+/// A Salesforce Account Id (15 or 18 characters); anything else names no customer.
+fn customer_id(id: &str) -> Result<String, ApiError> {
+    let ok = (15..=18).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric());
+    if ok {
+        Ok(id.to_owned())
+    } else {
+        Err(ApiError::NotFound("no such customer".into()))
+    }
+}
+
+#[utoipa::path(get, path = "/customers/{id}", tag = "customers", operation_id = "GetCustomer",
+    params(("id" = String, Path, description = "the Salesforce Account Id"), Consistency),
+    responses((status = 200, body = CustomerView, headers(("ETag" = String, description = "the customer's version")))),
+    security(("bearer" = [])))]
+pub async fn get(
+    State(state): State<AppState>,
+    principal: Principal,
+    PathId(id): PathId,
+    Consistency(token): Consistency,
+) -> Result<Response, ApiError> {
+    let id = customer_id(&id)?;
+    let view: CustomerView =
+        row_of(&state, &principal, VIEW, &id, token, "no such customer").await?;
+    Ok((write_headers(None, view.version), Json(view)).into_response())
+}
+
+/// The routes of `/customers`, each declared once by its handler's `#[utoipa::path]`.
+pub fn routes() -> Routes {
+    Routes::new()
+        .routes(utoipa_axum::routes!(list))
+        .routes(utoipa_axum::routes!(get))
+}

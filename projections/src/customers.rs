@@ -1,0 +1,117 @@
+//! The customers read model: one row per Salesforce Account of the tenant, as
+//! `GET /customers` serves it; a deleted Account leaves no row. Folded through the
+//! aggregate's own `apply`.
+
+use crate::ports::{Projection, ProjectionError};
+use chrono::{DateTime, Utc};
+use domain::customer::{Customer, CustomerEvent, CustomerFields};
+use domain::{Aggregate, EventEnvelope};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub const VIEW: &str = "customers";
+
+/// A customer as clients see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = Customer))]
+pub struct CustomerView {
+    /// The Salesforce Account Id.
+    pub customer_id: String,
+    pub tenant_id: String,
+    pub name: String,
+    pub industry: Option<String>,
+    pub phone: Option<String>,
+    pub website: Option<String>,
+    pub billing_city: Option<String>,
+    pub billing_country: Option<String>,
+    /// The primary Contact's name and email, where the Account has one.
+    pub contact_name: Option<String>,
+    pub contact_email: Option<String>,
+    /// Salesforce's SystemModstamp of the version synced.
+    pub system_modstamp: DateTime<Utc>,
+    pub imported_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub last_sync_id: String,
+    pub version: u64,
+}
+
+impl CustomerView {
+    pub fn from_state(tenant_id: &str, c: &Customer, version: u64) -> Option<Self> {
+        let id = c.customer_id.as_ref().filter(|_| !c.deleted)?;
+        let f = &c.fields;
+        Some(Self {
+            customer_id: id.clone(),
+            tenant_id: tenant_id.to_owned(),
+            name: f.name.clone(),
+            industry: f.industry.clone(),
+            phone: f.phone.clone(),
+            website: f.website.clone(),
+            billing_city: f.billing_city.clone(),
+            billing_country: f.billing_country.clone(),
+            contact_name: f.contact_name.clone(),
+            contact_email: f.contact_email.clone(),
+            system_modstamp: c.system_modstamp?,
+            imported_at: c.imported_at?,
+            updated_at: c.updated_at?,
+            last_sync_id: c.last_sync_id.clone()?,
+            version,
+        })
+    }
+
+    fn state(self) -> Customer {
+        Customer {
+            customer_id: Some(self.customer_id),
+            fields: CustomerFields {
+                name: self.name,
+                industry: self.industry,
+                phone: self.phone,
+                website: self.website,
+                billing_city: self.billing_city,
+                billing_country: self.billing_country,
+                contact_name: self.contact_name,
+                contact_email: self.contact_email,
+            },
+            deleted: false,
+            system_modstamp: Some(self.system_modstamp),
+            imported_at: Some(self.imported_at),
+            updated_at: Some(self.updated_at),
+            last_sync_id: Some(self.last_sync_id),
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CustomersProjection;
+
+impl Projection for CustomersProjection {
+    fn name(&self) -> &'static str {
+        VIEW
+    }
+
+    fn handles(&self, event: &EventEnvelope) -> bool {
+        event.stream_id.kind() == Customer::KIND
+    }
+
+    fn row_id(&self, event: &EventEnvelope) -> String {
+        event.stream_id.instance().to_owned()
+    }
+
+    fn apply(
+        &self,
+        row: Option<&Value>,
+        event: &EventEnvelope,
+    ) -> Result<Option<Value>, ProjectionError> {
+        crate::ports::fold_state::<Customer, _>(
+            row,
+            event,
+            // A deleted customer leaves a tombstone; a re-import starts it again.
+            |e| matches!(e, CustomerEvent::Imported(_)),
+            |doc| {
+                serde_json::from_value::<CustomerView>(doc.clone())
+                    .map(CustomerView::state)
+                    .map_err(|e| ProjectionError(e.to_string()))
+            },
+            |c, version| CustomerView::from_state(event.tenant_id.as_str(), c, version),
+        )
+    }
+}

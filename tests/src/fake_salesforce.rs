@@ -1,0 +1,337 @@
+//! A local stand-in for one Salesforce org, speaking the REST API's real JSON: the OAuth2
+//! token endpoint (client credentials; failures as `{"error", "error_description"}`),
+//! SOQL over `query` and `queryAll` with `totalSize`, `done`, `nextRecordsUrl` and
+//! `records` carrying `attributes`, errors as `[{"message", "errorCode"}]`, and the
+//! `Sforce-Limit-Info` header. It understands the queries Chronicle sends: Accounts with
+//! `IsDeleted = true` (queryAll) or not, `SystemModstamp >= <time>`, ordered by
+//! (SystemModstamp, Id).
+
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub id: String,
+    pub name: String,
+    pub phone: Option<String>,
+    pub city: Option<String>,
+    pub contact: Option<(String, String)>,
+    pub modstamp: DateTime<Utc>,
+    pub deleted: bool,
+}
+
+impl Account {
+    pub fn new(id: &str, name: &str, city: &str, modstamp: DateTime<Utc>) -> Self {
+        Self {
+            id: id.to_owned(),
+            name: name.to_owned(),
+            phone: None,
+            city: Some(city.to_owned()),
+            contact: None,
+            modstamp,
+            deleted: false,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Org {
+    accounts: Vec<Account>,
+    tokens: Vec<String>,
+    token_requests: u32,
+    queries: Vec<String>,
+    /// Query calls answered before REQUEST_LIMIT_EXCEEDED; `None`: no limit.
+    calls_left: Option<u32>,
+    /// Results of queries, by locator, for `nextRecordsUrl`.
+    cursors: HashMap<String, Vec<Value>>,
+    pause: Duration,
+    used: u32,
+}
+
+#[derive(Clone)]
+pub struct FakeSalesforce {
+    pub url: String,
+    pub client_id: String,
+    pub client_secret: String,
+    pub page_size: usize,
+    org: Arc<Mutex<Org>>,
+}
+
+impl FakeSalesforce {
+    pub async fn start(page_size: usize) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let fake = Self {
+            url: format!("http://{addr}"),
+            client_id: "3MVG9fake.connected.app".to_owned(),
+            client_secret: format!("secret-{}", uuid::Uuid::new_v4().simple()),
+            page_size,
+            org: Arc::default(),
+        };
+        let app = Router::new()
+            .route("/services/oauth2/token", axum::routing::post(token))
+            .route("/services/data/{version}/query", axum::routing::get(query))
+            .route(
+                "/services/data/{version}/queryAll",
+                axum::routing::get(query_all),
+            )
+            .route(
+                "/services/data/{version}/query/{locator}",
+                axum::routing::get(more),
+            )
+            .with_state(fake.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        fake
+    }
+
+    fn org(&self) -> std::sync::MutexGuard<'_, Org> {
+        self.org.lock().expect("org")
+    }
+
+    /// Adds or replaces an Account (by Id).
+    pub fn put(&self, account: Account) {
+        let mut org = self.org();
+        org.accounts.retain(|a| a.id != account.id);
+        org.accounts.push(account);
+    }
+
+    pub fn account(&self, id: &str) -> Account {
+        self.org()
+            .accounts
+            .iter()
+            .find(|a| a.id == id)
+            .cloned()
+            .expect("account")
+    }
+
+    /// Every token issued so far stops working (an expired session).
+    pub fn expire_tokens(&self) {
+        self.org().tokens.clear();
+    }
+
+    pub fn token_requests(&self) -> u32 {
+        self.org().token_requests
+    }
+
+    /// After `n` more query calls, the org's API limit is reached; `None` lifts it.
+    pub fn limit_calls(&self, n: Option<u32>) {
+        self.org().calls_left = n;
+    }
+
+    /// Each query call waits this long first.
+    pub fn pause(&self, pause: Duration) {
+        self.org().pause = pause;
+    }
+
+    pub fn queries(&self) -> Vec<String> {
+        self.org().queries.clone()
+    }
+}
+
+fn sf_time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string()
+}
+
+fn record(a: &Account, deleted_pass: bool) -> Value {
+    let attributes = json!({"type": "Account", "url": format!("/services/data/v60.0/sobjects/Account/{}", a.id)});
+    if deleted_pass {
+        return json!({"attributes": attributes, "Id": a.id, "SystemModstamp": sf_time(a.modstamp)});
+    }
+    let contacts = a.contact.as_ref().map(|(name, email)| {
+        json!({"totalSize": 1, "done": true, "records": [{
+            "attributes": {"type": "Contact", "url": "/services/data/v60.0/sobjects/Contact/003FAKE"},
+            "Name": name, "Email": email
+        }]})
+    });
+    json!({
+        "attributes": attributes,
+        "Id": a.id,
+        "Name": a.name,
+        "Industry": null,
+        "Phone": a.phone,
+        "Website": null,
+        "BillingCity": a.city,
+        "BillingCountry": "PK",
+        "SystemModstamp": sf_time(a.modstamp),
+        "Contacts": contacts,
+    })
+}
+
+fn errors(status: StatusCode, code: &str, message: &str) -> Response {
+    (
+        status,
+        Json(json!([{"message": message, "errorCode": code}])),
+    )
+        .into_response()
+}
+
+async fn token(
+    State(fake): State<FakeSalesforce>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let mut org = fake.org();
+    org.token_requests += 1;
+    let ok = form.get("grant_type").map(String::as_str) == Some("client_credentials")
+        && form.get("client_id") == Some(&fake.client_id)
+        && form.get("client_secret") == Some(&fake.client_secret);
+    if !ok {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "invalid_client", "error_description": "invalid client credentials"})),
+        )
+            .into_response();
+    }
+    let token = format!("00Dfake!{}", uuid::Uuid::new_v4().simple());
+    org.tokens.push(token.clone());
+    Json(json!({
+        "access_token": token,
+        "instance_url": fake.url,
+        "id": format!("{}/id/00Dfake/005fake", fake.url),
+        "token_type": "Bearer",
+        "issued_at": Utc::now().timestamp_millis().to_string(),
+        "signature": "fake="
+    }))
+    .into_response()
+}
+
+/// Checks the session and the API limit; the answer's headers.
+#[allow(clippy::result_large_err)] // a test server's refusal, built once per call
+fn admit(fake: &FakeSalesforce, headers: &HeaderMap) -> Result<HeaderMap, Response> {
+    let mut org = fake.org();
+    let bearer = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default()
+        .to_owned();
+    if !org.tokens.contains(&bearer) {
+        return Err(errors(
+            StatusCode::UNAUTHORIZED,
+            "INVALID_SESSION_ID",
+            "Session expired or invalid",
+        ));
+    }
+    if let Some(left) = org.calls_left {
+        if left == 0 {
+            return Err(errors(
+                StatusCode::FORBIDDEN,
+                "REQUEST_LIMIT_EXCEEDED",
+                "TotalRequests Limit exceeded.",
+            ));
+        }
+        org.calls_left = Some(left - 1);
+    }
+    org.used += 1;
+    let mut out = HeaderMap::new();
+    let info = format!("api-usage={}/15000", org.used);
+    out.insert("sforce-limit-info", info.parse().expect("header"));
+    Ok(out)
+}
+
+fn page(fake: &FakeSalesforce, mut rows: Vec<Value>, locator: &str) -> Value {
+    let total = rows.len();
+    let rest = rows.split_off(rows.len().min(fake.page_size));
+    let done = rest.is_empty();
+    let mut body = json!({"totalSize": total, "done": done, "records": rows});
+    if !done {
+        let (base, offset) = locator.rsplit_once('-').unwrap_or((locator, "0"));
+        let next = format!(
+            "{base}-{}",
+            offset.parse::<usize>().unwrap_or(0) + fake.page_size
+        );
+        fake.org().cursors.insert(next.clone(), rest);
+        body["nextRecordsUrl"] = json!(format!("/services/data/v60.0/query/{next}"));
+    }
+    body
+}
+
+async fn run(fake: FakeSalesforce, headers: HeaderMap, q: String, all: bool) -> Response {
+    let pause = fake.org().pause;
+    tokio::time::sleep(pause).await;
+    let out = match admit(&fake, &headers) {
+        Ok(h) => h,
+        Err(r) => return r,
+    };
+    let deleted = q.contains("IsDeleted = true");
+    if deleted && !all {
+        return errors(
+            StatusCode::BAD_REQUEST,
+            "MALFORMED_QUERY",
+            "IsDeleted needs queryAll",
+        );
+    }
+    let since = q.split("SystemModstamp >= ").nth(1).and_then(|rest| {
+        let t = rest.split_whitespace().next().unwrap_or_default();
+        DateTime::parse_from_rfc3339(t)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+    });
+    let rows: Vec<Value> = {
+        let mut org = fake.org();
+        org.queries.push(q.clone());
+        let mut accounts: Vec<&Account> = org
+            .accounts
+            .iter()
+            .filter(|a| a.deleted == deleted)
+            .filter(|a| since.is_none_or(|s| a.modstamp >= s))
+            .collect();
+        accounts.sort_by(|a, b| (a.modstamp, &a.id).cmp(&(b.modstamp, &b.id)));
+        accounts.iter().map(|a| record(a, deleted)).collect()
+    };
+    let locator = format!("01gFAKE{}-0", uuid::Uuid::new_v4().simple());
+    (out, Json(page(&fake, rows, &locator))).into_response()
+}
+
+async fn query(
+    State(fake): State<FakeSalesforce>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    run(
+        fake,
+        headers,
+        q.get("q").cloned().unwrap_or_default(),
+        false,
+    )
+    .await
+}
+
+async fn query_all(
+    State(fake): State<FakeSalesforce>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    run(fake, headers, q.get("q").cloned().unwrap_or_default(), true).await
+}
+
+async fn more(
+    State(fake): State<FakeSalesforce>,
+    headers: HeaderMap,
+    Path((_version, locator)): Path<(String, String)>,
+) -> Response {
+    let pause = fake.org().pause;
+    tokio::time::sleep(pause).await;
+    let out = match admit(&fake, &headers) {
+        Ok(h) => h,
+        Err(r) => return r,
+    };
+    let Some(rows) = fake.org().cursors.remove(&locator) else {
+        return errors(
+            StatusCode::BAD_REQUEST,
+            "INVALID_QUERY_LOCATOR",
+            "invalid query locator",
+        );
+    };
+    (out, Json(page(&fake, rows, &locator))).into_response()
+}
