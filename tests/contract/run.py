@@ -140,6 +140,7 @@ def main() -> int:
                 **os.environ,
                 "SCHEMATHESIS_HOOKS": "hooks",
                 "CONTRACT_TENANT_ID": signed_up["tenant_id"],
+                "CONTRACT_CLOSED_URL": f"http://127.0.0.1:{closed_port()}",
                 "CONTRACT_DROPPED": str(drops),
                 "PYTHONPATH": str(HERE),
                 "NO_COLOR": "1",
