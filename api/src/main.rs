@@ -37,7 +37,8 @@ enum Command {
     Serve(ServeArgs),
     /// Run a projector worker (aws: long-poll SQS; embedded: tail the log).
     Project(ProjectArgs),
-    /// Run the AI query worker (aws: its SQS queue; embedded: tail the log).
+    /// Run the AI query worker and the Salesforce sync worker (aws: their SQS queues;
+    /// embedded: tail the log).
     Worker(WorkerArgs),
     /// Relay DynamoDB Streams to EventBridge and Kinesis (aws only).
     Relay(RelayArgs),
@@ -495,47 +496,100 @@ async fn project(args: ProjectArgs) -> anyhow::Result<()> {
 }
 
 async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
+    use std::sync::Arc;
     let _metrics = install_metrics()?;
-    let config = args.ai.config()?.ok_or_else(|| {
-        anyhow::anyhow!("the AI worker needs a provider: set OPENAI_API_KEY (and OPENAI_BASE_URL for a server other than OpenAI)")
-    })?;
-    let clock = std::sync::Arc::new(infra::SystemClock);
-    match args.backend.backend {
-        Backend::Aws => {
-            let aws = infra::aws::Aws::load(&args.backend.aws_prefix).await;
-            let store = std::sync::Arc::new(infra::aws::DynamoEventStore::new(&aws));
-            let worker =
-                std::sync::Arc::new(config.worker(commands::CommandHandler::new(store, clock))?);
+    let aws = args.backend.backend == Backend::Aws;
+    let ai = args.ai.config()?;
+    let sf = args
+        .salesforce
+        .config((!aws).then_some(args.data_dir.as_path()))?;
+    anyhow::ensure!(
+        ai.is_some() || sf.is_some(),
+        "no worker to run: set OPENAI_API_KEY for the AI worker, CHRONICLE_SECRETS_KEY for the Salesforce sync worker"
+    );
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let until_stopped = || {
+        let mut rx = stopped.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let clock = Arc::new(infra::SystemClock);
+    let mut runs: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>> = Vec::new();
+    if aws {
+        let aws = infra::aws::Aws::load(&args.backend.aws_prefix).await;
+        let handler =
+            commands::CommandHandler::new(Arc::new(infra::aws::DynamoEventStore::new(&aws)), clock);
+        let wait = Duration::from_secs(args.wait_seconds);
+        if let Some(config) = &ai {
+            let worker = Arc::new(config.worker(handler.clone())?);
             let queue = infra::aws::QueueWorker::new(
                 &aws,
                 &aws.names.ai_queue,
                 worker,
-                (Duration::from_secs(args.wait_seconds), config.concurrency),
+                (wait, config.concurrency),
                 infra::aws::AI_VISIBILITY_SECS,
             )
             .await?;
-            tracing::info!(queue = %aws.names.ai_queue, base_url = %config.openai.base_url, "AI worker consuming");
-            queue.run(shutdown_signal()).await;
+            tracing::info!(queue = %aws.names.ai_queue, "AI worker consuming");
+            let shutdown = until_stopped();
+            runs.push(Box::pin(async move { queue.run(shutdown).await }));
         }
-        Backend::Embedded => {
-            use std::sync::Arc;
-            let events = infra::sqlite::SqliteEventStore::open(&args.data_dir.join("events.db"))?;
-            let views = infra::sqlite::SqliteReadModelStore::open(&args.data_dir.join("views.db"))?;
-            let worker = Arc::new(config.worker(commands::CommandHandler::new(
+        if let Some(config) = &sf {
+            let access = config.access()?;
+            let worker = Arc::new(config.worker(handler.clone(), &access)?);
+            let queue = infra::aws::QueueWorker::new(
+                &aws,
+                &aws.names.sync_queue,
+                worker,
+                (wait, 4),
+                infra::aws::SYNC_VISIBILITY_SECS,
+            )
+            .await?;
+            tracing::info!(queue = %aws.names.sync_queue, "Salesforce sync worker consuming");
+            let shutdown = until_stopped();
+            runs.push(Box::pin(async move { queue.run(shutdown).await }));
+        }
+    } else {
+        let events = infra::sqlite::SqliteEventStore::open(&args.data_dir.join("events.db"))?;
+        let views = infra::sqlite::SqliteReadModelStore::open(&args.data_dir.join("views.db"))?;
+        let handler = commands::CommandHandler::new(Arc::new(events.clone()), clock);
+        if let Some(config) = &ai {
+            let worker: Arc<dyn commands::worker::EventWorker> =
+                Arc::new(config.worker(handler.clone())?);
+            runs.push(Box::pin(api::workers::run_worker(
                 Arc::new(events.clone()),
-                clock,
-            ))?);
-            tracing::info!(data_dir = %args.data_dir.display(), base_url = %config.openai.base_url, "AI worker tailing the log");
-            api::workers::run_worker(
-                Arc::new(events),
-                Arc::new(views),
+                Arc::new(views.clone()),
                 worker,
                 config.concurrency,
-                shutdown_signal(),
-            )
-            .await;
+                until_stopped(),
+            )));
         }
+        if let Some(config) = &sf {
+            let access = config.access()?;
+            let worker = Arc::new(config.worker(handler.clone(), &access)?);
+            if let Some(every) = config.poll_interval {
+                runs.push(Box::pin(api::workers::run_sync_schedule(
+                    worker.clone(),
+                    every,
+                    until_stopped(),
+                )));
+            }
+            runs.push(Box::pin(api::workers::run_worker(
+                Arc::new(events.clone()),
+                Arc::new(views.clone()),
+                worker,
+                4,
+                until_stopped(),
+            )));
+        }
+        tracing::info!(data_dir = %args.data_dir.display(), "workers tailing the log");
     }
+    futures::future::join_all(runs).await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -237,4 +237,11 @@ impl EventWorker for SyncWorker {
         tracing::info!(tenant_id = %event.tenant_id, sync_id = event.stream_id.instance(), status = status.as_str(), "Salesforce sync ended");
         Ok(())
     }
+
+    /// The scheduled poll: an incremental sync of every connected tenant.
+    async fn tick(&self) -> Result<(), WorkFailure> {
+        let started = self.schedule().await.map_err(failure)?;
+        tracing::info!(syncs = started.len(), "scheduled Salesforce syncs started");
+        Ok(())
+    }
 }

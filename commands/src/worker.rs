@@ -22,6 +22,11 @@ pub trait EventWorker: Send + Sync {
     fn name(&self) -> &'static str;
     fn starts_work(&self, event: &EventEnvelope) -> bool;
     async fn handle(&self, event: &EventEnvelope) -> Result<(), WorkFailure>;
+
+    /// A scheduled tick (an EventBridge schedule on AWS): periodic work; none by default.
+    async fn tick(&self) -> Result<(), WorkFailure> {
+        Ok(())
+    }
 }
 
 /// A command failure as work: the store's and contention's are worth retrying, the rest

@@ -19,7 +19,7 @@ pub use sqs::{SqsProjector, apply_messages, queue_projector, queue_projectors};
 
 pub use counting::RequestCounter;
 pub use dynamodb::DynamoEventStore;
-pub use setup::{AI_VISIBILITY_SECS, MAX_RECEIVES, SetupError, setup};
+pub use setup::{AI_VISIBILITY_SECS, MAX_RECEIVES, SYNC_VISIBILITY_SECS, SetupError, setup};
 pub use views::DynamoReadModelStore;
 
 use aws_config::SdkConfig;
@@ -37,6 +37,12 @@ pub struct Names {
     pub ai_rule: String,
     pub ai_queue: String,
     pub ai_dlq: String,
+    /// The Salesforce sync worker's rule, queue and dead-letter queue, and the schedule of
+    /// the poll (on the account's default bus, where schedules run).
+    pub sync_rule: String,
+    pub sync_queue: String,
+    pub sync_dlq: String,
+    pub sync_schedule: String,
     pub kinesis_stream: String,
 }
 
@@ -52,6 +58,10 @@ impl Names {
             ai_rule: format!("{prefix}-ai"),
             ai_queue: format!("{prefix}-ai"),
             ai_dlq: format!("{prefix}-ai-dlq"),
+            sync_rule: format!("{prefix}-salesforce-sync"),
+            sync_queue: format!("{prefix}-salesforce-sync"),
+            sync_dlq: format!("{prefix}-salesforce-sync-dlq"),
+            sync_schedule: format!("{prefix}-salesforce-poll"),
             kinesis_stream: format!("{prefix}-events"),
         }
     }

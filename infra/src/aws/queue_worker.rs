@@ -153,6 +153,11 @@ impl QueueWorker {
 /// come back. The polling consumer and the Lambda handlers share it.
 pub async fn run_message(worker: &dyn EventWorker, message_id: &str, body: &str) -> Result<(), ()> {
     let name = worker.name();
+    if is_scheduled(body) {
+        return worker.tick().await.map_err(|e| {
+            tracing::error!(worker = name, message_id, error = %e, "scheduled work failed; the message comes back");
+        });
+    }
     let event = match envelope(body) {
         Ok(e) => e,
         Err(reason) => {
@@ -166,4 +171,10 @@ pub async fn run_message(worker: &dyn EventWorker, message_id: &str, body: &str)
     worker.handle(&event).await.map_err(|e| {
         tracing::error!(worker = name, tenant_id = %event.tenant_id, stream_id = %event.stream_id, message_id, error = %e, "work failed; the message comes back");
     })
+}
+
+/// An EventBridge schedule's event (`detail-type` "Scheduled Event", `source` aws.events).
+fn is_scheduled(body: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(body)
+        .is_ok_and(|v| v["detail-type"] == "Scheduled Event" && v["source"] == "aws.events")
 }

@@ -35,27 +35,51 @@ pub async fn setup(aws: &Aws) -> Result<Vec<String>, SetupError> {
     report.push(views_table(aws).await?);
     let names = &aws.names;
     report.push(bus(aws).await?);
-    let (lines, arn, url) =
-        queue_pair(aws, &names.projector_queue, &names.projector_dlq, 10).await?;
-    report.extend(lines);
-    report.push(
-        route(
+    let source = super::SOURCE;
+    report.extend(
+        worker_queue(
             aws,
-            (&names.projector_rule, "projector"),
-            serde_json::json!({ "source": [super::SOURCE] }),
-            (&names.projector_queue, &arn, &url),
+            (&names.projector_queue, &names.projector_dlq, 10),
+            &[(
+                &names.projector_rule,
+                "projector",
+                Trigger::Pattern(serde_json::json!({ "source": [source] })),
+            )],
         )
         .await?,
     );
-    let (lines, arn, url) =
-        queue_pair(aws, &names.ai_queue, &names.ai_dlq, AI_VISIBILITY_SECS).await?;
-    report.extend(lines);
-    report.push(
-        route(
+    report.extend(
+        worker_queue(
             aws,
-            (&names.ai_rule, "ai-worker"),
-            serde_json::json!({ "source": [super::SOURCE], "detail-type": ["AIQuerySubmitted"] }),
-            (&names.ai_queue, &arn, &url),
+            (&names.ai_queue, &names.ai_dlq, AI_VISIBILITY_SECS),
+            &[(
+                &names.ai_rule,
+                "ai-worker",
+                Trigger::Pattern(
+                    serde_json::json!({ "source": [source], "detail-type": ["AIQuerySubmitted"] }),
+                ),
+            )],
+        )
+        .await?,
+    );
+    report.extend(
+        worker_queue(
+            aws,
+            (&names.sync_queue, &names.sync_dlq, SYNC_VISIBILITY_SECS),
+            &[
+                (
+                    &names.sync_rule,
+                    "salesforce-sync",
+                    Trigger::Pattern(
+                        serde_json::json!({ "source": [source], "detail-type": ["CustomerSyncStarted"] }),
+                    ),
+                ),
+                (
+                    &names.sync_schedule,
+                    "salesforce-poll",
+                    Trigger::Schedule("rate(1 hour)".into()),
+                ),
+            ],
         )
         .await?,
     );
@@ -249,42 +273,35 @@ async fn bus(aws: &Aws) -> Result<String, SetupError> {
     }
 }
 
-/// A rule on the bus that sends the events matching `pattern` to a queue (the rule's
-/// target `target_id`).
-async fn route(
+/// What a rule fires on.
+enum Trigger {
+    /// Events on Chronicle's bus matching this pattern.
+    Pattern(serde_json::Value),
+    /// A schedule (`rate(1 hour)`), on the account's default bus.
+    Schedule(String),
+}
+
+/// A rule that sends what `trigger` matches to a queue (the rule's target `target_id`);
+/// returns its ARN.
+async fn rule(
     aws: &Aws,
     (rule_name, target_id): (&str, &str),
-    pattern: serde_json::Value,
-    (queue_name, queue_arn, queue_url): (&str, &str, &str),
+    trigger: &Trigger,
+    queue_arn: &str,
 ) -> Result<String, SetupError> {
     let names = &aws.names;
-    let rule = aws
-        .eventbridge
-        .put_rule()
-        .name(rule_name)
-        .event_bus_name(&names.bus)
-        .event_pattern(pattern.to_string())
-        .send()
-        .await
-        .map_err(|e| fail(rule_name, e))?;
-    let rule_arn = rule.rule_arn().unwrap_or_default().to_owned();
-    let policy = serde_json::json!({
-        "Version": "2012-10-17",
-        "Statement": [{
-            "Effect": "Allow",
-            "Principal": { "Service": "events.amazonaws.com" },
-            "Action": "sqs:SendMessage",
-            "Resource": queue_arn,
-            "Condition": { "ArnEquals": { "aws:SourceArn": rule_arn } }
-        }]
-    });
-    aws.sqs
-        .set_queue_attributes()
-        .queue_url(queue_url)
-        .attributes(QueueAttributeName::Policy, policy.to_string())
-        .send()
-        .await
-        .map_err(|e| fail(queue_url, e))?;
+    let mut put = aws.eventbridge.put_rule().name(rule_name);
+    let bus = match trigger {
+        Trigger::Pattern(p) => {
+            put = put.event_bus_name(&names.bus).event_pattern(p.to_string());
+            Some(names.bus.as_str())
+        }
+        Trigger::Schedule(expr) => {
+            put = put.schedule_expression(expr);
+            None
+        }
+    };
+    let rule = put.send().await.map_err(|e| fail(rule_name, e))?;
     let target = aws_sdk_eventbridge::types::Target::builder()
         .id(target_id)
         .arn(queue_arn)
@@ -294,7 +311,7 @@ async fn route(
         .eventbridge
         .put_targets()
         .rule(rule_name)
-        .event_bus_name(&names.bus)
+        .set_event_bus_name(bus.map(str::to_owned))
         .targets(target)
         .send()
         .await
@@ -305,10 +322,57 @@ async fn route(
             message: format!("target not attached: {:?}", put.failed_entries()),
         });
     }
-    Ok(format!(
-        "rule {rule_name} ({pattern}) -> queue {queue_name}: ready"
-    ))
+    Ok(rule.rule_arn().unwrap_or_default().to_owned())
 }
+
+/// Lets the rules `rule_arns` send to the queue, and only them.
+async fn allow(
+    aws: &Aws,
+    (queue_url, queue_arn): (&str, &str),
+    rule_arns: &[String],
+) -> Result<(), SetupError> {
+    let policy = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": { "Service": "events.amazonaws.com" },
+            "Action": "sqs:SendMessage",
+            "Resource": queue_arn,
+            "Condition": { "ArnEquals": { "aws:SourceArn": rule_arns } }
+        }]
+    });
+    aws.sqs
+        .set_queue_attributes()
+        .queue_url(queue_url)
+        .attributes(QueueAttributeName::Policy, policy.to_string())
+        .send()
+        .await
+        .map_err(|e| fail(queue_url, e))?;
+    Ok(())
+}
+
+/// A worker's queue pair and the rules that feed it; the report lines.
+async fn worker_queue(
+    aws: &Aws,
+    (queue, dlq, visibility_secs): (&str, &str, u32),
+    rules: &[(&str, &str, Trigger)],
+) -> Result<Vec<String>, SetupError> {
+    let (mut lines, arn, url) = queue_pair(aws, queue, dlq, visibility_secs).await?;
+    let mut arns = Vec::new();
+    for (name, target, trigger) in rules {
+        arns.push(rule(aws, (name, target), trigger, &arn).await?);
+        let what = match trigger {
+            Trigger::Pattern(p) => p.to_string(),
+            Trigger::Schedule(s) => s.clone(),
+        };
+        lines.push(format!("rule {name} ({what}) -> queue {queue}: ready"));
+    }
+    allow(aws, (&url, &arn), &arns).await?;
+    Ok(lines)
+}
+
+/// The sync queue's visibility: the worker extends it while a sync runs.
+pub const SYNC_VISIBILITY_SECS: u32 = 300;
 
 /// The AI queue's visibility: the worker extends it while a query runs.
 pub const AI_VISIBILITY_SECS: u32 = 120;

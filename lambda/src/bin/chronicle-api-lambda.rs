@@ -9,6 +9,8 @@ use std::time::Duration;
 struct Env {
     #[command(flatten)]
     ai: api::workers::AiArgs,
+    #[command(flatten)]
+    salesforce: api::workers::SalesforceArgs,
 }
 
 #[tokio::main]
@@ -20,11 +22,16 @@ async fn main() -> Result<(), Error> {
     let keys = api::TokenKeys::from_secret(secret.as_bytes()).map_err(|e| e.to_string())?;
     let mut state = api::aws::aws_state(&aws, keys, Duration::from_millis(2000));
     // The API queues queries; the AI worker function runs them.
-    state.ai = Env::parse_from(["chronicle-api-lambda"])
+    let env = Env::parse_from(["chronicle-api-lambda"]);
+    state.ai = env
         .ai
         .config()?
         .as_ref()
         .map(api::workers::AiConfig::provider);
+    // Connections need the secrets key; the sync worker function runs the syncs.
+    if let Some(sf) = env.salesforce.config(None)? {
+        state.salesforce = Some(sf.access()?);
+    }
     if let (Ok(issuer), Ok(audience)) = (
         std::env::var("CHRONICLE_OIDC_ISSUER"),
         std::env::var("CHRONICLE_OIDC_AUDIENCE"),

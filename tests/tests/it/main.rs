@@ -7,6 +7,7 @@ mod aws_ai;
 mod aws_commerce;
 mod aws_e2e;
 mod aws_pipeline;
+mod aws_salesforce;
 mod cli;
 mod commerce;
 mod crash;
