@@ -40,7 +40,10 @@ async fn main() -> Result<(), Error> {
             for r in &records {
                 let id = r["messageId"].as_str().unwrap_or_default();
                 let body = r["body"].as_str().unwrap_or_default();
-                if infra::aws::run_message(worker.as_ref(), id, body).await.is_err() {
+                if infra::aws::run_message(worker.as_ref(), id, body)
+                    .await
+                    .is_err()
+                {
                     failures.push(json!({ "itemIdentifier": id }));
                 }
             }

@@ -120,3 +120,85 @@ async fn requests_commands_and_events_are_counted_by_label() {
     assert_eq!(requests("POST", "/tasks", "422"), Some(1.0), "{text}");
     assert_eq!(requests("PUT", "/tasks/{id}", "410"), Some(1.0), "{text}");
 }
+
+#[tokio::test]
+async fn the_orgs_salesforce_api_usage_is_exported_per_tenant_and_its_secret_never_logged() {
+    use chronicle_tests::fake_salesforce::{Account, FakeSalesforce};
+    let org = FakeSalesforce::start(10).await;
+    org.put(Account::new(
+        "001MET00000000AAA",
+        "Metered",
+        "Karachi",
+        chrono::Utc::now() - chrono::Duration::hours(1),
+    ));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start_logging(dir.path(), SECRET, &[], "debug");
+    let http = Http::default();
+    let token = mint(SECRET.as_bytes(), "metered", "mia", Role::Admin);
+    let body = serde_json::json!({"login_url": org.url, "client_id": org.client_id, "client_secret": org.client_secret});
+    let connected = http
+        .send(
+            "PUT",
+            &server.url("/salesforce/connection"),
+            &token,
+            &[],
+            Some(body.to_string()),
+        )
+        .await
+        .expect("PUT");
+    assert_eq!(connected.status, 200, "{:?}", connected.body);
+    let started = http
+        .send("POST", &server.url("/salesforce/sync"), &token, &[], None)
+        .await
+        .expect("POST");
+    assert_eq!(started.status, 202, "{:?}", started.body);
+    let id = started.body["sync_id"].as_str().expect("id").to_owned();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let s = http
+            .send(
+                "GET",
+                &server.url(&format!("/salesforce/sync/{id}")),
+                &token,
+                &[],
+                None,
+            )
+            .await
+            .expect("GET");
+        if s.body["status"] == "COMPLETED" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{:?}", s.body);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (status, text) = http
+        .get_text(&server.url("/metrics"))
+        .await
+        .expect("metrics");
+    assert_eq!(status, 200);
+    let used = sample(
+        &text,
+        "chronicle_salesforce_api_requests_used",
+        &[("tenant_id", "metered")],
+    );
+    assert!(used.is_some_and(|u| u >= 2.0), "{used:?} in {text}");
+    assert_eq!(
+        sample(
+            &text,
+            "chronicle_salesforce_api_requests_limit",
+            &[("tenant_id", "metered")]
+        ),
+        Some(15000.0)
+    );
+    let logs = server.logs.clone();
+    assert!(server.stop().success());
+    let lines = logs
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    assert!(lines.iter().any(|l| l.contains("Salesforce sync ended")));
+    assert!(
+        lines.iter().all(|l| !l.contains(&org.client_secret)),
+        "a log line holds the client secret"
+    );
+}
