@@ -127,6 +127,7 @@ fn all_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(crate::ai::routes())
         .merge(crate::salesforce::routes())
         .merge(crate::customers::routes())
+        .merge(crate::audit::routes())
         .merge(tenants::routes())
         .merge(users::routes())
         .merge(auth::routes())

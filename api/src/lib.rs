@@ -4,6 +4,7 @@
 pub mod ai;
 pub mod analytics;
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod aws;
 pub mod customers;

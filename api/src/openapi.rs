@@ -30,6 +30,7 @@ use utoipa::{Modify, OpenApi};
          (name = "analytics", description = "Figures of the tenant's business"),
          (name = "salesforce", description = "The tenant's Salesforce org: its connection and customer syncs"),
          (name = "customers", description = "Customers as synced from the tenant's Salesforce org"),
+         (name = "audit", description = "For ADMINs: the tenant's event timeline, state as of a point, the history's digest"),
          (name = "ai", description = "AI queries: submitted at once, answered by the AI worker; poll for the answer"),
          (name = "tenants", description = "Sign-up, plan, settings and lifecycle of the caller's tenant"),
          (name = "users", description = "Users of the caller's tenant and invitations"),

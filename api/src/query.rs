@@ -145,6 +145,12 @@ pub(crate) async fn page_of<T: serde::de::DeserializeOwned>(
 #[derive(Debug, Clone, Copy)]
 pub struct PageLimit(usize);
 
+impl PageLimit {
+    pub(crate) fn get(self) -> usize {
+        self.0
+    }
+}
+
 const MIN_LIMIT: usize = 1;
 
 impl<'de> serde::Deserialize<'de> for PageLimit {
@@ -189,7 +195,12 @@ impl Cursor {
         ..TextRule::chars(1, 1024, "the next_cursor of the previous page (base64url)")
     };
 
-    fn position(&self) -> String {
+    /// A cursor naming `position`.
+    pub(crate) fn encode(position: &str) -> String {
+        URL_SAFE_NO_PAD.encode(position)
+    }
+
+    pub(crate) fn position(&self) -> String {
         // The pattern admits only whole base64url groups; stray low bits are ignored.
         const LENIENT: GeneralPurpose = GeneralPurpose::new(
             &alphabet::URL_SAFE,

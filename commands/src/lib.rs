@@ -5,6 +5,7 @@
 pub mod access;
 pub mod ai;
 pub mod ai_worker;
+pub mod audit;
 pub mod commerce;
 pub mod customers;
 pub mod handler;

@@ -156,7 +156,7 @@ async fn the_ai_providers_key_is_never_logged() {
     assert!(server.stop().success());
     let lines = logs.lock().unwrap_or_else(PoisonError::into_inner).clone();
     assert!(
-        lines.iter().any(|l| l.contains("AI query finished")),
+        lines.iter().any(|l| l.contains("AI query done")),
         "the worker logged its work: {lines:#?}"
     );
     assert!(

@@ -3,7 +3,9 @@
 
 mod access;
 mod ai;
+mod audit;
 mod aws_ai;
+mod aws_audit;
 mod aws_commerce;
 mod aws_e2e;
 mod aws_pipeline;
