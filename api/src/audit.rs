@@ -17,11 +17,11 @@ use domain::{Aggregate, DomainEvent, EventEnvelope, StreamId, TenantId, UserId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-/// As of when to fold a stream.
-#[derive(Debug, Clone, Copy)]
-pub enum AsOf {
-    Version(u64),
-    Time(DateTime<Utc>),
+/// As of when to fold a stream: up to a version, up to a time, both, or (neither) now.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AsOf {
+    pub version: Option<u64>,
+    pub time: Option<DateTime<Utc>>,
 }
 
 /// `A`'s state after `events` (one stream, in order), with its version.
@@ -65,10 +65,8 @@ pub async fn state_at(
         from = last.version + 1;
         let done = page.len() < 1000;
         for e in page {
-            let admit = match at {
-                AsOf::Version(v) => e.version <= v,
-                AsOf::Time(t) => e.recorded_at <= t,
-            };
+            let admit = at.version.is_none_or(|v| e.version <= v)
+                && at.time.is_none_or(|t| e.recorded_at <= t);
             if admit {
                 events.push(e);
             }
@@ -180,7 +178,7 @@ impl From<EventEnvelope> for AuditEvent {
 #[into_params(parameter_in = Query)]
 pub struct EventParams {
     /// Only this stream's events (e.g. `task-0192…`).
-    #[param(value_type = Option<String>)]
+    #[param(inline)]
     stream: Option<StreamId>,
     /// Recorded at or after (RFC 3339).
     #[param(value_type = Option<String>, format = DateTime)]
@@ -189,10 +187,10 @@ pub struct EventParams {
     #[param(value_type = Option<String>, format = DateTime)]
     until: Option<DateTime<Utc>>,
     /// Only this actor's (a user id, or `system:<worker>`).
-    #[param(value_type = Option<String>)]
+    #[param(inline)]
     actor: Option<UserId>,
     /// Only events of this type (e.g. `TaskCreated`).
-    #[param(value_type = Option<String>)]
+    #[param(inline)]
     r#type: Option<UserId>,
     #[param(inline)]
     limit: Option<PageLimit>,
@@ -210,7 +208,8 @@ pub struct AuditPage {
 
 #[utoipa::path(get, path = "/audit/events", tag = "audit", operation_id = "AuditEvents",
     params(EventParams),
-    responses((status = 200, body = AuditPage)),
+    responses((status = 200, body = AuditPage),
+        (status = 422, body = Problem, description = "an invalid parameter, or a cursor that is no next_cursor of this list")),
     security(("bearer" = ["ADMIN"])))]
 pub async fn events(
     State(state): State<AppState>,
@@ -235,7 +234,16 @@ pub async fn events(
         &after,
         limit,
     )
-    .await?;
+    .await
+    .map_err(|e| match e {
+        // Any cursor of the grammar is accepted by the parameter; only the store can tell
+        // one that names no place in the feed.
+        commands::StoreError::Invalid(_) => ApiError::Validation {
+            field: "cursor".into(),
+            detail: "cursor: not a next_cursor of this list".into(),
+        },
+        other => other.into(),
+    })?;
     Ok(Json(AuditPage {
         items: events
             .into_iter()
@@ -246,6 +254,7 @@ pub async fn events(
     }))
 }
 
+/// Without either, the state now; with both, as of whichever comes first.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct StateParams {
@@ -253,14 +262,14 @@ pub struct StateParams {
     #[param(value_type = Option<String>, format = DateTime)]
     at: Option<DateTime<Utc>>,
     /// As of this version of the stream.
-    #[param(minimum = 1)]
-    version: Option<u64>,
+    #[param(inline)]
+    version: Option<domain::ids::StreamVersion>,
 }
 
 #[utoipa::path(get, path = "/audit/streams/{stream_id}/state", tag = "audit", operation_id = "AuditState",
     params(("stream_id" = String, Path, description = "e.g. task-0192…"), StateParams),
     responses((status = 200, description = "the state as of that point", body = Object),
-        (status = 422, body = Problem, description = "neither or both of at and version")),
+        (status = 404, body = Problem, description = "no such stream in the tenant, none of its events by then, or a kind with no state to show")),
     security(("bearer" = ["ADMIN"])))]
 pub async fn stream_state(
     State(state): State<AppState>,
@@ -270,15 +279,9 @@ pub async fn stream_state(
 ) -> Result<Json<Value>, ApiError> {
     let stream =
         StreamId::parse(stream_id).map_err(|_| ApiError::NotFound("no such stream".into()))?;
-    let at = match (p.at, p.version) {
-        (Some(t), None) => AsOf::Time(t),
-        (None, Some(v)) if v >= 1 => AsOf::Version(v),
-        _ => {
-            return Err(ApiError::Validation {
-                field: "at".into(),
-                detail: "give at (a time) or version (1 or more), one of them".into(),
-            });
-        }
+    let at = AsOf {
+        version: p.version.map(domain::ids::StreamVersion::get),
+        time: p.at,
     };
     Ok(Json(
         state_at(

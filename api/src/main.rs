@@ -585,11 +585,7 @@ async fn audit(args: AuditArgs) -> anyhow::Result<()> {
         } => {
             let tenant = parse_tenant(&tenant)?;
             let stream = domain::StreamId::parse(stream).context("--stream")?;
-            let as_of = match (at, version) {
-                (Some(t), _) => api::audit::AsOf::Time(t),
-                (None, Some(v)) => api::audit::AsOf::Version(v),
-                (None, None) => anyhow::bail!("give --at or --version"),
-            };
+            let as_of = api::audit::AsOf { version, time: at };
             let state = api::audit::state_at(store.as_ref(), &tenant, &stream, as_of)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;

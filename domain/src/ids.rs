@@ -131,3 +131,11 @@ mod tests {
         assert!(err.to_string().contains("must not be empty"));
     }
 }
+
+crate::bounded_int!(
+    /// A version of a stream (1-based), as a query names it.
+    StreamVersion(u64),
+    1,
+    9_007_199_254_740_991,
+    "a version of the stream, from 1"
+);

@@ -87,6 +87,11 @@ def filter_failure(context, failure, case, response) -> bool:
     # the answer is 422 naming the field, as issue 12 asks.
     if kind == PROBLEM + "validation-failed" and _problem(response).get("field") in ("items", "delta"):
         return _drop(f"{_problem(response).get('field')}-judged-against-the-catalogue")
+    # The audit timeline's cursor is the event store's own feed cursor (a position on
+    # SQLite, one event id per shard on DynamoDB), base64url-wrapped: the schema gives its
+    # alphabet, but only the store can tell a cursor it issued. One it did not is 422.
+    if kind == PROBLEM + "validation-failed" and _problem(response).get("field") == "cursor" and case.operation.path == "/audit/events":
+        return _drop("cursor-not-issued-by-the-feed")
     # A valid connection is refused because no org answers at the closed port (before_call).
     if _connects_an_org(case) and kind == PROBLEM + "validation-failed" and _problem(response).get("field") == "login_url":
         return _drop("no-org-behind-the-closed-port")
