@@ -7,6 +7,8 @@
 //!   model) under that load, read from the server's `/metrics`.
 //! - `orders`: `POST /orders` (PlaceOrder, one line of one unit) requests/s and p50/p99 at
 //!   64 connections, all on one hot product and spread over 1,000 products.
+//! - `replay`: a rebuild of every read model over a store of a million events (events/s,
+//!   peak RSS), and `audit verify` over it.
 //! - `aws` (run under `scripts/with-aws-emulator`): DynamoDB requests per command by kind,
 //!   and append-to-view lag through the relay, EventBridge, SQS and the projector.
 
@@ -71,6 +73,14 @@ enum Bench {
         #[arg(long, default_value_t = 1000)]
         products: usize,
     },
+    /// A store of many events: rebuild of every read model (events/s, peak RSS), and a
+    /// full audit verify over it.
+    Replay {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: usize,
+        #[arg(long, default_value_t = 100)]
+        tenants: usize,
+    },
     /// The AWS backend on the emulator (AWS_ENDPOINT_URL): requests per command and lag.
     Aws {
         /// Tasks created (each then updated once).
@@ -100,6 +110,7 @@ async fn main() -> anyhow::Result<()> {
             products,
         } => orders::run(connections, Duration::from_secs(seconds), products).await,
         Bench::Aws { tasks } => aws::run(tasks).await,
+        Bench::Replay { events, tenants } => replay::run(events, tenants).await,
         Bench::Signin { rounds } => signin::run(rounds).await,
     }
 }
@@ -107,6 +118,7 @@ async fn main() -> anyhow::Result<()> {
 mod aws;
 mod load;
 mod orders;
+mod replay;
 mod signin;
 
 pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
