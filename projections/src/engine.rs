@@ -308,6 +308,7 @@ impl Projector {
             self.store.load(view, &lookup).await?
         };
         let keys = keys.into_iter().map(|(k, _)| k);
+        let tallies = !self.projection.tally_views().is_empty();
         let mut rows: HashMap<RowKey, Working> = keys
             .into_iter()
             .map(|k| {
@@ -320,7 +321,8 @@ impl Projector {
                     k,
                     Working {
                         loaded_version: row.version,
-                        loaded_doc: row.doc.clone(),
+                        // Kept only where a change of tallies is to be computed.
+                        loaded_doc: if tallies { row.doc.clone() } else { None },
                         row,
                         dirty: false,
                     },
