@@ -10,7 +10,6 @@ use chrono::{DateTime, Utc};
 use domain::{EventEnvelope, GENESIS_HASH, StreamId, TenantId};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
-use std::collections::BTreeMap;
 
 /// Events read per page.
 pub const PAGE: usize = 1000;
@@ -67,56 +66,75 @@ pub struct Broken {
 
 /// Each stream's last version and hash, as the events go by in feed order (each stream
 /// in version order): checks the chain and the version sequence, and is the input of a
-/// digest.
+/// digest. A stream is held as 72 bytes (the SHA-256 of its tenant and id, its version,
+/// its head hash), so a store of millions of streams is checked in bounded memory.
 #[derive(Debug, Default)]
 pub struct ChainCheck {
-    heads: BTreeMap<(String, String), (u64, String)>,
+    heads: std::collections::HashMap<[u8; 32], (u64, [u8; 32])>,
     pub events: u64,
     pub head_position: u64,
     pub broken: Vec<Broken>,
+}
+
+fn stream_key(tenant: &TenantId, stream: &StreamId) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for part in [tenant.as_str().as_bytes(), stream.as_str().as_bytes()] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part);
+    }
+    h.finalize().into()
+}
+
+fn hash_bytes(hex_hash: &str) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    // A hash that is not 64 hex digits cannot chain anyway; it is held as zeros.
+    let _ = hex::decode_to_slice(hex_hash, &mut out);
+    out
 }
 
 impl ChainCheck {
     pub fn add(&mut self, e: &EventEnvelope) {
         self.events += 1;
         self.head_position = self.head_position.max(e.position);
-        let key = (e.tenant_id.to_string(), e.stream_id.to_string());
+        let key = stream_key(&e.tenant_id, &e.stream_id);
         let (version, prev) = self
             .heads
             .get(&key)
-            .map_or((0, GENESIS_HASH), |(v, h)| (*v, h.as_str()));
+            .map_or((0, GENESIS_HASH.to_owned()), |(v, h)| (*v, hex::encode(h)));
         let mut problem = None;
         if e.version != version + 1 {
             problem = Some(format!(
                 "version {} follows version {version}: events are missing or out of order",
                 e.version
             ));
-        } else if e.compute_hash(prev) != e.hash {
+        } else if e.compute_hash(&prev) != e.hash {
             problem = Some("its hash does not chain: the event was altered".to_owned());
         }
         if let Some(reason) = problem {
             self.broken.push(Broken {
-                tenant_id: key.0.clone(),
-                stream_id: key.1.clone(),
+                tenant_id: e.tenant_id.to_string(),
+                stream_id: e.stream_id.to_string(),
                 version: e.version,
                 reason,
             });
         }
-        self.heads.insert(key, (e.version, e.hash.clone()));
+        self.heads.insert(key, (e.version, hash_bytes(&e.hash)));
     }
 
     pub fn streams(&self) -> usize {
         self.heads.len()
     }
 
-    /// The digest of what was added.
+    /// The digest of what was added: the leaves in the order of their streams' keys.
     pub fn digest(&self, tenant: Option<&TenantId>) -> HistoryDigest {
+        let mut heads: Vec<(&[u8; 32], &(u64, [u8; 32]))> = self.heads.iter().collect();
+        heads.sort_unstable_by(|a, b| a.0.cmp(b.0));
         HistoryDigest {
             tenant_id: tenant.map(ToString::to_string),
             events: self.events,
             streams: self.heads.len() as u64,
             head_position: self.head_position,
-            root: merkle_root(self.heads.iter().map(|((t, s), (v, h))| leaf(t, s, *v, h))),
+            root: merkle_root(heads.into_iter().map(|(k, (v, h))| leaf(k, *v, h))),
         }
     }
 }
@@ -132,13 +150,11 @@ pub struct HistoryDigest {
     pub root: String,
 }
 
-fn leaf(tenant: &str, stream: &str, version: u64, hash: &str) -> [u8; 32] {
+fn leaf(stream: &[u8; 32], version: u64, hash: &[u8; 32]) -> [u8; 32] {
     let mut h = Sha256::new();
-    for part in [tenant.as_bytes(), stream.as_bytes(), hash.as_bytes()] {
-        h.update((part.len() as u64).to_be_bytes());
-        h.update(part);
-    }
+    h.update(stream);
     h.update(version.to_be_bytes());
+    h.update(hash);
     h.finalize().into()
 }
 
@@ -216,19 +232,15 @@ mod tests {
 
     #[test]
     fn the_root_depends_on_every_head() {
-        let a = merkle_root([leaf("t", "s1", 1, "h1"), leaf("t", "s2", 2, "h2")].into_iter());
-        let b = merkle_root([leaf("t", "s1", 1, "h1"), leaf("t", "s2", 2, "hX")].into_iter());
-        let c = merkle_root([leaf("t", "s1", 1, "h1"), leaf("t", "s2", 3, "h2")].into_iter());
+        let (s1, s2) = ([1u8; 32], [2u8; 32]);
+        let (h1, h2, hx) = ([7u8; 32], [8u8; 32], [9u8; 32]);
+        let a = merkle_root([leaf(&s1, 1, &h1), leaf(&s2, 2, &h2)].into_iter());
+        let b = merkle_root([leaf(&s1, 1, &h1), leaf(&s2, 2, &hx)].into_iter());
+        let c = merkle_root([leaf(&s1, 1, &h1), leaf(&s2, 3, &h2)].into_iter());
         assert_ne!(a, b);
         assert_ne!(a, c);
-        let three = merkle_root(
-            [
-                leaf("t", "a", 1, "x"),
-                leaf("t", "b", 1, "y"),
-                leaf("t", "c", 1, "z"),
-            ]
-            .into_iter(),
-        );
+        let three =
+            merkle_root([leaf(&s1, 1, &h1), leaf(&s2, 1, &h2), leaf(&[3; 32], 1, &hx)].into_iter());
         assert_eq!(three.len(), 64);
     }
 }
