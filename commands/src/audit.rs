@@ -70,11 +70,14 @@ pub struct Broken {
 /// its head hash), so a store of millions of streams is checked in bounded memory.
 #[derive(Debug, Default)]
 pub struct ChainCheck {
-    heads: std::collections::HashMap<[u8; 32], (u64, [u8; 32])>,
+    heads: std::collections::HashMap<[u8; 32], Head>,
     pub events: u64,
     pub head_position: u64,
     pub broken: Vec<Broken>,
 }
+
+/// A stream's last version and hash.
+type Head = (u64, [u8; 32]);
 
 fn stream_key(tenant: &TenantId, stream: &StreamId) -> [u8; 32] {
     let mut h = Sha256::new();
@@ -127,7 +130,7 @@ impl ChainCheck {
 
     /// The digest of what was added: the leaves in the order of their streams' keys.
     pub fn digest(&self, tenant: Option<&TenantId>) -> HistoryDigest {
-        let mut heads: Vec<(&[u8; 32], &(u64, [u8; 32]))> = self.heads.iter().collect();
+        let mut heads: Vec<(&[u8; 32], &Head)> = self.heads.iter().collect();
         heads.sort_unstable_by(|a, b| a.0.cmp(b.0));
         HistoryDigest {
             tenant_id: tenant.map(ToString::to_string),
