@@ -1,14 +1,13 @@
 //! The AI queries read model: one row per query, as `GET /ai/query/{id}` and
 //! `GET /ai/queries` serve it, folded through the aggregate's own `apply`.
 
-use crate::ports::{Projection, ProjectionError};
+use crate::ports::ProjectionError;
 use chrono::{DateTime, Utc};
+use domain::UserId;
 use domain::ai_query::{
     AiQuery, AiQueryEvent, AiQueryStatus, AiQuerySubmitted, ModelName, Prompt, TokenUsage,
 };
-use domain::{Aggregate, EventEnvelope, UserId};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 pub const VIEW: &str = "ai_queries";
 
@@ -103,37 +102,21 @@ impl AiQueryView {
     }
 }
 
-#[derive(Debug, Default, Clone, Copy)]
-pub struct AiQueriesProjection;
+crate::state_projection!(AiQueriesProjection, AiQueryView);
 
-impl Projection for AiQueriesProjection {
-    fn name(&self) -> &'static str {
-        VIEW
+impl crate::ports::StateView for AiQueryView {
+    type Aggregate = AiQuery;
+    const VIEW: &'static str = VIEW;
+
+    fn starts(e: &AiQueryEvent) -> bool {
+        matches!(e, AiQueryEvent::Submitted(_))
     }
 
-    fn handles(&self, event: &EventEnvelope) -> bool {
-        event.stream_id.kind() == AiQuery::KIND
+    fn of_state(tenant_id: &str, state: &AiQuery, version: u64) -> Option<Self> {
+        Self::from_state(tenant_id, state, version)
     }
 
-    fn row_id(&self, event: &EventEnvelope) -> String {
-        event.stream_id.instance().to_owned()
-    }
-
-    fn apply(
-        &self,
-        row: Option<&Value>,
-        event: &EventEnvelope,
-    ) -> Result<Option<Value>, ProjectionError> {
-        crate::ports::fold_state::<AiQuery, _>(
-            row,
-            event,
-            |e| matches!(e, AiQueryEvent::Submitted(_)),
-            |doc| {
-                serde_json::from_value::<AiQueryView>(doc.clone())
-                    .map_err(|e| ProjectionError(e.to_string()))?
-                    .state()
-            },
-            |q, version| AiQueryView::from_state(event.tenant_id.as_str(), q, version),
-        )
+    fn into_state(self) -> Result<AiQuery, ProjectionError> {
+        self.state()
     }
 }

@@ -1,14 +1,13 @@
 //! The customer syncs read model: one row per Salesforce sync run, as
 //! `GET /salesforce/sync/{id}` and `GET /salesforce/syncs` serve it.
 
-use crate::ports::{Projection, ProjectionError};
+use crate::ports::ProjectionError;
 use chrono::{DateTime, Utc};
+use domain::UserId;
 use domain::customer_sync::{
     CustomerSync, CustomerSyncStarted, SyncCounts, SyncEvent, SyncMode, SyncStatus, Watermark,
 };
-use domain::{Aggregate, EventEnvelope, UserId};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 pub const VIEW: &str = "customer_syncs";
 
@@ -76,37 +75,21 @@ impl SyncView {
     }
 }
 
-#[derive(Debug, Default, Clone, Copy)]
-pub struct CustomerSyncsProjection;
+crate::state_projection!(CustomerSyncsProjection, SyncView);
 
-impl Projection for CustomerSyncsProjection {
-    fn name(&self) -> &'static str {
-        VIEW
+impl crate::ports::StateView for SyncView {
+    type Aggregate = CustomerSync;
+    const VIEW: &'static str = VIEW;
+
+    fn starts(e: &SyncEvent) -> bool {
+        matches!(e, SyncEvent::Started(_))
     }
 
-    fn handles(&self, event: &EventEnvelope) -> bool {
-        event.stream_id.kind() == CustomerSync::KIND
+    fn of_state(tenant_id: &str, state: &CustomerSync, version: u64) -> Option<Self> {
+        Self::from_state(tenant_id, state, version)
     }
 
-    fn row_id(&self, event: &EventEnvelope) -> String {
-        event.stream_id.instance().to_owned()
-    }
-
-    fn apply(
-        &self,
-        row: Option<&Value>,
-        event: &EventEnvelope,
-    ) -> Result<Option<Value>, ProjectionError> {
-        crate::ports::fold_state::<CustomerSync, _>(
-            row,
-            event,
-            |e| matches!(e, SyncEvent::Started(_)),
-            |doc| {
-                serde_json::from_value::<SyncView>(doc.clone())
-                    .map_err(|e| ProjectionError(e.to_string()))?
-                    .state()
-            },
-            |s, version| SyncView::from_state(event.tenant_id.as_str(), s, version),
-        )
+    fn into_state(self) -> Result<CustomerSync, ProjectionError> {
+        self.state()
     }
 }

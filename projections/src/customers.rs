@@ -2,12 +2,10 @@
 //! `GET /customers` serves it; a deleted Account leaves no row. Folded through the
 //! aggregate's own `apply`.
 
-use crate::ports::{Projection, ProjectionError};
+use crate::ports::ProjectionError;
 use chrono::{DateTime, Utc};
 use domain::customer::{Customer, CustomerEvent, CustomerFields};
-use domain::{Aggregate, EventEnvelope};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 pub const VIEW: &str = "customers";
 
@@ -80,38 +78,22 @@ impl CustomerView {
     }
 }
 
-#[derive(Debug, Default, Clone, Copy)]
-pub struct CustomersProjection;
+crate::state_projection!(CustomersProjection, CustomerView);
 
-impl Projection for CustomersProjection {
-    fn name(&self) -> &'static str {
-        VIEW
+impl crate::ports::StateView for CustomerView {
+    type Aggregate = Customer;
+    const VIEW: &'static str = VIEW;
+
+    /// A deleted customer leaves a tombstone; a re-import starts it again.
+    fn starts(e: &CustomerEvent) -> bool {
+        matches!(e, CustomerEvent::Imported(_))
     }
 
-    fn handles(&self, event: &EventEnvelope) -> bool {
-        event.stream_id.kind() == Customer::KIND
+    fn of_state(tenant_id: &str, state: &Customer, version: u64) -> Option<Self> {
+        Self::from_state(tenant_id, state, version)
     }
 
-    fn row_id(&self, event: &EventEnvelope) -> String {
-        event.stream_id.instance().to_owned()
-    }
-
-    fn apply(
-        &self,
-        row: Option<&Value>,
-        event: &EventEnvelope,
-    ) -> Result<Option<Value>, ProjectionError> {
-        crate::ports::fold_state::<Customer, _>(
-            row,
-            event,
-            // A deleted customer leaves a tombstone; a re-import starts it again.
-            |e| matches!(e, CustomerEvent::Imported(_)),
-            |doc| {
-                serde_json::from_value::<CustomerView>(doc.clone())
-                    .map(CustomerView::state)
-                    .map_err(|e| ProjectionError(e.to_string()))
-            },
-            |c, version| CustomerView::from_state(event.tenant_id.as_str(), c, version),
-        )
+    fn into_state(self) -> Result<Customer, ProjectionError> {
+        Ok(self.state())
     }
 }

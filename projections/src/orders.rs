@@ -2,14 +2,13 @@
 //! the aggregate's own `apply`. Each row also tallies what the order is worth into the
 //! revenue model (`crate::revenue`).
 
-use crate::ports::{Projection, ProjectionError};
+use crate::ports::ProjectionError;
 use chrono::{DateTime, Utc};
+use domain::UserId;
 use domain::money::{Amount, Currency, Money};
 use domain::order::{Order, OrderEvent, OrderLine, OrderPlaced, OrderStatus, ShippingAddress};
 use domain::user::Email;
-use domain::{Aggregate, EventEnvelope, UserId};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 pub const VIEW: &str = "orders";
 
@@ -107,49 +106,26 @@ impl OrderView {
     }
 }
 
-#[derive(Debug, Default, Clone, Copy)]
-pub struct OrdersProjection;
+crate::state_projection!(OrdersProjection, OrderView);
 
-impl Projection for OrdersProjection {
-    fn name(&self) -> &'static str {
-        VIEW
+impl crate::ports::StateView for OrderView {
+    type Aggregate = Order;
+    const VIEW: &'static str = VIEW;
+    const TALLY_VIEWS: &'static [&'static str] = &[crate::revenue::VIEW];
+
+    fn starts(e: &OrderEvent) -> bool {
+        matches!(e, OrderEvent::Placed(_))
     }
 
-    fn handles(&self, event: &EventEnvelope) -> bool {
-        event.stream_id.kind() == Order::KIND
+    fn of_state(tenant_id: &str, state: &Order, version: u64) -> Option<Self> {
+        Self::from_state(tenant_id, state, version)
     }
 
-    fn row_id(&self, event: &EventEnvelope) -> String {
-        event.stream_id.instance().to_owned()
+    fn into_state(self) -> Result<Order, ProjectionError> {
+        self.state()
     }
 
-    fn apply(
-        &self,
-        row: Option<&Value>,
-        event: &EventEnvelope,
-    ) -> Result<Option<Value>, ProjectionError> {
-        crate::ports::fold_state::<Order, _>(
-            row,
-            event,
-            |e| matches!(e, OrderEvent::Placed(_)),
-            |doc| {
-                serde_json::from_value::<OrderView>(doc.clone())
-                    .map_err(|e| ProjectionError(e.to_string()))?
-                    .state()
-            },
-            |order, version| OrderView::from_state(event.tenant_id.as_str(), order, version),
-        )
-    }
-
-    fn tallies(&self, row: &Value) -> Vec<crate::tally::Tally> {
-        // A row this projection wrote always reads back; the engine only asks for rows it
-        // holds, so an unreadable one contributes nothing rather than failing the batch.
-        serde_json::from_value::<OrderView>(row.clone())
-            .map(|o| vec![crate::revenue::contribution(&o)])
-            .unwrap_or_default()
-    }
-
-    fn tally_views(&self) -> &'static [&'static str] {
-        &[crate::revenue::VIEW]
+    fn tallies(&self) -> Vec<crate::tally::Tally> {
+        vec![crate::revenue::contribution(self)]
     }
 }

@@ -213,3 +213,103 @@ pub fn fold_state<A: domain::Aggregate, V: serde::Serialize>(
         .map(|v| serde_json::to_value(v).map_err(|e| ProjectionError(e.to_string())))
         .transpose()
 }
+
+/// A read model whose rows show an aggregate's state, one row per stream (tasks, products,
+/// orders, AI queries, customers, syncs): the row is the view of the state, and the state
+/// comes back from the row, so each event folds in through the aggregate's own `apply`.
+/// `state_projection!` makes the projection of one.
+pub trait StateView: serde::Serialize + serde::de::DeserializeOwned {
+    type Aggregate: domain::Aggregate;
+    /// The view's name.
+    const VIEW: &'static str;
+    /// Views its rows tally into (`crate::tally`).
+    const TALLY_VIEWS: &'static [&'static str] = &[];
+
+    /// Whether `event` may begin a stream's row.
+    fn starts(event: &<Self::Aggregate as domain::Aggregate>::Event) -> bool;
+    /// The row of a state; `None` removes it.
+    fn of_state(tenant_id: &str, state: &Self::Aggregate, version: u64) -> Option<Self>;
+    /// The state this row shows.
+    fn into_state(self) -> Result<Self::Aggregate, ProjectionError>;
+
+    /// An event that may arrive once the row is gone, and then shows nothing.
+    fn after_the_end(_event: &EventEnvelope) -> bool {
+        false
+    }
+
+    /// What the row adds to summary rows.
+    fn tallies(&self) -> Vec<crate::tally::Tally> {
+        Vec::new()
+    }
+}
+
+/// `Projection::apply` of a `StateView`.
+pub fn apply_state<V: StateView>(
+    row: Option<&Value>,
+    event: &EventEnvelope,
+) -> Result<Option<Value>, ProjectionError> {
+    if row.is_none() && V::after_the_end(event) {
+        return Ok(None);
+    }
+    fold_state::<V::Aggregate, V>(
+        row,
+        event,
+        V::starts,
+        |doc| {
+            serde_json::from_value::<V>(doc.clone())
+                .map_err(|e| ProjectionError(format!("unreadable {} row: {e}", V::VIEW)))?
+                .into_state()
+        },
+        |state, version| V::of_state(event.tenant_id.as_str(), state, version),
+    )
+}
+
+/// `Projection::tallies` of a `StateView`. A row this projection wrote always reads back;
+/// one that does not contributes nothing rather than failing the batch.
+pub fn tallies_of<V: StateView>(row: &Value) -> Vec<crate::tally::Tally> {
+    serde_json::from_value::<V>(row.clone())
+        .map(|v| v.tallies())
+        .unwrap_or_default()
+}
+
+/// Declares the projection (a unit struct) of a `StateView`: one row per stream of the
+/// view's aggregate, keyed by the stream's instance id.
+#[macro_export]
+macro_rules! state_projection {
+    ($(#[$meta:meta])* $name:ident, $view:ty) => {
+        $(#[$meta])*
+        #[derive(Debug, Default, Clone, Copy)]
+        pub struct $name;
+
+        impl $crate::ports::Projection for $name {
+            fn name(&self) -> &'static str {
+                <$view as $crate::ports::StateView>::VIEW
+            }
+
+            fn handles(&self, event: &domain::EventEnvelope) -> bool {
+                event.stream_id.kind()
+                    == <<$view as $crate::ports::StateView>::Aggregate as domain::Aggregate>::KIND
+            }
+
+            fn row_id(&self, event: &domain::EventEnvelope) -> String {
+                event.stream_id.instance().to_owned()
+            }
+
+            fn apply(
+                &self,
+                row: Option<&serde_json::Value>,
+                event: &domain::EventEnvelope,
+            ) -> Result<Option<serde_json::Value>, $crate::ports::ProjectionError> {
+                $crate::ports::apply_state::<$view>(row, event)
+            }
+
+            fn tallies(&self, row: &serde_json::Value) -> Vec<$crate::tally::Tally> {
+                $crate::ports::tallies_of::<$view>(row)
+            }
+
+            fn tally_views(&self) -> &'static [&'static str] {
+                <$view as $crate::ports::StateView>::TALLY_VIEWS
+            }
+        }
+    };
+}

@@ -2,15 +2,14 @@
 //! Rows fold through the aggregate's own `apply`, so the model cannot drift from what
 //! commands see; a deleted product's row goes.
 
-use crate::ports::{Projection, ProjectionError};
+use crate::ports::ProjectionError;
 use chrono::{DateTime, Utc};
 use domain::money::Amount;
 use domain::product::{
     Category, Product, ProductCreated, ProductDescription, ProductEvent, ProductName, Sku,
 };
-use domain::{Aggregate, EventEnvelope, UserId};
+use domain::{EventEnvelope, UserId};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 pub const VIEW: &str = "products";
 
@@ -85,41 +84,26 @@ impl ProductView {
     }
 }
 
-#[derive(Debug, Default, Clone, Copy)]
-pub struct ProductsProjection;
+crate::state_projection!(ProductsProjection, ProductView);
 
-impl Projection for ProductsProjection {
-    fn name(&self) -> &'static str {
-        VIEW
+impl crate::ports::StateView for ProductView {
+    type Aggregate = Product;
+    const VIEW: &'static str = VIEW;
+
+    fn starts(e: &ProductEvent) -> bool {
+        matches!(e, ProductEvent::Created(_))
     }
 
-    fn handles(&self, event: &EventEnvelope) -> bool {
-        event.stream_id.kind() == Product::KIND
+    fn of_state(tenant_id: &str, state: &Product, version: u64) -> Option<Self> {
+        Self::from_state(tenant_id, state, version)
     }
 
-    fn row_id(&self, event: &EventEnvelope) -> String {
-        event.stream_id.instance().to_owned()
+    fn into_state(self) -> Result<Product, ProjectionError> {
+        self.state()
     }
 
-    fn apply(
-        &self,
-        row: Option<&Value>,
-        event: &EventEnvelope,
-    ) -> Result<Option<Value>, ProjectionError> {
-        // Stock released to a product deleted since: nothing to show.
-        if row.is_none() && event.event_type == "InventoryReleased" {
-            return Ok(None);
-        }
-        crate::ports::fold_state::<Product, _>(
-            row,
-            event,
-            |e| matches!(e, ProductEvent::Created(_)),
-            |doc| {
-                serde_json::from_value::<ProductView>(doc.clone())
-                    .map_err(|e| ProjectionError(e.to_string()))?
-                    .state()
-            },
-            |product, version| ProductView::from_state(event.tenant_id.as_str(), product, version),
-        )
+    /// Stock released to a product deleted since: nothing to show.
+    fn after_the_end(event: &EventEnvelope) -> bool {
+        event.event_type == "InventoryReleased"
     }
 }

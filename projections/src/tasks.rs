@@ -1,11 +1,9 @@
 //! The tasks read model: one row per task, as `GET /tasks` serves it.
 
-use crate::ports::{Projection, ProjectionError};
+use crate::ports::ProjectionError;
 use chrono::{DateTime, Utc};
 use domain::task::{Task, TaskEvent};
-use domain::{Aggregate, EventEnvelope};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 pub const VIEW: &str = "tasks";
 
@@ -47,45 +45,35 @@ impl TaskView {
     }
 }
 
-/// Folds task events into `TaskView` rows through the aggregate's own `apply`, so the read
-/// model cannot drift from what commands see.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct TasksProjection;
+crate::state_projection!(
+    /// Folds task events into `TaskView` rows through the aggregate's own `apply`, so the
+    /// read model cannot drift from what commands see.
+    TasksProjection,
+    TaskView
+);
 
-impl Projection for TasksProjection {
-    fn name(&self) -> &'static str {
-        VIEW
+impl crate::ports::StateView for TaskView {
+    type Aggregate = Task;
+    const VIEW: &'static str = VIEW;
+
+    fn starts(e: &TaskEvent) -> bool {
+        matches!(e, TaskEvent::Created(_))
     }
 
-    fn handles(&self, event: &EventEnvelope) -> bool {
-        event.stream_id.kind() == Task::KIND
+    fn of_state(tenant_id: &str, state: &Task, version: u64) -> Option<Self> {
+        Self::from_state(tenant_id, state, version)
     }
 
-    fn row_id(&self, event: &EventEnvelope) -> String {
-        event.stream_id.instance().to_owned()
-    }
-
-    fn apply(
-        &self,
-        row: Option<&Value>,
-        event: &EventEnvelope,
-    ) -> Result<Option<Value>, ProjectionError> {
-        crate::ports::fold_state::<Task, _>(
-            row,
-            event,
-            |e| matches!(e, TaskEvent::Created(_)),
-            state_of,
-            |task, version| TaskView::from_state(event.tenant_id.as_str(), task, version),
-        )
+    fn into_state(self) -> Result<Task, ProjectionError> {
+        state_of(self)
     }
 }
 
 /// Rebuilds, from a stored row, the aggregate state that `TaskView::from_state` reads.
-fn state_of(doc: &Value) -> Result<Task, ProjectionError> {
+fn state_of(v: TaskView) -> Result<Task, ProjectionError> {
     use domain::UserId;
     use domain::task::{TaskCreated, TaskDescription, TaskStatus, TaskTitle};
     let bad = |e: &dyn std::fmt::Display| ProjectionError(format!("unreadable task row: {e}"));
-    let v: TaskView = serde_json::from_value(doc.clone()).map_err(|e| bad(&e))?;
     let user = |s: &str| UserId::parse(s).map_err(|e| bad(&e));
     let assigned_to = v.assigned_to.as_deref().map(user).transpose()?;
     let title = TaskTitle::parse(&v.title).map_err(|e| bad(&e))?;
