@@ -58,11 +58,7 @@ pub struct AiQueryPage {
 }
 
 fn query_id(id: &str) -> Result<String, ApiError> {
-    Uuid::try_parse(id)
-        .ok()
-        .filter(|_| id.len() == 36)
-        .map(|u| u.to_string())
-        .ok_or_else(|| ApiError::NotFound("no such query".into()))
+    crate::extract::canonical_uuid(id, "no such query")
 }
 
 #[utoipa::path(post, path = "/ai/query", tag = "ai", operation_id = "SubmitAIQuery",

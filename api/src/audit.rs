@@ -139,6 +139,29 @@ pub async fn state_at(
     }))
 }
 
+/// Feeds every event of the log (every tenant's, in position order; up to `until` when
+/// given) to `check`, page by page.
+pub async fn check_log(
+    log: &dyn projections::EventFeed,
+    until: Option<u64>,
+    check: &mut ChainCheck,
+) -> Result<(), projections::ReadModelError> {
+    let mut after = 0;
+    loop {
+        let page = log.read_after(after, commands::audit::PAGE).await?;
+        let Some(last) = page.last() else {
+            return Ok(());
+        };
+        after = last.position;
+        for e in page
+            .iter()
+            .filter(|e| until.is_none_or(|u| e.position <= u))
+        {
+            check.add(e);
+        }
+    }
+}
+
 /// An event as the timeline shows it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AuditEvent {

@@ -308,6 +308,16 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
     }
 }
 
+/// The id of a path that names a resource by UUID: only the canonical form (36 characters,
+/// as the server issues it) names one; anything else is simply not found (`missing`).
+pub(crate) fn canonical_uuid(id: &str, missing: &str) -> Result<String, crate::error::ApiError> {
+    uuid::Uuid::try_parse(id)
+        .ok()
+        .filter(|_| id.len() == 36)
+        .map(|u| u.to_string())
+        .ok_or_else(|| crate::error::ApiError::NotFound(missing.to_owned()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -301,7 +301,7 @@ struct TokenArgs {
     #[arg(long, env = "CHRONICLE_TIER", default_value = "basic", value_parser = parse_tier)]
     tier: domain::Tier,
     /// Lifetime: a number with s, m, h or d.
-    #[arg(long, env = "CHRONICLE_TOKEN_TTL", default_value = "1h", value_parser = parse_ttl)]
+    #[arg(long, env = "CHRONICLE_TOKEN_TTL", default_value = "1h", value_parser = api::workers::parse_duration)]
     ttl: Duration,
     #[arg(long, env = "CHRONICLE_DATA_DIR", default_value = "./data")]
     data_dir: PathBuf,
@@ -315,24 +315,6 @@ fn parse_tier(s: &str) -> Result<domain::Tier, String> {
 
 fn parse_role(s: &str) -> Result<Role, String> {
     Role::parse(&s.to_ascii_uppercase()).ok_or_else(|| format!("{s:?} is not ADMIN or MEMBER"))
-}
-
-fn parse_ttl(s: &str) -> Result<Duration, String> {
-    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = n
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 90s, 15m, 1h or 7d"))?;
-    let secs = match unit {
-        "s" | "" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
-        _ => return Err(format!("{s:?} is not a duration like 90s, 15m, 1h or 7d")),
-    };
-    if secs == 0 {
-        return Err("the lifetime must be positive".into());
-    }
-    Ok(Duration::from_secs(secs))
 }
 
 fn init_tracing() {
@@ -413,15 +395,7 @@ async fn tenant(args: TenantArgs) -> anyhow::Result<()> {
         TenantAction::Reactivate(t) => (t, Some(TenantCommand::Reactivate)),
     };
     let tenant = TenantId::parse(target.tenant).context("--tenant")?;
-    let store: std::sync::Arc<dyn commands::EventStore> = match target.backend.backend {
-        Backend::Embedded => std::sync::Arc::new(infra::sqlite::SqliteEventStore::open(
-            &target.data_dir.join("events.db"),
-        )?),
-        Backend::Aws => {
-            let aws = infra::aws::Aws::load(&target.backend.aws_prefix).await;
-            std::sync::Arc::new(infra::aws::DynamoEventStore::new(&aws))
-        }
-    };
+    let (store, _) = open_store(&target.backend, &target.data_dir).await?;
     let handler = commands::CommandHandler::new(store, std::sync::Arc::new(infra::SystemClock));
     let stream = commands::access::tenant_stream(&tenant);
     let (state, version) = match command {
@@ -659,21 +633,7 @@ async fn history(
     let mut check = commands::audit::ChainCheck::default();
     match (tenant, embedded) {
         (Some(t), _) => commands::audit::check_tenant(store, t, until, &mut check).await?,
-        (None, Some(log)) => {
-            use projections::EventFeed;
-            let mut after = 0;
-            loop {
-                let page = log.read_after(after, commands::audit::PAGE).await?;
-                let Some(last) = page.last() else { break };
-                after = last.position;
-                for e in page
-                    .iter()
-                    .filter(|e| until.is_none_or(|u| e.position <= u))
-                {
-                    check.add(e);
-                }
-            }
-        }
+        (None, Some(log)) => api::audit::check_log(log, until, &mut check).await?,
         (None, None) => anyhow::bail!("on the aws backend, name the --tenant to audit"),
     }
     Ok(check)

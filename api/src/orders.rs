@@ -89,11 +89,7 @@ pub struct OrderPage {
 }
 
 fn order_id(id: &str) -> Result<String, ApiError> {
-    Uuid::try_parse(id)
-        .ok()
-        .filter(|_| id.len() == 36)
-        .map(|u| u.to_string())
-        .ok_or_else(|| ApiError::NotFound("no such order".into()))
+    crate::extract::canonical_uuid(id, "no such order")
 }
 
 fn view_of(p: &Principal, order: &Order, version: u64) -> Result<OrderView, ApiError> {

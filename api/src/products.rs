@@ -85,11 +85,7 @@ pub struct ProductPage {
 
 /// The product id of a path: only a canonical UUID names one.
 fn product_id(id: &str) -> Result<String, ApiError> {
-    Uuid::try_parse(id)
-        .ok()
-        .filter(|_| id.len() == 36)
-        .map(|u| u.to_string())
-        .ok_or_else(|| ApiError::NotFound("no such product".into()))
+    crate::extract::canonical_uuid(id, "no such product")
 }
 
 fn view_of(p: &Principal, product: &Product, version: u64) -> Result<ProductView, ApiError> {

@@ -231,11 +231,7 @@ pub async fn get_sync(
     PathId(id): PathId,
     Consistency(token): Consistency,
 ) -> Result<Response, ApiError> {
-    let id = Uuid::try_parse(&id)
-        .ok()
-        .filter(|_| id.len() == 36)
-        .map(|u| u.to_string())
-        .ok_or_else(|| ApiError::NotFound("no such sync".into()))?;
+    let id = crate::extract::canonical_uuid(&id, "no such sync")?;
     let view: SyncView = row_of(&state, &principal, VIEW, &id, token, "no such sync").await?;
     Ok((write_headers(None, view.version), Json(view)).into_response())
 }

@@ -69,12 +69,8 @@ pub struct TaskPage {
 }
 
 fn task_stream(id: &str) -> Result<StreamId, ApiError> {
-    // An id that cannot exist is simply not found; only the canonical form names a task.
-    Uuid::try_parse(id)
-        .ok()
-        .filter(|_| id.len() == 36)
+    crate::extract::canonical_uuid(id, "no such task")
         .map(|uuid| StreamId::for_aggregate("task", uuid))
-        .ok_or_else(|| ApiError::NotFound("no such task".into()))
 }
 
 /// The response headers of a command: the consistency token and the ETag.

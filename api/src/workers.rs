@@ -74,10 +74,10 @@ pub struct SalesforceArgs {
     #[arg(long, env = "CHRONICLE_SF_POLL_INTERVAL", default_value = "1h", value_parser = parse_interval)]
     pub sf_poll_interval: Interval,
     /// How far back of the watermark an incremental sync reads again.
-    #[arg(long, env = "CHRONICLE_SF_LOOKBACK", default_value = "2m", value_parser = parse_timeout)]
+    #[arg(long, env = "CHRONICLE_SF_LOOKBACK", default_value = "2m", value_parser = parse_duration)]
     pub sf_lookback: Duration,
     /// One call of Salesforce.
-    #[arg(long, env = "CHRONICLE_SF_TIMEOUT", default_value = "30s", value_parser = parse_timeout)]
+    #[arg(long, env = "CHRONICLE_SF_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub sf_timeout: Duration,
 }
 
@@ -89,20 +89,7 @@ fn parse_interval(s: &str) -> Result<Interval, String> {
     if s.eq_ignore_ascii_case("off") {
         return Ok(Interval(None));
     }
-    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = n
-        .parse()
-        .map_err(|_| format!("{s:?} is not a period like 30m or 1h, or off"))?;
-    let secs = match unit {
-        "s" | "" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        _ => return Err(format!("{s:?} is not a period like 30m or 1h, or off")),
-    };
-    if secs == 0 {
-        return Err("the period must be positive".into());
-    }
-    Ok(Interval(Some(Duration::from_secs(secs))))
+    parse_duration(s).map(|d| Interval(Some(d)))
 }
 
 impl SalesforceArgs {
@@ -193,7 +180,7 @@ pub struct AiArgs {
     #[arg(long, env = "CHRONICLE_AI_MODEL", default_value = "gpt-4o-mini")]
     pub ai_model: String,
     /// How long one call of the model may take: a number with ms, s or m (seconds if bare).
-    #[arg(long, env = "CHRONICLE_AI_TIMEOUT", default_value = "60s", value_parser = parse_timeout)]
+    #[arg(long, env = "CHRONICLE_AI_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub ai_timeout: Duration,
     /// Calls of the model per query before it fails for good.
     #[arg(long, env = "CHRONICLE_AI_MAX_ATTEMPTS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=20))]
@@ -228,18 +215,22 @@ impl AiArgs {
     }
 }
 
-fn parse_timeout(s: &str) -> Result<Duration, String> {
-    let bad = || format!("{s:?} is not a duration like 500ms, 60s or 2m");
+/// A positive duration on the command line: a number with ms, s, m, h or d (seconds if
+/// bare), e.g. `500ms`, `60s`, `15m`, `1h`, `7d`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("{s:?} is not a duration like 500ms, 60s, 15m, 1h or 7d");
     let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: u64 = n.parse().map_err(|_| bad())?;
     let d = match unit {
         "ms" => Duration::from_millis(n),
         "s" | "" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        "d" => Duration::from_secs(n.saturating_mul(86_400)),
         _ => return Err(bad()),
     };
     if d.is_zero() {
-        return Err("the timeout must be positive".into());
+        return Err("the duration must be positive".into());
     }
     Ok(d)
 }

@@ -71,23 +71,11 @@ pub async fn month_usage(
     tenant: &TenantId,
     at: DateTime<Utc>,
 ) -> Result<AiUsage, CommandError<AiError>> {
-    let last = handler
-        .store()
-        .read_last(tenant, &usage_stream(at))
+    let (usage, _) = handler
+        .tail_state::<AiUsage>(tenant, &usage_stream(at))
         .await
-        .map_err(CommandError::Store)?;
-    Ok(match last {
-        Some(e) => {
-            use domain::{DomainEvent, TailState};
-            let event = <AiUsage as Aggregate>::Event::from_stored(
-                &e.event_type,
-                e.schema_version,
-                &e.payload,
-            )?;
-            AiUsage::from_last(&event)
-        }
-        None => AiUsage::default(),
-    })
+        .map_err(lift)?;
+    Ok(usage)
 }
 
 /// SubmitAIQuery: a new query, QUEUED, if the prompt fits the tier and the month's budget

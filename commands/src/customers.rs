@@ -130,7 +130,7 @@ pub async fn connection(
     tenant: &TenantId,
 ) -> Result<Option<SalesforceConnected>, CommandError<CrmCommandError>> {
     let (c, _) = handler
-        .state::<SalesforceConnection>(tenant, &connection_stream())
+        .tail_state::<SalesforceConnection>(tenant, &connection_stream())
         .await
         .map_err(lift)?;
     Ok(c.current)

@@ -133,20 +133,10 @@ impl<'a> Tx<'a> {
         &mut self,
         stream: &StreamId,
     ) -> Result<(A, u64), CommandError<A::Error>> {
-        let last = self
+        let (state, last) = self
             .handler
-            .store()
-            .read_last(&self.meta.tenant_id, stream)
-            .await
-            .map_err(CommandError::Store)?;
-        let state = match &last {
-            Some(e) => A::from_last(&A::Event::from_stored(
-                &e.event_type,
-                e.schema_version,
-                &e.payload,
-            )?),
-            None => A::default(),
-        };
+            .tail_state::<A>(&self.meta.tenant_id, stream)
+            .await?;
         let version = last.as_ref().map_or(0, |e| e.version);
         self.reads.insert(
             stream.clone(),
@@ -239,6 +229,29 @@ fn new_event<A: Aggregate>(e: &A::Event) -> NewEvent {
 }
 
 impl CommandHandler {
+    /// The state of a stream whose last event holds it all, and that event (`None`, and
+    /// the default state, for a stream with none).
+    pub async fn tail_state<A: domain::TailState>(
+        &self,
+        tenant: &domain::TenantId,
+        stream: &StreamId,
+    ) -> Result<(A, Option<EventEnvelope>), CommandError<A::Error>> {
+        let last = self
+            .store()
+            .read_last(tenant, stream)
+            .await
+            .map_err(CommandError::Store)?;
+        let state = match &last {
+            Some(e) => A::from_last(&A::Event::from_stored(
+                &e.event_type,
+                e.schema_version,
+                &e.payload,
+            )?),
+            None => A::default(),
+        };
+        Ok((state, last))
+    }
+
     /// Runs `command` through the pipeline and counts its outcome.
     pub async fn run<C: Command>(
         &self,

@@ -103,6 +103,14 @@ impl StreamId {
     }
 }
 
+crate::bounded_int!(
+    /// A version of a stream (1-based), as a query names it.
+    StreamVersion(u64),
+    1,
+    9_007_199_254_740_991,
+    "a version of the stream, from 1"
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,11 +139,3 @@ mod tests {
         assert!(err.to_string().contains("must not be empty"));
     }
 }
-
-crate::bounded_int!(
-    /// A version of a stream (1-based), as a query names it.
-    StreamVersion(u64),
-    1,
-    9_007_199_254_740_991,
-    "a version of the stream, from 1"
-);

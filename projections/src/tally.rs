@@ -109,6 +109,45 @@ impl Tally {
     }
 }
 
+/// The changes of one commit, merged per summary row (tenant, view, row id), so that a
+/// store writes each summary row once however many rows of the commit changed it.
+#[derive(Debug, Default)]
+pub struct Merged(BTreeMap<(String, String, String), (domain::TenantId, Tally)>);
+
+impl Merged {
+    fn key(tenant: &domain::TenantId, t: &Tally) -> (String, String, String) {
+        (tenant.to_string(), t.view.clone(), t.row_id.clone())
+    }
+
+    /// Whether a change of this summary row is already here.
+    pub fn has(&self, tenant: &domain::TenantId, t: &Tally) -> bool {
+        self.0.contains_key(&Self::key(tenant, t))
+    }
+
+    pub fn add(&mut self, tenant: &domain::TenantId, change: &Tally) -> Result<(), ReadModelError> {
+        let (_, slot) = self.0.entry(Self::key(tenant, change)).or_insert_with(|| {
+            (
+                tenant.clone(),
+                Tally::new(&change.view, change.row_id.clone()),
+            )
+        });
+        slot.absorb(change)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Each summary row's merged change, with its tenant.
+    pub fn iter(&self) -> impl Iterator<Item = (&domain::TenantId, &Tally)> {
+        self.0.values().map(|(t, c)| (t, c))
+    }
+}
+
 /// What changes in the summary rows when a row's contributions go from `before` to
 /// `after`: per summary row, the counts of `after` minus those of `before` (zeros left out)
 /// and the labels of `after`. Summary rows with nothing to change are left out.

@@ -14,11 +14,11 @@ use aws_sdk_dynamodb::types::{
 };
 use domain::TenantId;
 use domain::envelope::format_time;
-use projections::tally::Tally;
+use projections::tally::{Merged, Tally};
 use projections::{
     DeadLetter, ListQuery, ReadModelError, ReadModelStore, RowKey, RowWrite, StoredRow,
 };
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 #[derive(Clone)]
 pub struct DynamoReadModelStore {
@@ -42,7 +42,7 @@ const MAX_ACTIONS: usize = 100;
 #[derive(Default)]
 struct Chunk<'a> {
     rows: Vec<&'a RowWrite>,
-    tallies: BTreeMap<(String, String, String), Tally>,
+    tallies: Merged,
     others: Vec<TransactWriteItem>,
 }
 
@@ -50,10 +50,6 @@ impl Chunk<'_> {
     fn size(&self) -> usize {
         self.rows.len() + self.tallies.len() + self.others.len()
     }
-}
-
-fn tally_key(tenant: &TenantId, t: &Tally) -> (String, String, String) {
-    (tenant.to_string(), t.view.clone(), t.row_id.clone())
 }
 
 fn checkpoint_key(name: &str) -> String {
@@ -420,7 +416,7 @@ impl ReadModelStore for DynamoReadModelStore {
             let new = w
                 .tallies
                 .iter()
-                .filter(|t| !chunk.tallies.contains_key(&tally_key(tenant, t)))
+                .filter(|t| !chunk.tallies.has(tenant, t))
                 .count();
             if chunk.size() + 1 + new > MAX_ACTIONS {
                 chunks.push(Chunk::default());
@@ -428,16 +424,7 @@ impl ReadModelStore for DynamoReadModelStore {
             let chunk = chunks.last_mut().expect("a chunk");
             chunk.rows.push(w);
             for t in &w.tallies {
-                let slot = chunk
-                    .tallies
-                    .entry(tally_key(tenant, t))
-                    .or_insert_with(|| Tally::new(&t.view, t.row_id.clone()));
-                for (k, v) in &t.counts {
-                    slot.count(k.clone(), *v);
-                }
-                for (k, v) in &t.labels {
-                    slot.label(k.clone(), v.clone());
-                }
+                chunk.tallies.add(tenant, t)?;
             }
         }
         for action in others {
@@ -459,8 +446,8 @@ impl ReadModelStore for DynamoReadModelStore {
                     )?
                 });
             }
-            for ((tenant, _, _), t) in &chunk.tallies {
-                actions.push(self.tally_update(tenant, t)?);
+            for (tenant, t) in chunk.tallies.iter() {
+                actions.push(self.tally_update(tenant.as_str(), t)?);
             }
             actions.extend(chunk.others);
             self.transact(view, actions, &chunk.rows).await?;

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use chrono::Utc;
 use domain::TenantId;
 use domain::envelope::format_time;
-use projections::tally::Tally;
+use projections::tally::{Merged, Tally};
 use projections::{
     DeadLetter, ListQuery, ReadModelError, ReadModelStore, RowKey, RowWrite, StoredRow,
 };
@@ -268,11 +268,15 @@ impl ReadModelStore for SqliteReadModelStore {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(backend)?;
+            let mut tallies = Merged::default();
             for w in &writes {
                 write_row(&tx, &view, w)?;
                 for t in &w.tallies {
-                    add_tally(&tx, &w.key.tenant_id, t)?;
+                    tallies.add(&w.key.tenant_id, t)?;
                 }
+            }
+            for (tenant, change) in tallies.iter() {
+                add_tally(&tx, tenant, change)?;
             }
             for d in &dead_letters {
                 write_dead_letter(&tx, d)?;
