@@ -19,6 +19,7 @@ pub mod orders;
 pub mod policy;
 pub mod products;
 mod query;
+pub mod replay;
 pub mod salesforce;
 pub mod tasks;
 pub mod tenancy;

@@ -51,6 +51,31 @@ enum Command {
     /// Audits of the store: the timeline, a stream's state as of a point, the hash
     /// chains, the history's digest.
     Audit(AuditArgs),
+    /// Rebuild read models from position zero into a fresh copy and swap it in atomically;
+    /// the live copy serves until the swap, and stays as it was if interrupted.
+    Replay(ReplayArgs),
+}
+
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("tenants").args(["tenant", "all"]).required(true)))]
+struct ReplayArgs {
+    /// The tenant whose rows to rebuild.
+    #[arg(long)]
+    tenant: Option<String>,
+    /// A projection to rebuild, by its view's name (repeatable; `revenue` names the orders
+    /// projection, whose tallies write it).
+    #[arg(long = "projection")]
+    projections: Vec<String>,
+    /// Every tenant, and every projection unless --projection names some.
+    #[arg(long)]
+    all: bool,
+    /// Events read from the log at a time.
+    #[arg(long, default_value_t = 4096)]
+    batch_size: usize,
+    #[command(flatten)]
+    backend: BackendArgs,
+    #[arg(long, env = "CHRONICLE_DATA_DIR", default_value = "./data")]
+    data_dir: PathBuf,
 }
 
 #[derive(Args)]
@@ -367,6 +392,7 @@ fn main() -> anyhow::Result<()> {
             Some(Command::Setup(args)) => setup(args).await,
             Some(Command::Tenant(args)) => tenant(args).await,
             Some(Command::Audit(args)) => audit(args).await,
+            Some(Command::Replay(args)) => replay(args).await,
             None => serve(cli.serve).await,
         }
     })
@@ -646,10 +672,95 @@ const LAG_BUCKETS: &[f64] = &[
     0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
 
+async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
+    use projections::replay::{Plan, rebuild};
+    use std::sync::Arc;
+    require_embedded(&args.backend, "replay")?;
+    anyhow::ensure!(
+        args.all || !args.projections.is_empty(),
+        "name the --projection to rebuild, or --all"
+    );
+    anyhow::ensure!(
+        !(args.all && args.tenant.is_some() && !args.projections.is_empty()),
+        "--all with both --tenant and --projection leaves nothing for it to mean"
+    );
+    let plan = Plan {
+        projections: api::replay::projections_named(&args.projections)
+            .map_err(|e| anyhow::anyhow!("--projection: {e}"))?,
+        tenant: args
+            .tenant
+            .as_deref()
+            .map(TenantId::parse)
+            .transpose()
+            .context("--tenant")?,
+        batch_size: args.batch_size.clamp(1, 10_000),
+    };
+    // Listening before anything is said: an interrupt from here on leaves the live copy.
+    let mut interrupted = std::pin::pin!(shutdown_signal());
+    if futures::FutureExt::now_or_never(&mut interrupted).is_some() {
+        anyhow::bail!("interrupted");
+    }
+    let (_, events) = open_store(&args.backend, &args.data_dir).await?;
+    let events = events.context("the embedded event store")?;
+    let views = infra::sqlite::SqliteReadModelStore::open(&args.data_dir.join("views.db"))?;
+    let names: Vec<&str> = plan.projections.iter().map(|p| p.name()).collect();
+    let whose = plan
+        .tenant
+        .as_ref()
+        .map_or("every tenant".to_owned(), |t| format!("tenant {t}"));
+    eprintln!("replay: rebuilding {} for {whose}", names.join(", "));
+    let shown = api::replay::Shown::on_stderr();
+    let started = std::time::Instant::now();
+    let run = rebuild(
+        views.clone(),
+        Arc::new(events.committed_log()),
+        Arc::new(events.clone()),
+        &plan,
+        &shown,
+    );
+    let report = tokio::select! {
+        r = run => r,
+        () = &mut interrupted => {
+            shown.finish();
+            let shadow = projections::replay::Shadow(views);
+            for view in plan.views() {
+                if let Err(e) = projections::ReadModelStore::reset(&shadow, &view, None).await {
+                    eprintln!("replay: the partial copy of {view} stays until the next replay: {e}");
+                }
+            }
+            eprintln!("replay: interrupted; the live read models are unchanged");
+            std::process::exit(130);
+        }
+    };
+    shown.finish();
+    let report = report
+        .map_err(|e| anyhow::anyhow!("replay failed, the live read models are unchanged: {e}"))?;
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "replay: swapped in {} rows of {} for {whose} at position {}: {} events read in {secs:.2}s ({:.0} events/s), {} dead letters, caught up again {} times",
+        report.rows,
+        plan.views().join(", "),
+        report.position,
+        report.read,
+        report.read as f64 / secs.max(1e-6),
+        report.dead_letters,
+        report.catch_ups
+    );
+    Ok(())
+}
+
 fn install_metrics() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHandle> {
     Ok(PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LAG_BUCKETS)?
         .install_recorder()?)
+}
+
+fn require_embedded(backend: &BackendArgs, what: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        backend.backend == Backend::Embedded,
+        "{what} runs on the embedded backend"
+    );
+    Ok(())
 }
 
 fn require_aws(backend: &BackendArgs, what: &str) -> anyhow::Result<()> {

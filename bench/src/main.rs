@@ -80,6 +80,9 @@ enum Bench {
         events: usize,
         #[arg(long, default_value_t = 100)]
         tenants: usize,
+        /// Events read from the log at a time (`chronicle replay`'s default).
+        #[arg(long, default_value_t = 4096)]
+        batch_size: usize,
     },
     /// The AWS backend on the emulator (AWS_ENDPOINT_URL): requests per command and lag.
     Aws {
@@ -110,7 +113,11 @@ async fn main() -> anyhow::Result<()> {
             products,
         } => orders::run(connections, Duration::from_secs(seconds), products).await,
         Bench::Aws { tasks } => aws::run(tasks).await,
-        Bench::Replay { events, tenants } => replay::run(events, tenants).await,
+        Bench::Replay {
+            events,
+            tenants,
+            batch_size,
+        } => replay::run(events, tenants, batch_size).await,
         Bench::Signin { rounds } => signin::run(rounds).await,
     }
 }

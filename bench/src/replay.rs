@@ -8,9 +8,10 @@ use commands::audit::ChainCheck;
 use commands::{AppendRequest, EventStore, ExpectedVersion, NewEvent, StreamWrite};
 use domain::{StreamId, TenantId};
 use infra::sqlite::{SqliteEventStore, SqliteReadModelStore};
-use projections::{EventFeed, ProjectionProgress, Projector, ProjectorConfig};
+use projections::EventFeed;
+use projections::replay::{Plan, rebuild};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use uuid::Uuid;
 
 /// The process's peak resident set (VmHWM), in MiB.
@@ -42,7 +43,7 @@ fn created(title: &str) -> NewEvent {
     }
 }
 
-pub async fn run(events: usize, tenants: usize) -> anyhow::Result<()> {
+pub async fn run(events: usize, tenants: usize, batch_size: usize) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let store = SqliteEventStore::open(&dir.path().join("events.db"))?;
     let tenant_ids: Vec<TenantId> = (0..tenants)
@@ -108,36 +109,34 @@ pub async fn run(events: usize, tenants: usize) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
 
-    // Rebuild every read model into a fresh store, reading the log once for all of them.
-    let views = SqliteReadModelStore::open(&dir.path().join("rebuilt.db"))?;
-    let projectors: Vec<Projector> = projections::all()
-        .into_iter()
-        .map(|p| {
-            Projector::new(
-                p,
-                Arc::new(views.clone()),
-                Arc::new(store.clone()),
-                ProjectionProgress::default(),
-                ProjectorConfig::default(),
-            )
-        })
-        .collect();
-    let progress: Vec<ProjectionProgress> =
-        projectors.iter().map(|p| p.progress().clone()).collect();
+    // `chronicle replay --all`: every read model rebuilt from position zero into a shadow
+    // copy, reading the log once for all of them, then swapped in.
+    let views = SqliteReadModelStore::open(&dir.path().join("views.db"))?;
+    let plan = Plan {
+        projections: projections::all(),
+        tenant: None,
+        batch_size,
+    };
     reset_peak_rss();
     let before = peak_rss_mib();
     let started = Instant::now();
-    let feed: Arc<dyn EventFeed> = Arc::new(store.clone());
-    let group: Vec<&Projector> = projectors.iter().collect();
-    projections::run_group(&group, feed, async {
-        for p in &progress {
-            p.wait_for_position(head, Duration::from_secs(3600)).await;
-        }
-    })
-    .await;
+    let report = rebuild(
+        views,
+        Arc::new(store.committed_log()),
+        Arc::new(store.clone()),
+        &plan,
+        &(),
+    )
+    .await?;
+    anyhow::ensure!(
+        report.read as usize == written,
+        "read {} of {written}",
+        report.read
+    );
     let took = started.elapsed();
     println!(
-        "replay: rebuilt every read model: {written} events in {:.2}s = {:.0} events/s; peak RSS {:.0} MiB (was {:.0} MiB before)",
+        "replay: rebuilt every read model and swapped it in ({} rows, batches of {batch_size}): {written} events in {:.2}s = {:.0} events/s; peak RSS {:.0} MiB (was {:.0} MiB before)",
+        report.rows,
         took.as_secs_f64(),
         written as f64 / took.as_secs_f64(),
         peak_rss_mib(),

@@ -210,6 +210,11 @@ impl Projector {
         }
     }
 
+    /// Whether the projection takes `event`.
+    pub fn handles(&self, event: &EventEnvelope) -> bool {
+        self.projection.handles(event)
+    }
+
     pub fn progress(&self) -> &ProjectionProgress {
         &self.progress
     }

@@ -8,6 +8,7 @@ pub mod engine;
 pub mod orders;
 pub mod ports;
 pub mod products;
+pub mod replay;
 pub mod revenue;
 pub mod tally;
 pub mod tasks;

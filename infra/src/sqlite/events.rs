@@ -801,6 +801,58 @@ impl EventFeed for SqliteEventStore {
     }
 }
 
+/// The log as committed by every process on the file, for a reader in another process than
+/// the writer (`chronicle replay` beside a running server): it reads past what this
+/// process has appended, up to the last committed position, and its head follows what
+/// it reads.
+#[derive(Clone)]
+pub struct CommittedLog {
+    readers: ReadPool,
+    head: Arc<watch::Sender<u64>>,
+}
+
+impl SqliteEventStore {
+    pub fn committed_log(&self) -> CommittedLog {
+        CommittedLog {
+            readers: self.readers.clone(),
+            head: Arc::new(watch::channel(self.last_position()).0),
+        }
+    }
+}
+
+#[async_trait]
+impl EventFeed for CommittedLog {
+    async fn read_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<EventEnvelope>, ReadModelError> {
+        let (events, last) = self
+            .readers
+            .run(move |c| {
+                let sql = format!(
+                    "SELECT {COLUMNS} FROM events WHERE position > ?1 ORDER BY position LIMIT ?2"
+                );
+                let events = query_events(c, &sql, params![after as i64, clamp(limit)])?;
+                let last: Option<i64> =
+                    c.query_row("SELECT max(position) FROM events", [], |r| r.get(0))?;
+                Ok((events, last.unwrap_or(0) as u64))
+            })
+            .await
+            .map_err(ReadModelError::Backend)?;
+        self.head.send_if_modified(|h| {
+            let moved = last > *h;
+            *h = (*h).max(last);
+            moved
+        });
+        Ok(events)
+    }
+
+    fn head(&self) -> watch::Receiver<u64> {
+        self.head.subscribe()
+    }
+}
+
 #[async_trait]
 impl StreamSource for SqliteEventStore {
     async fn read_stream(

@@ -8,7 +8,7 @@ use rusqlite::Connection;
 use std::sync::Weak;
 use std::time::Duration;
 
-pub use events::SqliteEventStore;
+pub use events::{CommittedLog, SqliteEventStore};
 pub use views::SqliteReadModelStore;
 
 /// How often a checkpointer copies its WAL into the database file. Each checkpoint syncs

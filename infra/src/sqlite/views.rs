@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use chrono::Utc;
 use domain::TenantId;
 use domain::envelope::format_time;
+use projections::replay::{Rebuildable, Swap, Swapped, shadow_name};
 use projections::tally::{Merged, Tally};
 use projections::{
     DeadLetter, ListQuery, ReadModelError, ReadModelStore, RowKey, RowWrite, StoredRow,
@@ -27,7 +28,8 @@ CREATE TABLE IF NOT EXISTS view_rows (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS checkpoints (
     name     TEXT PRIMARY KEY,
-    position INTEGER NOT NULL
+    position INTEGER NOT NULL,
+    epoch    INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS dead_letters (
     id          INTEGER PRIMARY KEY,
@@ -45,6 +47,10 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 pub struct SqliteReadModelStore {
     writer: Arc<Mutex<Connection>>,
     readers: ReadPool,
+    /// The epoch of each checkpoint as this handle last read or wrote it. A replay's swap
+    /// (`swap_in`, maybe from another process) bumps the epoch: a commit against a
+    /// checkpoint whose epoch moved was prepared against rows that are gone, and fails.
+    epochs: Arc<Mutex<HashMap<String, i64>>>,
 }
 
 fn backend(e: impl std::fmt::Display) -> ReadModelError {
@@ -64,6 +70,7 @@ impl SqliteReadModelStore {
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(backend)?;
         conn.execute_batch(SCHEMA).map_err(backend)?;
+        add_epochs(&conn).map_err(backend)?;
         // The projector's commits never checkpoint (a checkpoint syncs the database file
         // and would stall the projector, showing as lag); a background thread does.
         conn.pragma_update(None, "wal_autocheckpoint", 0)
@@ -74,7 +81,19 @@ impl SqliteReadModelStore {
         Ok(Self {
             writer,
             readers: ReadPool::new(path),
+            epochs: Arc::default(),
         })
+    }
+
+    /// Notes the epoch of checkpoint `name` as found; false when it differs from the one
+    /// this handle saw before.
+    fn saw_epoch(&self, name: &str, epoch: i64) -> bool {
+        let mut seen = self
+            .epochs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        seen.insert(name.to_owned(), epoch)
+            .is_none_or(|before| before == epoch)
     }
 
     async fn write<R, F>(&self, f: F) -> Result<R, ReadModelError>
@@ -206,6 +225,27 @@ fn add_tally(tx: &Connection, tenant: &TenantId, change: &Tally) -> Result<(), R
     Ok(())
 }
 
+/// A checkpoint's position and epoch; zeros when it has none.
+fn read_checkpoint(c: &Connection, name: &str) -> rusqlite::Result<(u64, i64)> {
+    c.prepare_cached("SELECT position, epoch FROM checkpoints WHERE name = ?1")?
+        .query_row([name], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
+        .optional()
+        .map(Option::unwrap_or_default)
+}
+
+/// Adds the checkpoints' epoch to a file made before replays had one.
+fn add_epochs(c: &Connection) -> rusqlite::Result<()> {
+    let has: bool = c.query_row(
+        "SELECT count(*) FROM pragma_table_info('checkpoints') WHERE name = 'epoch'",
+        [],
+        |r| r.get::<_, i64>(0).map(|n| n > 0),
+    )?;
+    if !has {
+        c.execute_batch("ALTER TABLE checkpoints ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0")?;
+    }
+    Ok(())
+}
+
 fn write_dead_letter(tx: &Connection, d: &DeadLetter) -> Result<(), ReadModelError> {
     let event = serde_json::to_string(&d.event).map_err(backend)?;
     tx.prepare_cached(
@@ -264,10 +304,21 @@ impl ReadModelStore for SqliteReadModelStore {
         checkpoint: Option<(String, u64)>,
     ) -> Result<(), ReadModelError> {
         let view = view.to_owned();
+        let this = self.clone();
         self.write(move |conn| {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(backend)?;
+            if let Some((name, _)) = &checkpoint {
+                let (_, epoch) = read_checkpoint(&tx, name).map_err(backend)?;
+                if !this.saw_epoch(name, epoch) {
+                    return Err(ReadModelError::Conflict {
+                        view: view.clone(),
+                        row_id: format!("checkpoint {name} (replaced by a replay)"),
+                        expected: 0,
+                    });
+                }
+            }
             let mut tallies = Merged::default();
             for w in &writes {
                 write_row(&tx, &view, w)?;
@@ -295,17 +346,10 @@ impl ReadModelStore for SqliteReadModelStore {
     }
 
     async fn checkpoint(&self, name: &str) -> Result<u64, ReadModelError> {
-        let name = name.to_owned();
-        self.read(move |c| {
-            c.query_row(
-                "SELECT position FROM checkpoints WHERE name = ?1",
-                [name],
-                |r| r.get::<_, i64>(0),
-            )
-            .optional()
-            .map(|p| p.unwrap_or(0) as u64)
-        })
-        .await
+        let key = name.to_owned();
+        let (position, epoch) = self.read(move |c| read_checkpoint(c, &key)).await?;
+        self.saw_epoch(name, epoch);
+        Ok(position)
     }
 
     async fn get(
@@ -400,7 +444,79 @@ impl ReadModelStore for SqliteReadModelStore {
                     }),
             }
             .map_err(backend)?;
+            // The rebuild records them again.
+            tx.execute(
+                "DELETE FROM dead_letters WHERE view = ?1 AND (?2 IS NULL OR tenant_id = ?2)",
+                params![view, tenant],
+            )
+            .map_err(backend)?;
             tx.commit().map_err(backend)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Rebuildable for SqliteReadModelStore {
+    async fn swap_in(&self, swap: &Swap) -> Result<Swapped, ReadModelError> {
+        let swap = swap.clone();
+        self.write(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            for name in &swap.checkpoints {
+                let (at, _) = read_checkpoint(&tx, name).map_err(backend)?;
+                if at > swap.position {
+                    return Ok(Swapped::Behind {
+                        checkpoint: name.clone(),
+                        at,
+                    });
+                }
+            }
+            let tenant = swap.tenant.as_ref().map(ToString::to_string);
+            let mut rows = 0;
+            for view in &swap.views {
+                let shadow = shadow_name(view);
+                for table in ["view_rows", "dead_letters"] {
+                    // `?2`: the tenant, or null for every tenant.
+                    tx.execute(
+                        &format!("DELETE FROM {table} WHERE view = ?1 AND (?2 IS NULL OR tenant_id = ?2)"),
+                        params![view, tenant],
+                    )
+                    .map_err(backend)?;
+                    let moved = tx
+                        .execute(
+                            &format!(
+                                "UPDATE {table} SET view = ?1 WHERE view = ?3 AND (?2 IS NULL OR tenant_id = ?2)"
+                            ),
+                            params![view, tenant, shadow],
+                        )
+                        .map_err(backend)?;
+                    if table == "view_rows" {
+                        rows += moved as u64;
+                    }
+                    // Nothing of other tenants is left in a tenant's shadow; to be sure.
+                    tx.execute(&format!("DELETE FROM {table} WHERE view = ?1"), [&shadow])
+                        .map_err(backend)?;
+                }
+            }
+            for name in &swap.checkpoints {
+                let position = if tenant.is_some() {
+                    read_checkpoint(&tx, name).map_err(backend)?.0
+                } else {
+                    swap.position
+                };
+                tx.execute(
+                    "INSERT INTO checkpoints (name, position, epoch) VALUES (?1, ?2, 1) \
+                     ON CONFLICT (name) DO UPDATE SET position = excluded.position, epoch = epoch + 1",
+                    params![name, position as i64],
+                )
+                .map_err(backend)?;
+                tx.execute("DELETE FROM checkpoints WHERE name = ?1", [shadow_name(name)])
+                    .map_err(backend)?;
+            }
+            tx.commit().map_err(backend)?;
+            Ok(Swapped::Done { rows })
         })
         .await
     }

@@ -22,6 +22,7 @@ mod placement;
 mod projector;
 mod rate_limits;
 mod rbac;
+mod replay;
 mod salesforce;
 mod store_dynamodb;
 mod store_sqlite;
