@@ -357,3 +357,70 @@ async fn projectors_in_a_group_read_the_log_once_and_each_applies_only_its_own_e
         "the task row is untouched"
     );
 }
+
+#[tokio::test]
+async fn a_swap_from_another_handle_fences_a_commit_prepared_against_the_old_rows() {
+    use projections::replay::{Rebuildable, Swap, Swapped};
+    use projections::{ReadModelError, RowKey, RowWrite};
+    let rig = Rig::new();
+    let tenant = TenantId::parse("t1").expect("tenant");
+    let id = Uuid::now_v7();
+    let stream = StreamId::for_aggregate("task", id);
+    rig.append(&tenant, &stream, vec![created(&id, "v1")]).await;
+    let live = rig.projector(16);
+    live.catch_up(&rig.events).await.expect("live");
+    let at = rig.views.checkpoint(VIEW).await.expect("checkpoint");
+
+    // Another process's handle on the same file: the replay's.
+    let replay = SqliteReadModelStore::open(&rig._dir.path().join("views.db")).expect("views");
+    let swap = |position| Swap {
+        views: vec![VIEW.into()],
+        checkpoints: vec![VIEW.into()],
+        tenant: None,
+        position,
+    };
+    assert_eq!(
+        replay.swap_in(&swap(at - 1)).await.expect("swap"),
+        Swapped::Behind {
+            checkpoint: VIEW.into(),
+            at
+        },
+        "a copy behind the live projector is not swapped in"
+    );
+    assert_eq!(rig.rows(&tenant).await.len(), 1, "and nothing changed");
+    assert!(matches!(
+        replay.swap_in(&swap(at)).await.expect("swap"),
+        Swapped::Done { rows: 0 }
+    ));
+    assert!(
+        rig.rows(&tenant).await.is_empty(),
+        "the (empty) copy is live"
+    );
+
+    // The live handle's next commit was prepared before the swap: refused, nothing written.
+    let write = RowWrite {
+        key: RowKey {
+            tenant_id: tenant.clone(),
+            row_id: id.to_string(),
+        },
+        expected_version: 1,
+        version: 2,
+        doc: Some(json!({"title": "stale"})),
+        tallies: Vec::new(),
+    };
+    let fenced = rig
+        .views
+        .commit(VIEW, vec![write], vec![], Some((VIEW.into(), at + 1)))
+        .await;
+    assert!(
+        matches!(fenced, Err(ReadModelError::Conflict { .. })),
+        "{fenced:?}"
+    );
+    assert_eq!(rig.views.checkpoint(VIEW).await.expect("cp"), at);
+    // Prepared again against the rows now there, it lands.
+    rig.views
+        .commit(VIEW, vec![], vec![], Some((VIEW.into(), at + 1)))
+        .await
+        .expect("after the reload");
+    assert_eq!(rig.views.checkpoint(VIEW).await.expect("cp"), at + 1);
+}
