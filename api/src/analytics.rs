@@ -2,6 +2,9 @@
 //! cancelled), revenue delivered, orders by status, and the top 10 products by revenue, for
 //! orders placed in an optional date range, in the tenant's currency. Summed from the
 //! revenue read model's rows, one per day (`projections::revenue`).
+//!
+//! `/analytics/daily`: the analytics consumer's figures (`projections::analytics`), day by
+//! day: orders placed and revenue, orders by status, tasks, AI queries and sync runs.
 
 use crate::app::{AppState, Routes};
 use crate::error::ApiError;
@@ -11,6 +14,7 @@ use crate::tokens::Principal;
 use axum::Json;
 use axum::extract::State;
 use chrono::NaiveDate;
+use domain::ValidationError;
 use domain::money::{Amount, Currency, Money};
 use domain::order::OrderStatus;
 use projections::revenue::{self, Figures};
@@ -122,23 +126,17 @@ pub async fn summary(
             revenue: amount(p.revenue)?,
         });
     }
-    let orders_by_status = [
-        OrderStatus::Pending,
-        OrderStatus::Confirmed,
-        OrderStatus::Shipped,
-        OrderStatus::Delivered,
-        OrderStatus::Cancelled,
-    ]
-    .into_iter()
-    .map(|s| {
-        let n = figures
-            .by_status
-            .get(s.as_str())
-            .copied()
-            .unwrap_or_default();
-        (s.as_str().to_owned(), count(n))
-    })
-    .collect();
+    let orders_by_status = ORDER_STATUSES
+        .into_iter()
+        .map(|s| {
+            let n = figures
+                .by_status
+                .get(s.as_str())
+                .copied()
+                .unwrap_or_default();
+            (s.as_str().to_owned(), count(n))
+        })
+        .collect();
     Ok(Json(Summary {
         from: params.from,
         to: params.to,
@@ -150,7 +148,166 @@ pub async fn summary(
     }))
 }
 
+/// The longest range `/analytics/daily` serves, in days.
+const MAX_DAYS: i64 = 366;
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DailyParams {
+    /// First day (UTC), inclusive.
+    #[param(value_type = String, format = Date)]
+    from: NaiveDate,
+    /// Last day (UTC), inclusive: not before `from`, at most 366 days after it.
+    #[param(value_type = String, format = Date)]
+    to: NaiveDate,
+}
+
+/// One day's figures, zero where nothing happened.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DayFigures {
+    #[schema(value_type = String, format = Date)]
+    date: NaiveDate,
+    orders_placed: u64,
+    /// Of the orders placed that day.
+    revenue: Amount,
+    /// Orders that moved to each status that day (placed: `pending`).
+    orders_by_status: BTreeMap<String, u64>,
+    tasks_created: u64,
+    /// Tasks that moved to `DONE`.
+    tasks_completed: u64,
+    /// AI queries submitted.
+    ai_queries: u64,
+    ai_completed: u64,
+    ai_failures: u64,
+    /// Tokens of the AI queries completed.
+    ai_tokens: u64,
+    /// Customer sync runs that ended, and those that failed.
+    sync_runs: u64,
+    sync_failures: u64,
+    /// Customers imported, updated and deleted by those runs.
+    sync_records_changed: u64,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Daily {
+    #[schema(value_type = String, format = Date)]
+    from: NaiveDate,
+    #[schema(value_type = String, format = Date)]
+    to: NaiveDate,
+    currency: Currency,
+    /// Every day of the range, in order.
+    days: Vec<DayFigures>,
+}
+
+impl DayFigures {
+    fn of(date: NaiveDate, t: &Tally, currency: &Currency) -> Result<Self, ApiError> {
+        use projections::analytics as a;
+        let n = |key: &str| t.get(key).to_u64().unwrap_or_default();
+        let revenue = Money::of(t.get(&a::revenue(currency.as_str())))
+            .map_err(|_| ApiError::internal("revenue past the largest amount"))?;
+        Ok(Self {
+            date,
+            orders_placed: n(a::ORDERS_PLACED),
+            revenue: Amount {
+                amount: revenue,
+                currency: currency.clone(),
+            },
+            orders_by_status: ORDER_STATUSES
+                .iter()
+                .map(|s| (s.as_str().to_owned(), n(&a::orders_to(s.as_str()))))
+                .collect(),
+            tasks_created: n(a::TASKS_CREATED),
+            tasks_completed: n(a::TASKS_COMPLETED),
+            ai_queries: n(a::AI_QUERIES),
+            ai_completed: n(a::AI_COMPLETED),
+            ai_failures: n(a::AI_FAILURES),
+            ai_tokens: n(a::AI_TOKENS),
+            sync_runs: n(a::SYNC_RUNS),
+            sync_failures: n(a::SYNC_FAILURES),
+            sync_records_changed: n(a::SYNC_RECORDS_CHANGED),
+        })
+    }
+}
+
+const ORDER_STATUSES: [OrderStatus; 5] = [
+    OrderStatus::Pending,
+    OrderStatus::Confirmed,
+    OrderStatus::Shipped,
+    OrderStatus::Delivered,
+    OrderStatus::Cancelled,
+];
+
+#[utoipa::path(get, path = "/analytics/daily", tag = "analytics", operation_id = "AnalyticsDaily",
+    params(DailyParams, Consistency),
+    responses((status = 200, body = Daily)),
+    security(("bearer" = [])))]
+pub async fn daily(
+    State(state): State<AppState>,
+    principal: Principal,
+    QueryParams(params): QueryParams<DailyParams>,
+    Consistency(token): Consistency,
+) -> Result<Json<Daily>, ApiError> {
+    let DailyParams { from, to } = params;
+    if to < from {
+        return Err(ApiError::validation(ValidationError::new(
+            "to",
+            "must not be before from",
+        )));
+    }
+    if (to - from).num_days() >= MAX_DAYS {
+        return Err(ApiError::validation(ValidationError::new(
+            "to",
+            format!("at most {MAX_DAYS} days after from"),
+        )));
+    }
+    wait_fresh(&state, &principal, token).await?;
+    let currency =
+        commands::commerce::tenant_currency(&state.commands, &principal.tenant_id).await?;
+    let mut found: BTreeMap<String, Tally> = BTreeMap::new();
+    let last = revenue::day_row(to);
+    let mut after = from.pred_opt().map(revenue::day_row);
+    loop {
+        let query = ListQuery {
+            filters: vec![],
+            search: None,
+            after: after.take(),
+            limit: PAGE,
+        };
+        let rows = state
+            .views
+            .list(projections::analytics::VIEW, &principal.tenant_id, &query)
+            .await?;
+        let full = rows.len() == PAGE;
+        after = rows.last().map(|r| r.row_id.clone());
+        for row in rows.into_iter().take_while(|r| r.row_id <= last) {
+            let doc = row.doc.unwrap_or_default();
+            let t = Tally::from_doc(projections::analytics::VIEW, &row.row_id, &doc)?;
+            found.insert(row.row_id, t);
+        }
+        if !full || after.as_ref().is_some_and(|a| *a >= last) {
+            break;
+        }
+    }
+    let empty = Tally::default();
+    let days = from
+        .iter_days()
+        .take_while(|d| *d <= to)
+        .map(|d| {
+            let t = found.get(&revenue::day_row(d)).unwrap_or(&empty);
+            DayFigures::of(d, t, &currency)
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Json(Daily {
+        from,
+        to,
+        currency,
+        days,
+    }))
+}
+
 /// The routes of `/analytics`.
 pub fn routes() -> Routes {
-    Routes::new().routes(utoipa_axum::routes!(summary))
+    Routes::new()
+        .routes(utoipa_axum::routes!(summary))
+        .routes(utoipa_axum::routes!(daily))
 }

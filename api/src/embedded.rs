@@ -42,6 +42,10 @@ impl Embedded {
         let views = SqliteReadModelStore::open(&config.data_dir.join("views.db"))?;
         let projectors = projectors(&events, &views);
         let progress = AllProjections(projectors.iter().map(|p| p.progress().clone()).collect());
+        let analytics = projectors
+            .iter()
+            .find(|p| p.name() == projections::analytics::STREAMS)
+            .map(|p| p.progress().clone());
         let (stop, stopped) = watch::channel(false);
         let feed = Arc::new(events.clone());
         // One thread and runtime for all projectors, of their own: under load the request tasks would otherwise queue
@@ -86,6 +90,13 @@ impl Embedded {
                 stopped(&stop),
             ))
         };
+        if let Some(progress) = analytics {
+            workers.push(tokio::spawn(analytics_lag(
+                events.clone(),
+                progress,
+                stopped(&stop),
+            )));
+        }
         if let Some(ai) = &config.ai {
             state.ai = Some(ai.provider());
             workers.push(tail(Arc::new(ai.worker(handler.clone())?), ai.concurrency));
@@ -122,6 +133,26 @@ impl Embedded {
         let _ = self.projector.await;
         for w in self.workers {
             let _ = w.await;
+        }
+    }
+}
+
+/// The analytics consumer's lag, the log positions it has yet to apply, as the gauge
+/// `chronicle_analytics_positions_behind`, every second until `stop`.
+async fn analytics_lag(
+    events: SqliteEventStore,
+    progress: ProjectionProgress,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    let gauge = metrics::gauge!("chronicle_analytics_positions_behind");
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                gauge.set(events.last_position().saturating_sub(progress.applied()) as f64);
+            }
+            () = &mut stop => return,
         }
     }
 }

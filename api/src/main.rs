@@ -854,7 +854,7 @@ async fn project(args: ProjectArgs) -> anyhow::Result<()> {
             let aws = infra::aws::Aws::load(&args.backend.aws_prefix).await;
             let worker = infra::aws::SqsProjector::new(
                 &aws,
-                projections::all(),
+                projections::queue_fed(),
                 Duration::from_secs(args.wait_seconds),
             )
             .await?;

@@ -79,8 +79,12 @@ pub async fn run(tasks: usize) -> anyhow::Result<()> {
     // The pipeline has clients of its own, so its requests do not count against commands.
     let pipeline_aws = Aws::load(&prefix).await;
     let relay = Relay::new(&pipeline_aws);
-    let projector =
-        SqsProjector::new(&pipeline_aws, projections::all(), Duration::from_secs(1)).await?;
+    let projector = SqsProjector::new(
+        &pipeline_aws,
+        projections::queue_fed(),
+        Duration::from_secs(1),
+    )
+    .await?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut s1 = stopped.clone();
     let relay_task = tokio::spawn(async move {

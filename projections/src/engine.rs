@@ -210,6 +210,11 @@ impl Projector {
         }
     }
 
+    /// The projection's (and its view's) name.
+    pub fn name(&self) -> &'static str {
+        self.projection.name()
+    }
+
     /// Whether the projection takes `event`.
     pub fn handles(&self, event: &EventEnvelope) -> bool {
         self.projection.handles(event)

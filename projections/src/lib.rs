@@ -2,6 +2,7 @@
 //! projector engine that applies each (stream, version) once, and the read models.
 
 pub mod ai_queries;
+pub mod analytics;
 pub mod customer_syncs;
 pub mod customers;
 pub mod engine;
@@ -37,8 +38,16 @@ pub fn view_for(stream: &domain::StreamId) -> Option<&'static str> {
     }
 }
 
-/// Every read model, for the projector processes and the embedded backend.
+/// Every read model, for the embedded backend and rebuilds.
 pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
+    let mut all = queue_fed();
+    all.push(std::sync::Arc::new(analytics::AnalyticsProjection));
+    all
+}
+
+/// The read models the event bus feeds on AWS (one SQS queue each): all but the analytics
+/// figures, which the Kinesis consumer (`chronicle analytics`) keeps.
+pub fn queue_fed() -> Vec<std::sync::Arc<dyn Projection>> {
     vec![
         std::sync::Arc::new(tasks::TasksProjection),
         std::sync::Arc::new(users::UsersProjection),

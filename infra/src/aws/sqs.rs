@@ -39,7 +39,7 @@ pub(crate) fn envelope(body: &str) -> Result<EventEnvelope, String> {
     serde_json::from_value(detail).map_err(|e| format!("not an event envelope: {e}"))
 }
 
-/// One queue projector per read model (`projections::all()`): every event reaches one queue
+/// One queue projector per read model the bus feeds (`projections::queue_fed()`): every event reaches one queue
 /// and each projector applies the events of its kind.
 pub fn queue_projectors(aws: &Aws, projections: Vec<Arc<dyn Projection>>) -> Vec<Projector> {
     projections

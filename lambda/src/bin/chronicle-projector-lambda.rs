@@ -10,7 +10,7 @@ use std::sync::Arc;
 async fn main() -> Result<(), Error> {
     chronicle_lambda::init_logs();
     let aws = chronicle_lambda::aws().await;
-    let projectors = Arc::new(infra::aws::queue_projectors(&aws, projections::all()));
+    let projectors = Arc::new(infra::aws::queue_projectors(&aws, projections::queue_fed()));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let projectors = projectors.clone();
         async move {

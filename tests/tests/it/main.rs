@@ -3,6 +3,7 @@
 
 mod access;
 mod ai;
+mod analytics;
 mod audit;
 mod aws_ai;
 mod aws_audit;

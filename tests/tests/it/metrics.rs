@@ -119,6 +119,11 @@ async fn requests_commands_and_events_are_counted_by_label() {
     assert_eq!(requests("POST", "/tasks", "201"), Some(2.0), "{text}");
     assert_eq!(requests("POST", "/tasks", "422"), Some(1.0), "{text}");
     assert_eq!(requests("PUT", "/tasks/{id}", "410"), Some(1.0), "{text}");
+    // The analytics consumer's lag, in log positions, sampled each second.
+    assert!(
+        sample(&text, "chronicle_analytics_positions_behind", &[]).is_some_and(|v| v >= 0.0),
+        "{text}"
+    );
 }
 
 #[tokio::test]
