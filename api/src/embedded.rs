@@ -139,7 +139,7 @@ impl Embedded {
 
 /// The analytics consumer's lag, the log positions it has yet to apply, as the gauge
 /// `chronicle_analytics_positions_behind`, every second until `stop`.
-async fn analytics_lag(
+pub async fn analytics_lag(
     events: SqliteEventStore,
     progress: ProjectionProgress,
     stop: impl std::future::Future<Output = ()>,
@@ -155,6 +155,17 @@ async fn analytics_lag(
             () = &mut stop => return,
         }
     }
+}
+
+/// The analytics consumer alone, over the SQLite store and views.
+pub fn analytics_projector(events: &SqliteEventStore, views: &SqliteReadModelStore) -> Projector {
+    Projector::new(
+        Arc::new(projections::analytics::AnalyticsProjection),
+        Arc::new(views.clone()),
+        Arc::new(events.clone()),
+        ProjectionProgress::default(),
+        ProjectorConfig::default(),
+    )
 }
 
 /// A projector for every read model, over the SQLite store and views.

@@ -54,6 +54,27 @@ enum Command {
     /// Rebuild read models from position zero into a fresh copy and swap it in atomically;
     /// the live copy serves until the swap, and stays as it was if interrupted.
     Replay(ReplayArgs),
+    /// The analytics consumer: folds the event feed into per-tenant daily figures (aws:
+    /// the Kinesis stream, shards leased like the Kinesis Client Library does; embedded:
+    /// the log tail, which `serve` also runs in-process).
+    Analytics(AnalyticsArgs),
+}
+
+#[derive(Args)]
+struct AnalyticsArgs {
+    #[command(flatten)]
+    backend: BackendArgs,
+    #[arg(long, env = "CHRONICLE_DATA_DIR", default_value = "./data")]
+    data_dir: PathBuf,
+    /// Serve /metrics (the consumer's lag among them) on this address.
+    #[arg(long, env = "CHRONICLE_METRICS_ADDR")]
+    metrics_addr: Option<SocketAddr>,
+    /// This consumer's name in the shard leases (aws); unique per process.
+    #[arg(long)]
+    owner: Option<String>,
+    /// How long a shard lease lasts unless renewed, in seconds (aws).
+    #[arg(long, default_value_t = 10)]
+    lease_seconds: u64,
 }
 
 #[derive(Args)]
@@ -393,6 +414,7 @@ fn main() -> anyhow::Result<()> {
             Some(Command::Tenant(args)) => tenant(args).await,
             Some(Command::Audit(args)) => audit(args).await,
             Some(Command::Replay(args)) => replay(args).await,
+            Some(Command::Analytics(args)) => analytics(args).await,
             None => serve(cli.serve).await,
         }
     })
@@ -749,6 +771,68 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn analytics(args: AnalyticsArgs) -> anyhow::Result<()> {
+    use std::sync::Arc;
+    let handle = install_metrics()?;
+    if let Some(addr) = args.metrics_addr {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        tracing::info!(%addr, "serving /metrics");
+        let router = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let text = handle.render();
+                async move { text }
+            }),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, router).await {
+                tracing::error!(error = %e, "metrics listener failed");
+            }
+        });
+    }
+    match args.backend.backend {
+        Backend::Aws => {
+            let aws = infra::aws::Aws::load(&args.backend.aws_prefix).await;
+            let owner = args.owner.unwrap_or_else(|| {
+                format!(
+                    "analytics-{}-{}",
+                    std::process::id(),
+                    uuid::Uuid::new_v4().simple()
+                )
+            });
+            let config = infra::aws::ConsumerConfig {
+                lease: Duration::from_secs(args.lease_seconds.max(1)),
+                ..infra::aws::ConsumerConfig::default()
+            };
+            let consumer = infra::aws::KinesisConsumer::new(&aws, owner, config);
+            tracing::info!(stream = %aws.names.kinesis_stream, owner = consumer.owner(), "analytics consuming");
+            consumer.run(shutdown_signal()).await;
+        }
+        Backend::Embedded => {
+            let events = infra::sqlite::SqliteEventStore::open(&args.data_dir.join("events.db"))?;
+            let views = infra::sqlite::SqliteReadModelStore::open(&args.data_dir.join("views.db"))?;
+            let projector = api::embedded::analytics_projector(&events, &views);
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let lag = tokio::spawn(api::embedded::analytics_lag(
+                events.clone(),
+                projector.progress().clone(),
+                async move {
+                    let mut stopped = stopped;
+                    let _ = stopped.wait_for(|s| *s).await;
+                },
+            ));
+            tracing::info!(data_dir = %args.data_dir.display(), "analytics tailing the log");
+            projector
+                .run(Arc::new(events.committed_log()), shutdown_signal())
+                .await;
+            let _ = stop.send(true);
+            let _ = lag.await;
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
 fn install_metrics() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHandle> {
     Ok(PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LAG_BUCKETS)?
@@ -868,7 +952,8 @@ async fn project(args: ProjectArgs) -> anyhow::Result<()> {
             let projectors = api::embedded::projectors(&events, &views);
             let group: Vec<&projections::Projector> = projectors.iter().collect();
             tracing::info!(data_dir = %args.data_dir.display(), "projectors tailing the log");
-            projections::run_group(&group, Arc::new(events), shutdown_signal()).await;
+            projections::run_group(&group, Arc::new(events.committed_log()), shutdown_signal())
+                .await;
         }
     }
     tracing::info!("stopped");

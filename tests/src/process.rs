@@ -119,6 +119,13 @@ impl Worker {
             .expect("spawn chronicle worker");
         Self(child)
     }
+
+    /// SIGTERM, then waits for it to end (a graceful shutdown).
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let pid = self.0.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        self.0.wait().expect("wait")
+    }
 }
 
 impl Drop for Worker {

@@ -5,6 +5,7 @@
 mod counting;
 mod dynamodb;
 mod item;
+mod kinesis_consumer;
 mod publish;
 mod queue_worker;
 mod relay;
@@ -19,6 +20,7 @@ pub use sqs::{SqsProjector, apply_messages, queue_projector, queue_projectors};
 
 pub use counting::RequestCounter;
 pub use dynamodb::DynamoEventStore;
+pub use kinesis_consumer::{ConsumerConfig, KinesisConsumer, Lease};
 pub use setup::{AI_VISIBILITY_SECS, MAX_RECEIVES, SYNC_VISIBILITY_SECS, SetupError, setup};
 pub use views::DynamoReadModelStore;
 

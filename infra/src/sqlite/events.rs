@@ -802,22 +802,52 @@ impl EventFeed for SqliteEventStore {
 }
 
 /// The log as committed by every process on the file, for a reader in another process than
-/// the writer (`chronicle replay` beside a running server): it reads past what this
-/// process has appended, up to the last committed position, and its head follows what
-/// it reads.
+/// the writer (`chronicle replay` or `chronicle analytics` beside a running server): it
+/// reads past what this process has appended, up to the last committed position, and its
+/// head follows the file (polled every `COMMITTED_POLL`).
 #[derive(Clone)]
 pub struct CommittedLog {
     readers: ReadPool,
     head: Arc<watch::Sender<u64>>,
 }
 
+/// How often a `CommittedLog` looks for commits of other processes.
+const COMMITTED_POLL: Duration = Duration::from_millis(100);
+
 impl SqliteEventStore {
+    /// Needs a tokio runtime: a task polls the head while the log is in use.
     pub fn committed_log(&self) -> CommittedLog {
-        CommittedLog {
+        let log = CommittedLog {
             readers: self.readers.clone(),
             head: Arc::new(watch::channel(self.last_position()).0),
-        }
+        };
+        let (readers, head) = (log.readers.clone(), Arc::downgrade(&log.head));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(COMMITTED_POLL).await;
+                let Some(head) = head.upgrade() else { return };
+                let last = readers
+                    .run(|c| {
+                        c.query_row("SELECT max(position) FROM events", [], |r| {
+                            r.get::<_, Option<i64>>(0)
+                        })
+                    })
+                    .await;
+                if let Ok(Some(last)) = last {
+                    advance(&head, last as u64);
+                }
+            }
+        });
+        log
     }
+}
+
+fn advance(head: &watch::Sender<u64>, last: u64) {
+    head.send_if_modified(|h| {
+        let moved = last > *h;
+        *h = (*h).max(last);
+        moved
+    });
 }
 
 #[async_trait]
@@ -827,24 +857,19 @@ impl EventFeed for CommittedLog {
         after: u64,
         limit: usize,
     ) -> Result<Vec<EventEnvelope>, ReadModelError> {
-        let (events, last) = self
+        let events = self
             .readers
             .run(move |c| {
                 let sql = format!(
                     "SELECT {COLUMNS} FROM events WHERE position > ?1 ORDER BY position LIMIT ?2"
                 );
-                let events = query_events(c, &sql, params![after as i64, clamp(limit)])?;
-                let last: Option<i64> =
-                    c.query_row("SELECT max(position) FROM events", [], |r| r.get(0))?;
-                Ok((events, last.unwrap_or(0) as u64))
+                query_events(c, &sql, params![after as i64, clamp(limit)])
             })
             .await
             .map_err(ReadModelError::Backend)?;
-        self.head.send_if_modified(|h| {
-            let moved = last > *h;
-            *h = (*h).max(last);
-            moved
-        });
+        if let Some(last) = events.last() {
+            advance(&self.head, last.position);
+        }
         Ok(events)
     }
 

@@ -6,6 +6,7 @@ mod ai;
 mod analytics;
 mod audit;
 mod aws_ai;
+mod aws_analytics;
 mod aws_audit;
 mod aws_commerce;
 mod aws_e2e;
