@@ -695,9 +695,8 @@ const LAG_BUCKETS: &[f64] = &[
 ];
 
 async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
-    use projections::replay::{Plan, rebuild};
+    use projections::replay::{LogHistory, Plan, rebuild};
     use std::sync::Arc;
-    require_embedded(&args.backend, "replay")?;
     anyhow::ensure!(
         args.all || !args.projections.is_empty(),
         "name the --projection to rebuild, or --all"
@@ -722,41 +721,41 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     if futures::FutureExt::now_or_never(&mut interrupted).is_some() {
         anyhow::bail!("interrupted");
     }
-    let (_, events) = open_store(&args.backend, &args.data_dir).await?;
-    let events = events.context("the embedded event store")?;
-    let views = infra::sqlite::SqliteReadModelStore::open(&args.data_dir.join("views.db"))?;
     let names: Vec<&str> = plan.projections.iter().map(|p| p.name()).collect();
     let whose = plan
         .tenant
         .as_ref()
         .map_or("every tenant".to_owned(), |t| format!("tenant {t}"));
-    eprintln!("replay: rebuilding {} for {whose}", names.join(", "));
     let shown = api::replay::Shown::on_stderr();
     let started = std::time::Instant::now();
-    let run = rebuild(
-        views.clone(),
-        Arc::new(events.committed_log()),
-        Arc::new(events.clone()),
-        &plan,
-        &shown,
-    );
-    let report = tokio::select! {
-        r = run => r,
-        () = &mut interrupted => {
-            shown.finish();
-            let shadow = projections::replay::Shadow(views);
-            for view in plan.views() {
-                if let Err(e) = projections::ReadModelStore::reset(&shadow, &view, None).await {
-                    eprintln!("replay: the partial copy of {view} stays until the next replay: {e}");
-                }
+    let run = async {
+        match args.backend.backend {
+            Backend::Embedded => {
+                let (_, events) = open_store(&args.backend, &args.data_dir).await?;
+                let events = events.context("the embedded event store")?;
+                let views =
+                    infra::sqlite::SqliteReadModelStore::open(&args.data_dir.join("views.db"))?;
+                eprintln!("replay: rebuilding {} for {whose}", names.join(", "));
+                let history = LogHistory::new(Arc::new(events.committed_log()));
+                let run = rebuild(views.clone(), &history, Arc::new(events), &plan, &shown);
+                with_cleanup(run, views, &plan, interrupted.as_mut(), &shown).await
             }
-            eprintln!("replay: interrupted; the live read models are unchanged");
-            std::process::exit(130);
+            Backend::Aws => {
+                let tenant = plan.tenant.clone().context(
+                    "on the aws backend, name the --tenant to rebuild (DynamoDB keeps no log of all tenants)",
+                )?;
+                let aws = infra::aws::Aws::load(&args.backend.aws_prefix).await;
+                let events = Arc::new(infra::aws::DynamoEventStore::new(&aws));
+                let views = infra::aws::DynamoReadModelStore::new(&aws);
+                eprintln!("replay: rebuilding {} for {whose}", names.join(", "));
+                let history = api::replay::TenantHistory::new(events.clone(), tenant);
+                let run = rebuild(views.clone(), &history, events, &plan, &shown);
+                with_cleanup(run, views, &plan, interrupted.as_mut(), &shown).await
+            }
         }
     };
+    let report = run.await?;
     shown.finish();
-    let report = report
-        .map_err(|e| anyhow::anyhow!("replay failed, the live read models are unchanged: {e}"))?;
     let secs = started.elapsed().as_secs_f64();
     println!(
         "replay: swapped in {} rows of {} for {whose} at position {}: {} events read in {secs:.2}s ({:.0} events/s), {} dead letters, caught up again {} times",
@@ -833,18 +832,37 @@ async fn analytics(args: AnalyticsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs a rebuild until it ends or `interrupted`: then the partial copy is dropped, the
+/// live one left as it was, and the process exits 130.
+async fn with_cleanup<S: projections::ReadModelStore + Clone + 'static>(
+    run: impl std::future::Future<
+        Output = Result<projections::replay::Report, projections::ReadModelError>,
+    >,
+    views: S,
+    plan: &projections::replay::Plan,
+    interrupted: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    shown: &api::replay::Shown,
+) -> anyhow::Result<projections::replay::Report> {
+    tokio::select! {
+        r = run => r.map_err(|e| anyhow::anyhow!("replay failed, the live read models are unchanged: {e}")),
+        () = interrupted => {
+            shown.finish();
+            let shadow = projections::replay::Shadow(views);
+            for view in plan.views() {
+                if let Err(e) = projections::ReadModelStore::reset(&shadow, &view, plan.tenant.as_ref()).await {
+                    eprintln!("replay: the partial copy of {view} stays until the next replay: {e}");
+                }
+            }
+            eprintln!("replay: interrupted; the live read models are unchanged");
+            std::process::exit(130);
+        }
+    }
+}
+
 fn install_metrics() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHandle> {
     Ok(PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LAG_BUCKETS)?
         .install_recorder()?)
-}
-
-fn require_embedded(backend: &BackendArgs, what: &str) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        backend.backend == Backend::Embedded,
-        "{what} runs on the embedded backend"
-    );
-    Ok(())
 }
 
 fn require_aws(backend: &BackendArgs, what: &str) -> anyhow::Result<()> {

@@ -36,6 +36,41 @@ pub fn projections_named(names: &[String]) -> Result<Vec<Arc<dyn Projection>>, S
     Ok(picked)
 }
 
+/// One tenant's history through the event store's tenant feed (every event once, each
+/// stream in version order): what a rebuild reads on DynamoDB, which has no log of all.
+pub struct TenantHistory {
+    store: Arc<dyn commands::EventStore>,
+    tenant: domain::TenantId,
+    cursor: tokio::sync::Mutex<commands::FeedCursor>,
+}
+
+impl TenantHistory {
+    pub fn new(store: Arc<dyn commands::EventStore>, tenant: domain::TenantId) -> Self {
+        Self {
+            store,
+            tenant,
+            cursor: tokio::sync::Mutex::new(commands::FeedCursor::start()),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl projections::replay::History for TenantHistory {
+    async fn next(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<domain::EventEnvelope>, projections::ReadModelError> {
+        let mut cursor = self.cursor.lock().await;
+        let page = self
+            .store
+            .read_tenant_feed(&self.tenant, &cursor, limit)
+            .await
+            .map_err(|e| projections::ReadModelError::Unavailable(e.to_string()))?;
+        *cursor = page.next;
+        Ok(page.events)
+    }
+}
+
 /// Progress on stderr.
 pub struct Shown {
     started: Instant,
@@ -73,10 +108,16 @@ impl Shown {
 }
 
 impl Progress for Shown {
-    fn advanced(&self, position: u64, head: u64, read: u64) {
+    fn advanced(&self, position: u64, head: Option<u64>, read: u64) {
         if let Some(bar) = &self.bar {
-            bar.set_length(head);
-            bar.set_position(position);
+            match head {
+                Some(head) => {
+                    bar.set_length(head);
+                    bar.set_position(position);
+                }
+                // Without a head there is no end to show: the events read, and their rate.
+                None => bar.set_position(read),
+            }
             return;
         }
         let mut last = self
@@ -89,15 +130,20 @@ impl Progress for Shown {
         *last = Instant::now();
         let secs = self.started.elapsed().as_secs_f64().max(1e-3);
         let rate = read as f64 / secs;
-        let eta = if rate > 0.0 {
-            format!("{:.0}s", head.saturating_sub(position) as f64 / rate)
-        } else {
-            "?".into()
-        };
-        eprintln!(
-            "replay: position {position} of {head} ({:.1}%), {rate:.0} events/s, ETA {eta}",
-            100.0 * position as f64 / head.max(1) as f64
-        );
+        match head {
+            Some(head) => {
+                let eta = if rate > 0.0 {
+                    format!("{:.0}s", head.saturating_sub(position) as f64 / rate)
+                } else {
+                    "?".into()
+                };
+                eprintln!(
+                    "replay: position {position} of {head} ({:.1}%), {rate:.0} events/s, ETA {eta}",
+                    100.0 * position as f64 / head.max(1) as f64
+                );
+            }
+            None => eprintln!("replay: {read} events read, {rate:.0} events/s"),
+        }
     }
 
     fn swapping(&self) {

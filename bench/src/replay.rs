@@ -9,7 +9,7 @@ use commands::{AppendRequest, EventStore, ExpectedVersion, NewEvent, StreamWrite
 use domain::{StreamId, TenantId};
 use infra::sqlite::{SqliteEventStore, SqliteReadModelStore};
 use projections::EventFeed;
-use projections::replay::{Plan, rebuild};
+use projections::replay::{LogHistory, Plan, rebuild};
 use std::sync::Arc;
 use std::time::Instant;
 use uuid::Uuid;
@@ -120,14 +120,8 @@ pub async fn run(events: usize, tenants: usize, batch_size: usize) -> anyhow::Re
     reset_peak_rss();
     let before = peak_rss_mib();
     let started = Instant::now();
-    let report = rebuild(
-        views,
-        Arc::new(store.committed_log()),
-        Arc::new(store.clone()),
-        &plan,
-        &(),
-    )
-    .await?;
+    let history = LogHistory::new(Arc::new(store.committed_log()));
+    let report = rebuild(views, &history, Arc::new(store.clone()), &plan, &()).await?;
     anyhow::ensure!(
         report.read as usize == written,
         "read {} of {written}",

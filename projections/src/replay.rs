@@ -37,8 +37,10 @@ pub struct Swap {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Swapped {
-    /// The shadow copy is live; its rows replaced the old ones.
-    Done { rows: u64 },
+    /// The shadow copy is live; its rows replaced the old ones. With `tail`, the store
+    /// could not check that the copy reflects all the live one did: the rest of the
+    /// history is to be folded into it, now live.
+    Done { rows: u64, tail: bool },
     /// A live projector is further on than the shadow: it must catch up first.
     Behind { checkpoint: String, at: u64 },
 }
@@ -52,6 +54,12 @@ pub trait Rebuildable: ReadModelStore {
     /// it replaced, so that a live projector's commit prepared against the old rows fails
     /// and reloads them.
     async fn swap_in(&self, swap: &Swap) -> Result<Swapped, ReadModelError>;
+
+    /// Drops what the swap replaced, once no reader can still be using it (none to drop
+    /// by default: the swap replaced the rows in place).
+    async fn retire(&self, _swap: &Swap) -> Result<(), ReadModelError> {
+        Ok(())
+    }
 }
 
 /// A store seen through the shadow names of its views and checkpoints.
@@ -154,7 +162,7 @@ pub struct Report {
     pub read: u64,
     /// Events of the rebuilt tenant(s) folded in.
     pub applied: u64,
-    /// The log position the swapped-in copy reflects.
+    /// The highest log position folded in.
     pub position: u64,
     /// Rows swapped in (tombstones included).
     pub rows: u64,
@@ -164,24 +172,94 @@ pub struct Report {
     pub catch_ups: u32,
 }
 
-/// Progress as the rebuild goes: the position reached and the log's head.
+/// Progress as the rebuild goes: the position reached, the log's head where the history
+/// has one, the events read.
 pub trait Progress: Send + Sync {
-    fn advanced(&self, position: u64, head: u64, read: u64);
+    fn advanced(&self, position: u64, head: Option<u64>, read: u64);
     fn swapping(&self) {}
 }
 
 impl Progress for () {
-    fn advanced(&self, _position: u64, _head: u64, _read: u64) {}
+    fn advanced(&self, _position: u64, _head: Option<u64>, _read: u64) {}
 }
 
 /// How many times a swap may find a live projector ahead before the rebuild gives up
 /// (each time the shadow catches up first; under a steady write load one or two suffice).
 const MAX_CATCH_UPS: u32 = 50;
 
-/// Rebuilds `plan` from position zero into the shadow copy and swaps it in.
+/// The events a rebuild folds, from the first, in an order that keeps each stream's
+/// versions in order.
+#[async_trait]
+pub trait History: Send + Sync {
+    /// The next events, up to `limit`; none once it has given all there is for now (a
+    /// later call may give more).
+    async fn next(&self, limit: usize) -> Result<Vec<EventEnvelope>, ReadModelError>;
+
+    /// The log position it reaches now, where positions mean that (for progress).
+    fn head(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// The embedded log, every tenant's events in position order.
+pub struct LogHistory {
+    log: Arc<dyn EventFeed>,
+    after: tokio::sync::Mutex<u64>,
+}
+
+impl LogHistory {
+    pub fn new(log: Arc<dyn EventFeed>) -> Self {
+        Self {
+            log,
+            after: tokio::sync::Mutex::new(0),
+        }
+    }
+}
+
+#[async_trait]
+impl History for LogHistory {
+    async fn next(&self, limit: usize) -> Result<Vec<EventEnvelope>, ReadModelError> {
+        let mut after = self.after.lock().await;
+        let batch = self.log.read_after(*after, limit).await?;
+        if let Some(last) = batch.last() {
+            *after = last.position;
+        }
+        Ok(batch)
+    }
+
+    fn head(&self) -> Option<u64> {
+        Some(*self.log.head().borrow())
+    }
+}
+
+fn projectors_over(
+    store: Arc<dyn ReadModelStore>,
+    streams: &Arc<dyn StreamSource>,
+    plan: &Plan,
+) -> Vec<Projector> {
+    plan.projections
+        .iter()
+        .map(|p| {
+            Projector::new(
+                p.clone(),
+                store.clone(),
+                streams.clone(),
+                ProjectionProgress::default(),
+                ProjectorConfig {
+                    batch_size: plan.batch_size,
+                    record_dead_letters: true,
+                },
+            )
+        })
+        .collect()
+}
+
+/// Rebuilds `plan` from the first event of `history` into the shadow copy and swaps it
+/// in; then, where the store asks for it, folds the rest of the history into the copy
+/// now live.
 pub async fn rebuild<S>(
     store: S,
-    log: Arc<dyn EventFeed>,
+    history: &dyn History,
     streams: Arc<dyn StreamSource>,
     plan: &Plan,
     progress: &dyn Progress,
@@ -193,38 +271,12 @@ where
     let views = plan.views();
     for v in &views {
         // Whatever an interrupted rebuild left.
-        shadow.reset(v, None).await?;
+        shadow.reset(v, plan.tenant.as_ref()).await?;
     }
-    let projectors: Vec<Projector> = plan
-        .projections
-        .iter()
-        .map(|p| {
-            Projector::new(
-                p.clone(),
-                shadow.clone(),
-                streams.clone(),
-                ProjectionProgress::default(),
-                ProjectorConfig {
-                    batch_size: plan.batch_size,
-                    record_dead_letters: true,
-                },
-            )
-        })
-        .collect();
+    let projectors = projectors_over(shadow, &streams, plan);
     let mut report = Report::default();
-    let mut position = 0;
     loop {
-        let head = *log.head().borrow();
-        let batch = log.read_after(position, plan.batch_size).await?;
-        if let Some(last) = batch.last().map(|e| e.position) {
-            report.read += batch.len() as u64;
-            let mine: Vec<EventEnvelope> = match &plan.tenant {
-                Some(t) => batch.into_iter().filter(|e| &e.tenant_id == t).collect(),
-                None => batch,
-            };
-            position = last;
-            apply(&projectors, &mine, &mut report).await?;
-            progress.advanced(position, head.max(position), report.read);
+        if fold(history, &projectors, plan, &mut report, progress).await? {
             continue;
         }
         progress.swapping();
@@ -236,25 +288,30 @@ where
                 .map(|p| p.name().to_owned())
                 .collect(),
             tenant: plan.tenant.clone(),
-            position,
+            position: report.position,
         };
         match store.swap_in(&swap).await? {
-            Swapped::Done { rows } => {
-                report.position = position;
+            Swapped::Done { rows, tail } => {
                 report.rows = rows;
+                if tail {
+                    let live = projectors_over(Arc::new(store.clone()), &streams, plan);
+                    while fold(history, &live, plan, &mut report, progress).await? {}
+                }
+                store.retire(&swap).await?;
                 return Ok(report);
             }
             Swapped::Behind { checkpoint, at } => {
                 report.catch_ups += 1;
                 if report.catch_ups > MAX_CATCH_UPS {
                     return Err(ReadModelError::Unavailable(format!(
-                        "the live projector {checkpoint} stays ahead of the rebuild (at {at}, rebuilt to {position})"
+                        "the live projector {checkpoint} stays ahead of the rebuild (at {at}, rebuilt to {})",
+                        report.position
                     )));
                 }
                 tracing::info!(
                     checkpoint,
                     at,
-                    position,
+                    position = report.position,
                     "a live projector is ahead; catching up"
                 );
                 // The log the rebuild reads may show the live projector's last events a
@@ -263,6 +320,29 @@ where
             }
         }
     }
+}
+
+/// Folds the history's next batch into `projectors`; false when it had none.
+async fn fold(
+    history: &dyn History,
+    projectors: &[Projector],
+    plan: &Plan,
+    report: &mut Report,
+    progress: &dyn Progress,
+) -> Result<bool, ReadModelError> {
+    let batch = history.next(plan.batch_size).await?;
+    let Some(last) = batch.iter().map(|e| e.position).max() else {
+        return Ok(false);
+    };
+    report.read += batch.len() as u64;
+    report.position = report.position.max(last);
+    let mine: Vec<EventEnvelope> = match &plan.tenant {
+        Some(t) => batch.into_iter().filter(|e| &e.tenant_id == t).collect(),
+        None => batch,
+    };
+    apply(projectors, &mine, report).await?;
+    progress.advanced(report.position, history.head(), report.read);
+    Ok(true)
 }
 
 /// Folds `events` into every projection that handles some of them.

@@ -4,6 +4,7 @@
 
 mod counting;
 mod dynamodb;
+mod generations;
 mod item;
 mod kinesis_consumer;
 mod publish;

@@ -5,6 +5,7 @@
 
 use super::Aws;
 use super::dynamodb::sdk_error;
+use super::generations::{Fence, Generations, partition_of};
 use super::item::{Item, get_n, get_s, n, s};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::SdkError;
@@ -14,41 +15,38 @@ use aws_sdk_dynamodb::types::{
 };
 use domain::TenantId;
 use domain::envelope::format_time;
+use projections::replay::{Rebuildable, Swap, Swapped};
 use projections::tally::{Merged, Tally};
 use projections::{
     DeadLetter, ListQuery, ReadModelError, ReadModelStore, RowKey, RowWrite, StoredRow,
 };
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 #[derive(Clone)]
 pub struct DynamoReadModelStore {
     pub(crate) client: aws_sdk_dynamodb::Client,
     pub(crate) table: String,
-}
-
-fn rows_key(tenant: &TenantId, view: &str) -> String {
-    rows_key_str(tenant.as_str(), view)
-}
-
-fn rows_key_str(tenant: &str, view: &str) -> String {
-    format!("T#{tenant}#V#{view}")
+    /// Which partition holds a tenant's view (`super::generations`).
+    gens: Generations,
 }
 
 /// Actions in one TransactWriteItems.
 const MAX_ACTIONS: usize = 100;
 
 /// One transaction of a commit: rows (their puts first, so that a cancellation reason's
-/// index names the row), the merged changes to summary rows, then the rest.
+/// index names the row), the fences of the generations written, the merged changes to
+/// summary rows, then the rest.
 #[derive(Default)]
 struct Chunk<'a> {
     rows: Vec<&'a RowWrite>,
+    fences: BTreeSet<Fence>,
     tallies: Merged,
     others: Vec<TransactWriteItem>,
 }
 
 impl Chunk<'_> {
     fn size(&self) -> usize {
-        self.rows.len() + self.tallies.len() + self.others.len()
+        self.rows.len() + self.fences.len() + self.tallies.len() + self.others.len()
     }
 }
 
@@ -114,12 +112,18 @@ impl DynamoReadModelStore {
         Self {
             client: aws.dynamodb.clone(),
             table: aws.names.views_table.clone(),
+            gens: Generations::new(aws.dynamodb.clone(), aws.names.views_table.clone()),
         }
     }
 
-    fn row_item(&self, view: &str, w: &RowWrite) -> Item {
+    /// The partition of a tenant's view now.
+    async fn rows_key(&self, tenant: &TenantId, view: &str) -> Result<String, ReadModelError> {
+        Ok(self.gens.partition(tenant.as_str(), view).await?.0)
+    }
+
+    fn row_item(&self, pk: String, w: &RowWrite) -> Item {
         let mut item = HashMap::from([
-            ("pk".to_owned(), s(rows_key(&w.key.tenant_id, view))),
+            ("pk".to_owned(), s(pk)),
             ("sk".to_owned(), s(w.key.row_id.clone())),
             ("version".to_owned(), n(w.version)),
         ]);
@@ -157,7 +161,7 @@ impl DynamoReadModelStore {
 
     /// Adds a tally's change into its summary row: counts as numbers under `a_<key>`
     /// (DynamoDB adds them exactly, in any order), labels under `s_<key>`.
-    fn tally_update(&self, tenant: &str, t: &Tally) -> Result<TransactWriteItem, ReadModelError> {
+    fn tally_update(&self, pk: String, t: &Tally) -> Result<TransactWriteItem, ReadModelError> {
         let mut names = HashMap::new();
         let mut values = HashMap::from([(":one".to_owned(), n(1))]);
         let mut adds = vec!["version :one".to_owned()];
@@ -178,7 +182,7 @@ impl DynamoReadModelStore {
         }
         let update = Update::builder()
             .table_name(&self.table)
-            .key("pk", s(rows_key_str(tenant, &t.view)))
+            .key("pk", s(pk))
             .key("sk", s(t.row_id.clone()))
             .update_expression(format!("ADD {} SET {}", adds.join(", "), sets.join(", ")))
             .set_expression_attribute_names((!names.is_empty()).then_some(names))
@@ -193,6 +197,7 @@ impl DynamoReadModelStore {
         view: &str,
         actions: Vec<TransactWriteItem>,
         rows: &[&RowWrite],
+        fences: &[Fence],
     ) -> Result<(), ReadModelError> {
         match self
             .client
@@ -202,7 +207,7 @@ impl DynamoReadModelStore {
             .await
         {
             Ok(_) => Ok(()),
-            Err(e) => Err(self.cancelled(view, rows, e)),
+            Err(e) => Err(self.cancelled(view, rows, fences, e)),
         }
     }
 
@@ -210,6 +215,7 @@ impl DynamoReadModelStore {
         &self,
         view: &str,
         rows: &[&RowWrite],
+        fences: &[Fence],
         e: SdkError<TransactWriteItemsError, R>,
     ) -> ReadModelError {
         if let SdkError::ServiceError(se) = &e
@@ -224,6 +230,15 @@ impl DynamoReadModelStore {
                     view: view.to_owned(),
                     row_id: w.key.row_id.clone(),
                     expected: w.expected_version,
+                };
+            }
+            if let Some(f) = lost.and_then(|i| fences.get(i.checked_sub(rows.len())?)) {
+                // A replay swapped a new generation in: what was cached of it is stale.
+                self.gens.forget(&f.tenant, &f.view);
+                return ReadModelError::Conflict {
+                    view: view.to_owned(),
+                    row_id: format!("generation {} of {}", f.generation, f.view),
+                    expected: f.generation,
                 };
             }
             return ReadModelError::Unavailable(format!(
@@ -328,11 +343,17 @@ impl ReadModelStore for DynamoReadModelStore {
         keys: &[RowKey],
     ) -> Result<HashMap<RowKey, StoredRow>, ReadModelError> {
         let mut found = HashMap::with_capacity(keys.len());
+        let mut partitions: HashMap<&TenantId, String> = HashMap::new();
+        for k in keys {
+            if !partitions.contains_key(&k.tenant_id) {
+                partitions.insert(&k.tenant_id, self.rows_key(&k.tenant_id, view).await?);
+            }
+        }
         for chunk in keys.chunks(100) {
             let mut wanted = KeysAndAttributes::builder().consistent_read(true);
             for k in chunk {
                 wanted = wanted.keys(HashMap::from([
-                    ("pk".to_owned(), s(rows_key(&k.tenant_id, view))),
+                    ("pk".to_owned(), s(partitions[&k.tenant_id].clone())),
                     ("sk".to_owned(), s(k.row_id.clone())),
                 ]));
             }
@@ -355,7 +376,7 @@ impl ReadModelStore for DynamoReadModelStore {
                     let pk = get_s(item, "pk").map_err(corrupt)?;
                     if let Some(k) = chunk
                         .iter()
-                        .find(|k| k.row_id == row.row_id && rows_key(&k.tenant_id, view) == pk)
+                        .find(|k| k.row_id == row.row_id && partitions[&k.tenant_id] == pk)
                     {
                         found.insert(k.clone(), row);
                     }
@@ -409,20 +430,42 @@ impl ReadModelStore for DynamoReadModelStore {
         // carry their own versions, so a batch split between rows stays exactly-once (a
         // re-run skips what landed), provided each row's tallies go in its transaction:
         // they are merged per summary row there.
+        // Where each row and each summary row goes, and the fence of that generation.
+        let mut places: HashMap<(String, String), (String, Fence)> = HashMap::new();
+        for w in &writes {
+            let tenant = w.key.tenant_id.as_str();
+            for v in std::iter::once(view).chain(w.tallies.iter().map(|t| t.view.as_str())) {
+                let key = (tenant.to_owned(), v.to_owned());
+                if let std::collections::hash_map::Entry::Vacant(slot) = places.entry(key) {
+                    slot.insert(self.gens.partition(tenant, v).await?);
+                }
+            }
+        }
+        let place = |tenant: &TenantId, v: &str| -> Result<&(String, Fence), ReadModelError> {
+            places
+                .get(&(tenant.to_string(), v.to_owned()))
+                .ok_or_else(|| ReadModelError::Backend(format!("no partition for {v}")))
+        };
         let mut chunks: Vec<Chunk<'_>> = vec![Chunk::default()];
         for w in &writes {
             let tenant = &w.key.tenant_id;
+            let mut fences = vec![place(tenant, view)?.1.clone()];
+            for t in &w.tallies {
+                fences.push(place(tenant, &t.view)?.1.clone());
+            }
             let chunk = chunks.last_mut().expect("a chunk");
             let new = w
                 .tallies
                 .iter()
                 .filter(|t| !chunk.tallies.has(tenant, t))
-                .count();
+                .count()
+                + fences.iter().filter(|f| !chunk.fences.contains(f)).count();
             if chunk.size() + 1 + new > MAX_ACTIONS {
                 chunks.push(Chunk::default());
             }
             let chunk = chunks.last_mut().expect("a chunk");
             chunk.rows.push(w);
+            chunk.fences.extend(fences);
             for t in &w.tallies {
                 chunk.tallies.add(tenant, t)?;
             }
@@ -436,7 +479,7 @@ impl ReadModelStore for DynamoReadModelStore {
         for chunk in chunks.into_iter().filter(|c| c.size() > 0) {
             let mut actions = Vec::with_capacity(chunk.size());
             for w in &chunk.rows {
-                let item = self.row_item(view, w);
+                let item = self.row_item(place(&w.key.tenant_id, view)?.0.clone(), w);
                 actions.push(if w.expected_version == 0 {
                     self.put(item, Some(("attribute_not_exists(pk)", None)))?
                 } else {
@@ -446,11 +489,15 @@ impl ReadModelStore for DynamoReadModelStore {
                     )?
                 });
             }
+            let fences: Vec<Fence> = chunk.fences.into_iter().collect();
+            for f in &fences {
+                actions.push(self.gens.check(f)?);
+            }
             for (tenant, t) in chunk.tallies.iter() {
-                actions.push(self.tally_update(tenant.as_str(), t)?);
+                actions.push(self.tally_update(place(tenant, &t.view)?.0.clone(), t)?);
             }
             actions.extend(chunk.others);
-            self.transact(view, actions, &chunk.rows).await?;
+            self.transact(view, actions, &chunk.rows, &fences).await?;
         }
         Ok(())
     }
@@ -472,7 +519,7 @@ impl ReadModelStore for DynamoReadModelStore {
             .client
             .get_item()
             .table_name(&self.table)
-            .key("pk", s(rows_key(tenant, view)))
+            .key("pk", s(self.rows_key(tenant, view).await?))
             .key("sk", s(row_id))
             .consistent_read(true)
             .send()
@@ -494,7 +541,7 @@ impl ReadModelStore for DynamoReadModelStore {
             .client
             .get_item()
             .table_name(&self.table)
-            .key("pk", s(rows_key(tenant, view)))
+            .key("pk", s(self.rows_key(tenant, view).await?))
             .key("sk", s(row_id))
             .consistent_read(true)
             .projection_expression("version")
@@ -513,7 +560,7 @@ impl ReadModelStore for DynamoReadModelStore {
     ) -> Result<Vec<StoredRow>, ReadModelError> {
         let mut filter = vec!["(attribute_exists(doc) OR attribute_exists(tally))".to_owned()];
         let mut names = HashMap::new();
-        let mut values = HashMap::from([(":pk".to_owned(), s(rows_key(tenant, view)))]);
+        let mut values = HashMap::from([(":pk".to_owned(), s(self.rows_key(tenant, view).await?))]);
         for (i, (field, value)) in query.filters.iter().enumerate() {
             filter.push(format!("#f{i} = :f{i}"));
             names.insert(format!("#f{i}"), format!("f_{field}"));
@@ -570,15 +617,19 @@ impl ReadModelStore for DynamoReadModelStore {
     async fn reset(&self, view: &str, tenant: Option<&TenantId>) -> Result<(), ReadModelError> {
         let mut keys = Vec::new();
         let mut start: Option<Item> = None;
+        let partition = match tenant {
+            Some(t) => Some(self.rows_key(t, view).await?),
+            None => None,
+        };
         loop {
-            let out = match tenant {
-                Some(t) => {
+            let out = match &partition {
+                Some(pk) => {
                     let q = self
                         .client
                         .query()
                         .table_name(&self.table)
                         .key_condition_expression("pk = :pk")
-                        .expression_attribute_values(":pk", s(rows_key(t, view)))
+                        .expression_attribute_values(":pk", s(pk.clone()))
                         .projection_expression("pk, sk")
                         .set_exclusive_start_key(start.take())
                         .send()
@@ -615,5 +666,100 @@ impl ReadModelStore for DynamoReadModelStore {
             ]));
         }
         self.delete_keys(keys).await
+    }
+}
+
+#[async_trait]
+impl Rebuildable for DynamoReadModelStore {
+    /// One tenant's views: the generations move on in one transaction, conditional on
+    /// each being the one the rebuild wrote next to. There are no log positions to check
+    /// here; the queue projectors write through the fence into the new generation from
+    /// then on, and the rebuild folds in what came after its read (`Swapped::Done.tail`).
+    async fn swap_in(&self, swap: &Swap) -> Result<Swapped, ReadModelError> {
+        let tenant = swap.tenant.as_ref().ok_or_else(|| {
+            ReadModelError::Backend(
+                "on DynamoDB a rebuild is of one tenant: name it (there is no log of all)".into(),
+            )
+        })?;
+        let mut fences = Vec::new();
+        let mut actions = Vec::new();
+        for view in &swap.views {
+            let generation = self.gens.read(tenant.as_str(), view).await?;
+            let fence = Fence {
+                tenant: tenant.to_string(),
+                view: view.clone(),
+                generation,
+            };
+            actions.push(self.gens.advance(&fence)?);
+            fences.push(fence);
+        }
+        let out = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(actions))
+            .send()
+            .await;
+        for f in &fences {
+            self.gens.forget(&f.tenant, &f.view);
+        }
+        if let Err(e) = out {
+            return Err(self.cancelled(&swap.views.join(","), &[], &fences, e));
+        }
+        let mut rows = 0;
+        for f in &fences {
+            rows += self
+                .count(&partition_of(&f.tenant, &f.view, f.generation + 1))
+                .await?;
+        }
+        Ok(Swapped::Done { rows, tail: true })
+    }
+
+    /// Each view's generation before the live one, once readers' cached generations have
+    /// expired.
+    async fn retire(&self, swap: &Swap) -> Result<(), ReadModelError> {
+        let Some(tenant) = &swap.tenant else {
+            return Ok(());
+        };
+        tokio::time::sleep(super::generations::FRESH_FOR * 2).await;
+        for view in &swap.views {
+            let live = self.gens.read(tenant.as_str(), view).await?;
+            if let Some(old) = live.checked_sub(1) {
+                let keys = self
+                    .keys_of(&partition_of(tenant.as_str(), view, old))
+                    .await?;
+                self.delete_keys(keys).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl DynamoReadModelStore {
+    /// The items of a partition.
+    async fn count(&self, pk: &str) -> Result<u64, ReadModelError> {
+        Ok(self.keys_of(pk).await?.len() as u64)
+    }
+
+    async fn keys_of(&self, pk: &str) -> Result<Vec<Item>, ReadModelError> {
+        let mut keys = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let q = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s(pk))
+                .projection_expression("pk, sk")
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| error(sdk_error(e)))?;
+            keys.extend(q.items().iter().cloned());
+            match q.last_evaluated_key() {
+                Some(k) => start = Some(k.clone()),
+                None => return Ok(keys),
+            }
+        }
     }
 }

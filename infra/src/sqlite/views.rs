@@ -516,7 +516,7 @@ impl Rebuildable for SqliteReadModelStore {
                     .map_err(backend)?;
             }
             tx.commit().map_err(backend)?;
-            Ok(Swapped::Done { rows })
+            Ok(Swapped::Done { rows, tail: false })
         })
         .await
     }

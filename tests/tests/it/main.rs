@@ -11,6 +11,7 @@ mod aws_audit;
 mod aws_commerce;
 mod aws_e2e;
 mod aws_pipeline;
+mod aws_replay;
 mod aws_salesforce;
 mod cli;
 mod commerce;

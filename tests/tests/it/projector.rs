@@ -390,7 +390,10 @@ async fn a_swap_from_another_handle_fences_a_commit_prepared_against_the_old_row
     assert_eq!(rig.rows(&tenant).await.len(), 1, "and nothing changed");
     assert!(matches!(
         replay.swap_in(&swap(at)).await.expect("swap"),
-        Swapped::Done { rows: 0 }
+        Swapped::Done {
+            rows: 0,
+            tail: false
+        }
     ));
     assert!(
         rig.rows(&tenant).await.is_empty(),

@@ -45,11 +45,10 @@ fn live_rows(dir: &Path) -> (Rows, Vec<(String, String, i64)>) {
         .query_map([], |r| {
             let view: String = r.get(0)?;
             let doc: Option<String> = r.get(4)?;
-            let version = if view == projections::revenue::VIEW {
-                None
-            } else {
-                Some(r.get(3)?)
-            };
+            let tally = projections::all()
+                .iter()
+                .any(|p| p.tally_views().contains(&view.as_str()));
+            let version = if tally { None } else { Some(r.get(3)?) };
             Ok((
                 (view, r.get(1)?, r.get(2)?),
                 (
