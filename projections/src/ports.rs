@@ -256,7 +256,7 @@ pub fn apply_state<V: StateView>(
         event,
         V::starts,
         |doc| {
-            serde_json::from_value::<V>(doc.clone())
+            V::deserialize(doc)
                 .map_err(|e| ProjectionError(format!("unreadable {} row: {e}", V::VIEW)))?
                 .into_state()
         },
@@ -267,9 +267,7 @@ pub fn apply_state<V: StateView>(
 /// `Projection::tallies` of a `StateView`. A row this projection wrote always reads back;
 /// one that does not contributes nothing rather than failing the batch.
 pub fn tallies_of<V: StateView>(row: &Value) -> Vec<crate::tally::Tally> {
-    serde_json::from_value::<V>(row.clone())
-        .map(|v| v.tallies())
-        .unwrap_or_default()
+    V::deserialize(row).map(|v| v.tallies()).unwrap_or_default()
 }
 
 /// Declares the projection (a unit struct) of a `StateView`: one row per stream of the

@@ -170,6 +170,8 @@ pub struct Report {
     pub dead_letters: u64,
     /// Times the shadow had to catch up again because a live projector was ahead of it.
     pub catch_ups: u32,
+    /// How long the swaps took (the store's writer is held that long).
+    pub swap: Duration,
 }
 
 /// Progress as the rebuild goes: the position reached, the log's head where the history
@@ -236,11 +238,11 @@ fn projectors_over(
     store: Arc<dyn ReadModelStore>,
     streams: &Arc<dyn StreamSource>,
     plan: &Plan,
-) -> Vec<Projector> {
+) -> Vec<Arc<Projector>> {
     plan.projections
         .iter()
         .map(|p| {
-            Projector::new(
+            Arc::new(Projector::new(
                 p.clone(),
                 store.clone(),
                 streams.clone(),
@@ -249,7 +251,7 @@ fn projectors_over(
                     batch_size: plan.batch_size,
                     record_dead_letters: true,
                 },
-            )
+            ))
         })
         .collect()
 }
@@ -276,9 +278,7 @@ where
     let projectors = projectors_over(shadow, &streams, plan);
     let mut report = Report::default();
     loop {
-        if fold(history, &projectors, plan, &mut report, progress).await? {
-            continue;
-        }
+        drain(history, &projectors, plan, &mut report, progress).await?;
         progress.swapping();
         let swap = Swap {
             views: views.clone(),
@@ -290,12 +290,15 @@ where
             tenant: plan.tenant.clone(),
             position: report.position,
         };
-        match store.swap_in(&swap).await? {
+        let swapping = std::time::Instant::now();
+        let swapped = store.swap_in(&swap).await?;
+        report.swap += swapping.elapsed();
+        match swapped {
             Swapped::Done { rows, tail } => {
                 report.rows = rows;
                 if tail {
                     let live = projectors_over(Arc::new(store.clone()), &streams, plan);
-                    while fold(history, &live, plan, &mut report, progress).await? {}
+                    drain(history, &live, plan, &mut report, progress).await?;
                 }
                 store.retire(&swap).await?;
                 return Ok(report);
@@ -322,40 +325,53 @@ where
     }
 }
 
-/// Folds the history's next batch into `projectors`; false when it had none.
-async fn fold(
+/// Folds the history into `projectors` until it has nothing more for now, reading each
+/// batch while the one before is folded.
+async fn drain(
     history: &dyn History,
-    projectors: &[Projector],
+    projectors: &[Arc<Projector>],
     plan: &Plan,
     report: &mut Report,
     progress: &dyn Progress,
-) -> Result<bool, ReadModelError> {
-    let batch = history.next(plan.batch_size).await?;
-    let Some(last) = batch.iter().map(|e| e.position).max() else {
-        return Ok(false);
-    };
-    report.read += batch.len() as u64;
-    report.position = report.position.max(last);
-    let mine: Vec<EventEnvelope> = match &plan.tenant {
-        Some(t) => batch.into_iter().filter(|e| &e.tenant_id == t).collect(),
-        None => batch,
-    };
-    apply(projectors, &mine, report).await?;
-    progress.advanced(report.position, history.head(), report.read);
-    Ok(true)
+) -> Result<(), ReadModelError> {
+    let mut batch = history.next(plan.batch_size).await?;
+    while let Some(last) = batch.iter().map(|e| e.position).max() {
+        report.read += batch.len() as u64;
+        report.position = report.position.max(last);
+        let mine: Arc<[EventEnvelope]> = match &plan.tenant {
+            Some(t) => batch.into_iter().filter(|e| &e.tenant_id == t).collect(),
+            None => batch.into(),
+        };
+        let (next, folded) = tokio::join!(
+            history.next(plan.batch_size),
+            apply(projectors, mine, report)
+        );
+        folded?;
+        batch = next?;
+        progress.advanced(report.position, history.head(), report.read);
+    }
+    Ok(())
 }
 
-/// Folds `events` into every projection that handles some of them.
+/// Folds `events` into every projection that handles some of them, the projections side
+/// by side (each folds on a core of its own; their commits take turns at the store). A
+/// rebuild cut off here aborts them: none starts a commit after that.
 async fn apply(
-    projectors: &[Projector],
-    events: &[EventEnvelope],
+    projectors: &[Arc<Projector>],
+    events: Arc<[EventEnvelope]>,
     report: &mut Report,
 ) -> Result<(), ReadModelError> {
+    let mut running = tokio::task::JoinSet::new();
     for p in projectors {
         if events.iter().any(|e| p.handles(e)) {
-            let outcome = p.apply_batch(events, None).await?;
-            report.dead_letters += outcome.poisoned.len() as u64;
+            let (p, events) = (p.clone(), events.clone());
+            running.spawn(async move { p.apply_batch(&events, None).await });
         }
+    }
+    while let Some(r) = running.join_next().await {
+        let outcome =
+            r.map_err(|e| ReadModelError::Backend(format!("a projection's fold failed: {e}")))??;
+        report.dead_letters += outcome.poisoned.len() as u64;
     }
     report.applied += events.len() as u64;
     Ok(())

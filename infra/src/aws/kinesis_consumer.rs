@@ -130,16 +130,7 @@ fn conditional_failed<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(e: &E) -
 impl KinesisConsumer {
     /// A consumer named `owner` (unique per process) of the deployment's stream.
     pub fn new(aws: &Aws, owner: impl Into<String>, config: ConsumerConfig) -> Self {
-        let projector = Projector::new(
-            Arc::new(projections::analytics::AnalyticsProjection),
-            Arc::new(DynamoReadModelStore::new(aws)),
-            Arc::new(DynamoEventStore::new(aws)),
-            ProjectionProgress::default(),
-            ProjectorConfig {
-                batch_size: 1000,
-                record_dead_letters: true,
-            },
-        );
+        let projector = analytics_projector(aws);
         Self {
             kinesis: aws.kinesis.clone(),
             dynamodb: aws.dynamodb.clone(),
@@ -573,16 +564,39 @@ impl KinesisConsumer {
             .ok_or_else(|| ReadModelError::Unavailable(format!("no iterator for {shard}")))
     }
 
-    /// Folds a batch into the figures, retrying row-version races with another consumer
-    /// that read the same records (a lease in hand-over).
     async fn apply(&self, events: &[EventEnvelope]) -> Result<(), ReadModelError> {
-        let mut attempt = 0;
-        loop {
-            match self.projector.apply_batch(events, None).await {
-                Err(ReadModelError::Conflict { .. }) if attempt < 5 => attempt += 1,
-                Err(e) => return Err(e),
-                Ok(_) => return Ok(()),
-            }
+        apply_analytics(&self.projector, events).await
+    }
+}
+
+/// The analytics projection over DynamoDB, as the Kinesis consumers run it (this one, and
+/// the Lambda function a Kinesis event source feeds). Poison is kept in dead letters: a
+/// stream's record cannot wait on the shard.
+pub fn analytics_projector(aws: &Aws) -> Projector {
+    Projector::new(
+        Arc::new(projections::analytics::AnalyticsProjection),
+        Arc::new(DynamoReadModelStore::new(aws)),
+        Arc::new(DynamoEventStore::new(aws)),
+        ProjectionProgress::default(),
+        ProjectorConfig {
+            batch_size: 1000,
+            record_dead_letters: true,
+        },
+    )
+}
+
+/// Folds a batch of the stream's records into the figures, retrying row-version races with
+/// another consumer that read the same records (a lease in hand-over).
+pub async fn apply_analytics(
+    projector: &Projector,
+    events: &[EventEnvelope],
+) -> Result<(), ReadModelError> {
+    let mut attempt = 0;
+    loop {
+        match projector.apply_batch(events, None).await {
+            Err(ReadModelError::Conflict { .. }) if attempt < 5 => attempt += 1,
+            Err(e) => return Err(e),
+            Ok(_) => return Ok(()),
         }
     }
 }

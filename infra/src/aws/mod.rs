@@ -21,7 +21,9 @@ pub use sqs::{SqsProjector, apply_messages, queue_projector, queue_projectors};
 
 pub use counting::RequestCounter;
 pub use dynamodb::DynamoEventStore;
-pub use kinesis_consumer::{ConsumerConfig, KinesisConsumer, Lease};
+pub use kinesis_consumer::{
+    ConsumerConfig, KinesisConsumer, Lease, analytics_projector, apply_analytics,
+};
 pub use setup::{AI_VISIBILITY_SECS, MAX_RECEIVES, SYNC_VISIBILITY_SECS, SetupError, setup};
 pub use views::DynamoReadModelStore;
 

@@ -1,6 +1,15 @@
 //! The embedded read-model store: rows of every view in one SQLite file, each with the
 //! stream version it reflects; checkpoints and dead letters beside them, all written in
 //! one transaction per projector batch.
+//!
+//! A tenant's rows of a view are stored under the name of the view's live *generation*
+//! for that tenant (`view_generations`: a tenant's own entry, else the view's `*` entry,
+//! else 0; generation 0 is the view's own name, g is `<view>#G<g>`). A rebuild writes a
+//! new generation for every tenant it covers (`view_rebuilds`, what the shadow name
+//! `<view>~rebuild` resolves to) and its swap points those tenants at it: a few small
+//! writes, however many rows; the old generation's rows are deleted afterwards in small
+//! transactions (`Rebuildable::retire`). Readers resolve the generation and read the rows
+//! in one read transaction.
 
 use super::pool::ReadPool;
 use async_trait::async_trait;
@@ -30,6 +39,21 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     name     TEXT PRIMARY KEY,
     position INTEGER NOT NULL,
     epoch    INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS view_generations (
+    view       TEXT NOT NULL,
+    tenant_id  TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    PRIMARY KEY (view, tenant_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS view_rebuilds (
+    view       TEXT PRIMARY KEY,
+    generation INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS view_retired (
+    stored_as TEXT NOT NULL,
+    tenant_id TEXT NOT NULL,
+    PRIMARY KEY (stored_as, tenant_id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS dead_letters (
     id          INTEGER PRIMARY KEY,
@@ -153,6 +177,60 @@ fn stored_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredRow> {
     })
 }
 
+/// The name a generation of a view is stored under.
+fn generation_name(view: &str, generation: i64) -> String {
+    match generation {
+        0 => view.to_owned(),
+        g => format!("{view}#G{g}"),
+    }
+}
+
+/// The live generation of `view` for `tenant`.
+fn live_generation(c: &Connection, view: &str, tenant: &str) -> rusqlite::Result<i64> {
+    c.prepare_cached(
+        "SELECT generation FROM view_generations WHERE view = ?1 AND tenant_id IN (?2, '*') \
+         ORDER BY tenant_id = '*' LIMIT 1",
+    )?
+    .query_row(params![view, tenant], |r| r.get(0))
+    .optional()
+    .map(Option::unwrap_or_default)
+}
+
+/// The generation a rebuild of `view` under way writes.
+fn rebuild_generation(c: &Connection, view: &str) -> rusqlite::Result<Option<i64>> {
+    c.prepare_cached("SELECT generation FROM view_rebuilds WHERE view = ?1")?
+        .query_row([view], |r| r.get(0))
+        .optional()
+}
+
+/// The name the rows of `view` (a live or a shadow name) for `tenant` are stored under.
+fn physical(c: &Connection, view: &str, tenant: &str) -> rusqlite::Result<String> {
+    match view.strip_suffix(shadow_name("").as_str()) {
+        Some(live) => match rebuild_generation(c, live)? {
+            Some(g) => Ok(generation_name(live, g)),
+            None => Err(rusqlite::Error::InvalidParameterName(format!(
+                "no rebuild of {live} is under way"
+            ))),
+        },
+        None => Ok(generation_name(view, live_generation(c, view, tenant)?)),
+    }
+}
+
+/// Physical names resolved once per (view, tenant) within one transaction.
+#[derive(Default)]
+struct Names(HashMap<(String, String), String>);
+
+impl Names {
+    fn of(&mut self, c: &Connection, view: &str, tenant: &str) -> Result<&str, ReadModelError> {
+        let key = (view.to_owned(), tenant.to_owned());
+        if !self.0.contains_key(&key) {
+            let name = physical(c, view, tenant).map_err(backend)?;
+            self.0.insert(key.clone(), name);
+        }
+        Ok(&self.0[&key])
+    }
+}
+
 fn write_row(tx: &Connection, view: &str, w: &RowWrite) -> Result<(), ReadModelError> {
     let doc = w.doc.as_ref().map(ToString::to_string);
     let changed = if w.expected_version == 0 {
@@ -190,13 +268,18 @@ fn write_row(tx: &Connection, view: &str, w: &RowWrite) -> Result<(), ReadModelE
 }
 
 /// Adds a tally's change into its summary row, creating it.
-fn add_tally(tx: &Connection, tenant: &TenantId, change: &Tally) -> Result<(), ReadModelError> {
+fn add_tally(
+    tx: &Connection,
+    stored_as: &str,
+    tenant: &TenantId,
+    change: &Tally,
+) -> Result<(), ReadModelError> {
     let found = tx
         .prepare_cached(
             "SELECT version, doc FROM view_rows WHERE view = ?1 AND tenant_id = ?2 AND row_id = ?3",
         )
         .and_then(|mut s| {
-            s.query_row(params![change.view, tenant.as_str(), change.row_id], |r| {
+            s.query_row(params![stored_as, tenant.as_str(), change.row_id], |r| {
                 Ok((r.get::<_, i64>(0)? as u64, parse_doc(r.get(1)?)?))
             })
             .optional()
@@ -214,7 +297,7 @@ fn add_tally(tx: &Connection, tenant: &TenantId, change: &Tally) -> Result<(), R
     )
     .and_then(|mut s| {
         s.execute(params![
-            change.view,
+            stored_as,
             tenant.as_str(),
             change.row_id,
             (version + 1) as i64,
@@ -278,13 +361,15 @@ impl ReadModelStore for SqliteReadModelStore {
         // Through the writer: only the projector loads, right before it commits, and the
         // writer's page cache is always current.
         self.write(move |c| {
+            let mut names = Names::default();
             let mut stmt = c
                 .prepare_cached("SELECT row_id, version, doc FROM view_rows WHERE view = ?1 AND tenant_id = ?2 AND row_id = ?3")
                 .map_err(backend)?;
             let mut found = HashMap::with_capacity(keys.len());
             for key in keys {
+                let stored_as = names.of(c, &view, key.tenant_id.as_str())?.to_owned();
                 let row = stmt
-                    .query_row(params![view, key.tenant_id.as_str(), key.row_id], stored_row)
+                    .query_row(params![stored_as, key.tenant_id.as_str(), key.row_id], stored_row)
                     .optional()
                     .map_err(backend)?;
                 if let Some(row) = row {
@@ -319,15 +404,18 @@ impl ReadModelStore for SqliteReadModelStore {
                     });
                 }
             }
+            let mut names = Names::default();
             let mut tallies = Merged::default();
             for w in &writes {
-                write_row(&tx, &view, w)?;
+                let stored_as = names.of(&tx, &view, w.key.tenant_id.as_str())?.to_owned();
+                write_row(&tx, &stored_as, w)?;
                 for t in &w.tallies {
                     tallies.add(&w.key.tenant_id, t)?;
                 }
             }
             for (tenant, change) in tallies.iter() {
-                add_tally(&tx, tenant, change)?;
+                let stored_as = names.of(&tx, &change.view, tenant.as_str())?.to_owned();
+                add_tally(&tx, &stored_as, tenant, change)?;
             }
             for d in &dead_letters {
                 write_dead_letter(&tx, d)?;
@@ -360,11 +448,13 @@ impl ReadModelStore for SqliteReadModelStore {
     ) -> Result<Option<StoredRow>, ReadModelError> {
         let (view, tenant, row_id) = (view.to_owned(), tenant.to_string(), row_id.to_owned());
         self.read(move |c| {
-            c.prepare_cached(
+            let tx = c.unchecked_transaction()?;
+            let stored_as = physical(&tx, &view, &tenant)?;
+            tx.prepare_cached(
                 "SELECT row_id, version, doc FROM view_rows WHERE view = ?1 AND tenant_id = ?2 AND row_id = ?3 \
                  AND doc IS NOT NULL",
             )?
-            .query_row(params![view, tenant, row_id], stored_row)
+            .query_row(params![stored_as, tenant, row_id], stored_row)
             .optional()
         })
         .await
@@ -378,10 +468,12 @@ impl ReadModelStore for SqliteReadModelStore {
     ) -> Result<u64, ReadModelError> {
         let (view, tenant, row_id) = (view.to_owned(), tenant.to_string(), row_id.to_owned());
         self.read(move |c| {
-            c.prepare_cached(
+            let tx = c.unchecked_transaction()?;
+            let stored_as = physical(&tx, &view, &tenant)?;
+            tx.prepare_cached(
                 "SELECT version FROM view_rows WHERE view = ?1 AND tenant_id = ?2 AND row_id = ?3",
             )?
-            .query_row(params![view, tenant, row_id], |r| r.get::<_, i64>(0))
+            .query_row(params![stored_as, tenant, row_id], |r| r.get::<_, i64>(0))
             .optional()
             .map(|v| v.unwrap_or(0) as u64)
         })
@@ -397,7 +489,9 @@ impl ReadModelStore for SqliteReadModelStore {
         let mut sql = String::from(
             "SELECT row_id, version, doc FROM view_rows WHERE view = ? AND tenant_id = ? AND doc IS NOT NULL",
         );
-        let mut args: Vec<String> = vec![view.to_owned(), tenant.to_string()];
+        // The first argument, the view's stored name, is resolved in the read's transaction.
+        let mut args: Vec<String> = vec![String::new(), tenant.to_string()];
+        let (view, tenant) = (view.to_owned(), tenant.to_string());
         for (field, value) in &query.filters {
             sql.push_str(" AND json_extract(doc, ?) = ?");
             args.push(format!("$.{field}"));
@@ -421,29 +515,66 @@ impl ReadModelStore for SqliteReadModelStore {
         }
         sql.push_str(&format!(" ORDER BY row_id LIMIT {}", query.limit.min(1000)));
         self.read(move |c| {
-            let mut stmt = c.prepare_cached(&sql)?;
+            let tx = c.unchecked_transaction()?;
+            args[0] = physical(&tx, &view, &tenant)?;
+            let mut stmt = tx.prepare_cached(&sql)?;
             let rows = stmt.query_map(params_from_iter(args.iter()), stored_row)?;
             rows.collect()
         })
         .await
     }
 
+    /// A shadow name's reset starts a new generation for the rebuild (any rows of an
+    /// interrupted one are dropped); a live name's drops the rows of every generation.
     async fn reset(&self, view: &str, tenant: Option<&TenantId>) -> Result<(), ReadModelError> {
         let (view, tenant) = (view.to_owned(), tenant.map(ToString::to_string));
         self.write(move |conn| {
-            let tx = conn.transaction().map_err(backend)?;
-            match &tenant {
-                Some(t) => tx.execute(
-                    "DELETE FROM view_rows WHERE view = ?1 AND tenant_id = ?2",
-                    params![view, t],
-                ),
-                None => tx
-                    .execute("DELETE FROM view_rows WHERE view = ?1", params![view])
-                    .and_then(|_| {
-                        tx.execute("DELETE FROM checkpoints WHERE name = ?1", params![view])
-                    }),
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            if let Some(live) = view.strip_suffix(shadow_name("").as_str()) {
+                if let Some(old) = rebuild_generation(&tx, live).map_err(backend)? {
+                    tx.execute(
+                        "DELETE FROM view_rows WHERE view = ?1",
+                        [generation_name(live, old)],
+                    )
+                    .map_err(backend)?;
+                }
+                let next: i64 = tx
+                    .query_row(
+                        "SELECT max(coalesce((SELECT max(generation) FROM view_generations WHERE view = ?1), 0), \
+                                    coalesce((SELECT max(generation) FROM view_rebuilds WHERE view = ?1), 0)) + 1",
+                        [live],
+                        |r| r.get(0),
+                    )
+                    .map_err(backend)?;
+                tx.execute(
+                    "INSERT INTO view_rebuilds (view, generation) VALUES (?1, ?2) \
+                     ON CONFLICT (view) DO UPDATE SET generation = excluded.generation",
+                    params![live, next],
+                )
+                .map_err(backend)?;
+            } else {
+                match &tenant {
+                    Some(t) => {
+                        let stored_as = physical(&tx, &view, t).map_err(backend)?;
+                        tx.execute(
+                            "DELETE FROM view_rows WHERE view = ?1 AND tenant_id = ?2",
+                            params![stored_as, t],
+                        )
+                    }
+                    None => tx
+                        .execute(
+                            "DELETE FROM view_rows WHERE view = ?1 OR substr(view, 1, length(?1) + 2) = ?1 || '#G'",
+                            params![view],
+                        )
+                        .and_then(|_| tx.execute("DELETE FROM view_generations WHERE view = ?1", [&view]))
+                        .and_then(|_| {
+                            tx.execute("DELETE FROM checkpoints WHERE name = ?1", params![view])
+                        }),
+                }
+                .map_err(backend)?;
             }
-            .map_err(backend)?;
             // The rebuild records them again.
             tx.execute(
                 "DELETE FROM dead_letters WHERE view = ?1 AND (?2 IS NULL OR tenant_id = ?2)",
@@ -476,29 +607,75 @@ impl Rebuildable for SqliteReadModelStore {
             let tenant = swap.tenant.as_ref().map(ToString::to_string);
             let mut rows = 0;
             for view in &swap.views {
-                let shadow = shadow_name(view);
-                for table in ["view_rows", "dead_letters"] {
-                    // `?2`: the tenant, or null for every tenant.
+                let Some(generation) = rebuild_generation(&tx, view).map_err(backend)? else {
+                    return Err(backend(format!("no rebuild of {view} is under way")));
+                };
+                let stored_as = generation_name(view, generation);
+                rows += tx
+                    .query_row(
+                        "SELECT count(*) FROM view_rows WHERE view = ?1 AND (?2 IS NULL OR tenant_id = ?2)",
+                        params![stored_as, tenant],
+                        |r| r.get::<_, i64>(0),
+                    )
+                    .map_err(backend)? as u64;
+                // What the swap replaces, for `retire` to delete (kept here so that a crash
+                // in between leaves nothing behind for good).
+                let replaced: Vec<(String, String)> = match &tenant {
+                    Some(t) => vec![(
+                        generation_name(view, live_generation(&tx, view, t).map_err(backend)?),
+                        t.clone(),
+                    )],
+                    None => {
+                        let mut stmt = tx
+                            .prepare("SELECT DISTINCT generation FROM view_generations WHERE view = ?1")
+                            .map_err(backend)?;
+                        let mut old: Vec<i64> = stmt
+                            .query_map([view], |r| r.get(0))
+                            .and_then(|rows| rows.collect())
+                            .map_err(backend)?;
+                        old.push(0);
+                        old.into_iter()
+                            .map(|g| (generation_name(view, g), "*".to_owned()))
+                            .collect()
+                    }
+                };
+                for (stored, whose) in &replaced {
                     tx.execute(
-                        &format!("DELETE FROM {table} WHERE view = ?1 AND (?2 IS NULL OR tenant_id = ?2)"),
-                        params![view, tenant],
+                        "INSERT OR IGNORE INTO view_retired (stored_as, tenant_id) VALUES (?1, ?2)",
+                        params![stored, whose],
                     )
                     .map_err(backend)?;
-                    let moved = tx
-                        .execute(
-                            &format!(
-                                "UPDATE {table} SET view = ?1 WHERE view = ?3 AND (?2 IS NULL OR tenant_id = ?2)"
-                            ),
-                            params![view, tenant, shadow],
-                        )
-                        .map_err(backend)?;
-                    if table == "view_rows" {
-                        rows += moved as u64;
-                    }
-                    // Nothing of other tenants is left in a tenant's shadow; to be sure.
-                    tx.execute(&format!("DELETE FROM {table} WHERE view = ?1"), [&shadow])
-                        .map_err(backend)?;
                 }
+                match &tenant {
+                    Some(t) => tx.execute(
+                        "INSERT INTO view_generations (view, tenant_id, generation) VALUES (?1, ?2, ?3) \
+                         ON CONFLICT (view, tenant_id) DO UPDATE SET generation = excluded.generation",
+                        params![view, t, generation],
+                    ),
+                    None => tx
+                        .execute("DELETE FROM view_generations WHERE view = ?1", [view])
+                        .and_then(|_| {
+                            tx.execute(
+                                "INSERT INTO view_generations (view, tenant_id, generation) VALUES (?1, '*', ?2)",
+                                params![view, generation],
+                            )
+                        }),
+                }
+                .map_err(backend)?;
+                tx.execute("DELETE FROM view_rebuilds WHERE view = ?1", [view])
+                    .map_err(backend)?;
+                // Dead letters are few: they move.
+                let shadow = shadow_name(view);
+                tx.execute(
+                    "DELETE FROM dead_letters WHERE view = ?1 AND (?2 IS NULL OR tenant_id = ?2)",
+                    params![view, tenant],
+                )
+                .map_err(backend)?;
+                tx.execute(
+                    "UPDATE dead_letters SET view = ?1 WHERE view = ?2",
+                    params![view, shadow],
+                )
+                .map_err(backend)?;
             }
             for name in &swap.checkpoints {
                 let position = if tenant.is_some() {
@@ -519,5 +696,50 @@ impl Rebuildable for SqliteReadModelStore {
             Ok(Swapped::Done { rows, tail: false })
         })
         .await
+    }
+
+    /// Deletes the rows the swaps replaced, a few thousand per transaction, so the live
+    /// projector is never held up for long.
+    async fn retire(&self, _swap: &Swap) -> Result<(), ReadModelError> {
+        loop {
+            let deleted = self
+                .write(move |conn| {
+                    let tx = conn
+                        .transaction_with_behavior(TransactionBehavior::Immediate)
+                        .map_err(backend)?;
+                    let next: Option<(String, String)> = tx
+                        .query_row(
+                            "SELECT stored_as, tenant_id FROM view_retired LIMIT 1",
+                            [],
+                            |r| Ok((r.get(0)?, r.get(1)?)),
+                        )
+                        .optional()
+                        .map_err(backend)?;
+                    let Some((stored, whose)) = next else {
+                        return Ok(None);
+                    };
+                    let n = tx
+                        .execute(
+                            "DELETE FROM view_rows WHERE (view, tenant_id, row_id) IN ( \
+                               SELECT view, tenant_id, row_id FROM view_rows \
+                               WHERE view = ?1 AND (?2 = '*' OR tenant_id = ?2) LIMIT 5000)",
+                            params![stored, whose],
+                        )
+                        .map_err(backend)?;
+                    if n == 0 {
+                        tx.execute(
+                            "DELETE FROM view_retired WHERE stored_as = ?1 AND tenant_id = ?2",
+                            params![stored, whose],
+                        )
+                        .map_err(backend)?;
+                    }
+                    tx.commit().map_err(backend)?;
+                    Ok(Some(n))
+                })
+                .await?;
+            if deleted.is_none() {
+                return Ok(());
+            }
+        }
     }
 }

@@ -371,8 +371,12 @@ async fn a_swap_from_another_handle_fences_a_commit_prepared_against_the_old_row
     live.catch_up(&rig.events).await.expect("live");
     let at = rig.views.checkpoint(VIEW).await.expect("checkpoint");
 
-    // Another process's handle on the same file: the replay's.
+    // Another process's handle on the same file: the replay's, which starts a rebuild.
     let replay = SqliteReadModelStore::open(&rig._dir.path().join("views.db")).expect("views");
+    projections::replay::Shadow(replay.clone())
+        .reset(VIEW, None)
+        .await
+        .expect("a rebuild under way");
     let swap = |position| Swap {
         views: vec![VIEW.into()],
         checkpoints: vec![VIEW.into()],
