@@ -14,7 +14,6 @@ use crate::tokens::Principal;
 use axum::Json;
 use axum::extract::State;
 use chrono::NaiveDate;
-use domain::ValidationError;
 use domain::money::{Amount, Currency, Money};
 use domain::order::OrderStatus;
 use projections::revenue::{self, Figures};
@@ -157,7 +156,8 @@ pub struct DailyParams {
     /// First day (UTC), inclusive.
     #[param(value_type = String, format = Date)]
     from: NaiveDate,
-    /// Last day (UTC), inclusive: not before `from`, at most 366 days after it.
+    /// Last day (UTC), inclusive. Before `from`, the range holds no day; a range of more
+    /// than 366 days is answered 366 days at a time (`next_from`).
     #[param(value_type = String, format = Date)]
     to: NaiveDate,
 }
@@ -195,8 +195,13 @@ pub struct Daily {
     #[schema(value_type = String, format = Date)]
     to: NaiveDate,
     currency: Currency,
-    /// Every day of the range, in order.
+    /// Every day of the range, in order (at most 366).
     days: Vec<DayFigures>,
+    /// The first day not answered, when the range is longer than 366 days: ask again
+    /// from it.
+    #[schema(value_type = Option<String>, format = Date)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_from: Option<NaiveDate>,
 }
 
 impl DayFigures {
@@ -247,19 +252,12 @@ pub async fn daily(
     QueryParams(params): QueryParams<DailyParams>,
     Consistency(token): Consistency,
 ) -> Result<Json<Daily>, ApiError> {
-    let DailyParams { from, to } = params;
-    if to < from {
-        return Err(ApiError::validation(ValidationError::new(
-            "to",
-            "must not be before from",
-        )));
-    }
-    if (to - from).num_days() >= MAX_DAYS {
-        return Err(ApiError::validation(ValidationError::new(
-            "to",
-            format!("at most {MAX_DAYS} days after from"),
-        )));
-    }
+    let DailyParams { from, to: asked } = params;
+    let last_day = from
+        .checked_add_days(chrono::Days::new(MAX_DAYS as u64 - 1))
+        .unwrap_or(NaiveDate::MAX);
+    let to = asked.min(last_day);
+    let next_from = (asked > to).then(|| to.succ_opt()).flatten();
     wait_fresh(&state, &principal, token).await?;
     let currency =
         commands::commerce::tenant_currency(&state.commands, &principal.tenant_id).await?;
@@ -292,6 +290,7 @@ pub async fn daily(
     let days = from
         .iter_days()
         .take_while(|d| *d <= to)
+        .take(MAX_DAYS as usize)
         .map(|d| {
             let t = found.get(&revenue::day_row(d)).unwrap_or(&empty);
             DayFigures::of(d, t, &currency)
@@ -299,9 +298,10 @@ pub async fn daily(
         .collect::<Result<_, _>>()?;
     Ok(Json(Daily {
         from,
-        to,
+        to: asked,
         currency,
         days,
+        next_from,
     }))
 }
 

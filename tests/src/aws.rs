@@ -21,3 +21,37 @@ pub async fn test_aws_with_prefix(prefix: &str) -> Aws {
     setup(&aws).await.expect("set up the emulator's resources");
     aws
 }
+
+/// Every record of every shard of the deployment's Kinesis stream, read from the trim
+/// horizon, by shard id (the emulator answers one GetRecords with all of a shard's).
+pub async fn kinesis_shards(aws: &Aws) -> Vec<(String, Vec<aws_sdk_kinesis::types::Record>)> {
+    let stream = &aws.names.kinesis_stream;
+    let shards = aws
+        .kinesis
+        .list_shards()
+        .stream_name(stream)
+        .send()
+        .await
+        .expect("list shards");
+    let mut out = Vec::new();
+    for shard in shards.shards() {
+        let it = aws
+            .kinesis
+            .get_shard_iterator()
+            .stream_name(stream)
+            .shard_id(shard.shard_id())
+            .shard_iterator_type(aws_sdk_kinesis::types::ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .expect("iterator");
+        let records = aws
+            .kinesis
+            .get_records()
+            .shard_iterator(it.shard_iterator().expect("iterator"))
+            .send()
+            .await
+            .expect("records");
+        out.push((shard.shard_id().to_owned(), records.records().to_vec()));
+    }
+    out
+}

@@ -91,6 +91,8 @@ pub struct KinesisConsumer {
     kinesis: aws_sdk_kinesis::Client,
     dynamodb: aws_sdk_dynamodb::Client,
     table: String,
+    /// The views table, where the leases are kept.
+    views: DynamoReadModelStore,
     stream: String,
     owner: String,
     projector: Projector,
@@ -135,6 +137,7 @@ impl KinesisConsumer {
             kinesis: aws.kinesis.clone(),
             dynamodb: aws.dynamodb.clone(),
             table: aws.names.views_table.clone(),
+            views: DynamoReadModelStore::new(aws),
             stream: aws.names.kinesis_stream.clone(),
             owner: owner.into(),
             projector,
@@ -200,28 +203,8 @@ impl KinesisConsumer {
 
     /// Every lease, as stored.
     pub async fn leases(&self) -> Result<Vec<Lease>, ReadModelError> {
-        let mut out = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let page = self
-                .dynamodb
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk")
-                .expression_attribute_values(":pk", s(self.lease_pk()))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| error(sdk_error(e)))?;
-            for item in page.items() {
-                out.push(lease_of(item)?);
-            }
-            match page.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => return Ok(out),
-            }
-        }
+        let items = self.views.items_of(&self.lease_pk(), None).await?;
+        items.iter().map(lease_of).collect()
     }
 
     /// A lease for every shard the stream lists, created unowned from `TRIM_HORIZON`.

@@ -741,7 +741,16 @@ impl DynamoReadModelStore {
     }
 
     async fn keys_of(&self, pk: &str) -> Result<Vec<Item>, ReadModelError> {
-        let mut keys = Vec::new();
+        self.items_of(pk, Some("pk, sk")).await
+    }
+
+    /// Every item of a partition (consistent reads), or only the `projection` attributes.
+    pub(crate) async fn items_of(
+        &self,
+        pk: &str,
+        projection: Option<&str>,
+    ) -> Result<Vec<Item>, ReadModelError> {
+        let mut items = Vec::new();
         let mut start: Option<Item> = None;
         loop {
             let q = self
@@ -750,15 +759,16 @@ impl DynamoReadModelStore {
                 .table_name(&self.table)
                 .key_condition_expression("pk = :pk")
                 .expression_attribute_values(":pk", s(pk))
-                .projection_expression("pk, sk")
+                .set_projection_expression(projection.map(str::to_owned))
+                .consistent_read(true)
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
                 .map_err(|e| error(sdk_error(e)))?;
-            keys.extend(q.items().iter().cloned());
+            items.extend(q.items().iter().cloned());
             match q.last_evaluated_key() {
-                Some(k) => start = Some(k.clone()),
-                None => return Ok(keys),
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(items),
             }
         }
     }

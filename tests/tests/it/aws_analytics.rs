@@ -105,41 +105,16 @@ where
 
 /// Each shard's last sequence number, read from the stream itself.
 async fn tails(aws: &Aws) -> BTreeMap<String, Option<String>> {
-    let stream = &aws.names.kinesis_stream;
-    let shards = aws
-        .kinesis
-        .list_shards()
-        .stream_name(stream)
-        .send()
+    chronicle_tests::aws::kinesis_shards(aws)
         .await
-        .expect("shards");
-    let mut out = BTreeMap::new();
-    for shard in shards.shards() {
-        let it = aws
-            .kinesis
-            .get_shard_iterator()
-            .stream_name(stream)
-            .shard_id(shard.shard_id())
-            .shard_iterator_type(aws_sdk_kinesis::types::ShardIteratorType::TrimHorizon)
-            .send()
-            .await
-            .expect("iterator");
-        let records = aws
-            .kinesis
-            .get_records()
-            .shard_iterator(it.shard_iterator().expect("iterator"))
-            .send()
-            .await
-            .expect("records");
-        out.insert(
-            shard.shard_id().to_owned(),
-            records
-                .records()
-                .last()
-                .map(|r| r.sequence_number().to_owned()),
-        );
-    }
-    out
+        .into_iter()
+        .map(|(shard, records)| {
+            (
+                shard,
+                records.last().map(|r| r.sequence_number().to_owned()),
+            )
+        })
+        .collect()
 }
 
 fn consumer(prefix: &str, owner: &str, metrics: u16) -> Worker {

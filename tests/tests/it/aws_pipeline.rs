@@ -31,32 +31,9 @@ fn created(id: &Uuid, title: &str) -> NewEvent {
 }
 
 async fn kinesis_records(aws: &infra::aws::Aws) -> Vec<(String, Value)> {
-    let stream = aws
-        .kinesis
-        .describe_stream()
-        .stream_name(&aws.names.kinesis_stream)
-        .send()
-        .await
-        .expect("describe stream");
     let mut out = Vec::new();
-    for shard in stream.stream_description().expect("description").shards() {
-        let it = aws
-            .kinesis
-            .get_shard_iterator()
-            .stream_name(&aws.names.kinesis_stream)
-            .shard_id(shard.shard_id())
-            .shard_iterator_type(aws_sdk_kinesis::types::ShardIteratorType::TrimHorizon)
-            .send()
-            .await
-            .expect("iterator");
-        let records = aws
-            .kinesis
-            .get_records()
-            .shard_iterator(it.shard_iterator().expect("iterator"))
-            .send()
-            .await
-            .expect("records");
-        for r in records.records() {
+    for (_, records) in chronicle_tests::aws::kinesis_shards(aws).await {
+        for r in records {
             let body: Value = serde_json::from_slice(r.data().as_ref()).expect("JSON record");
             out.push((r.partition_key().to_owned(), body));
         }
