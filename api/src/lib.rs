@@ -6,6 +6,7 @@ pub mod analytics;
 pub mod app;
 pub mod audit;
 pub mod auth;
+#[cfg(feature = "aws")]
 pub mod aws;
 pub mod customers;
 pub mod embedded;

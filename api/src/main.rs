@@ -493,6 +493,7 @@ async fn open_store(
             let store = infra::sqlite::SqliteEventStore::open(&path)?;
             (std::sync::Arc::new(store.clone()), Some(store))
         }
+        #[cfg(feature = "aws")]
         Backend::Aws => {
             let aws = infra::aws::Aws::load(&backend.aws_prefix).await;
             (
@@ -500,6 +501,8 @@ async fn open_store(
                 None,
             )
         }
+        #[cfg(not(feature = "aws"))]
+        Backend::Aws => anyhow::bail!(NO_AWS),
     })
 }
 
@@ -740,6 +743,7 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
                 let run = rebuild(views.clone(), &history, Arc::new(events), &plan, &shown);
                 with_cleanup(run, views, &plan, interrupted.as_mut(), &shown).await
             }
+            #[cfg(feature = "aws")]
             Backend::Aws => {
                 let tenant = plan.tenant.clone().context(
                     "on the aws backend, name the --tenant to rebuild (DynamoDB keeps no log of all tenants)",
@@ -752,6 +756,8 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
                 let run = rebuild(views.clone(), &history, events, &plan, &shown);
                 with_cleanup(run, views, &plan, interrupted.as_mut(), &shown).await
             }
+            #[cfg(not(feature = "aws"))]
+            Backend::Aws => anyhow::bail!(NO_AWS),
         }
     };
     let report = run.await?;
@@ -790,6 +796,7 @@ async fn analytics(args: AnalyticsArgs) -> anyhow::Result<()> {
         });
     }
     match args.backend.backend {
+        #[cfg(feature = "aws")]
         Backend::Aws => {
             let aws = infra::aws::Aws::load(&args.backend.aws_prefix).await;
             let owner = args.owner.unwrap_or_else(|| {
@@ -807,6 +814,8 @@ async fn analytics(args: AnalyticsArgs) -> anyhow::Result<()> {
             tracing::info!(stream = %aws.names.kinesis_stream, owner = consumer.owner(), "analytics consuming");
             consumer.run(shutdown_signal()).await;
         }
+        #[cfg(not(feature = "aws"))]
+        Backend::Aws => anyhow::bail!(NO_AWS),
         Backend::Embedded => {
             let events = infra::sqlite::SqliteEventStore::open(&args.data_dir.join("events.db"))?;
             let views = infra::sqlite::SqliteReadModelStore::open(&args.data_dir.join("views.db"))?;
@@ -865,6 +874,11 @@ fn install_metrics() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHa
         .install_recorder()?)
 }
 
+/// What a build without the AWS backend says when asked for it.
+#[cfg(not(feature = "aws"))]
+const NO_AWS: &str = "this chronicle was built without the AWS backend: build it with \
+     `cargo build --release --features aws` (the test command builds it so)";
+
 fn require_aws(backend: &BackendArgs, what: &str) -> anyhow::Result<()> {
     anyhow::ensure!(
         backend.backend == Backend::Aws,
@@ -884,8 +898,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         None => tracing::info!("no OPENAI_API_KEY: AI queries are refused (503)"),
     }
-    let mut embedded = None;
-    let mut state = match args.backend.backend {
+    let (mut state, embedded) = match args.backend.backend {
         Backend::Embedded => {
             let e = Embedded::start(EmbeddedConfig {
                 data_dir: args.data_dir.clone(),
@@ -894,14 +907,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 ai: ai.clone(),
                 salesforce: args.salesforce.config(Some(&args.data_dir))?,
             })?;
-            let state = e.state.clone();
-            embedded = Some(e);
-            state
+            (e.state.clone(), Some(e))
         }
+        #[cfg(feature = "aws")]
         Backend::Aws => {
             let aws = infra::aws::Aws::load(&args.backend.aws_prefix).await;
-            api::aws::aws_state(&aws, TokenKeys::from_secret(&secret)?, timeout)
+            let state = api::aws::aws_state(&aws, TokenKeys::from_secret(&secret)?, timeout);
+            (state, None)
         }
+        #[cfg(not(feature = "aws"))]
+        Backend::Aws => anyhow::bail!(NO_AWS),
     };
     state.metrics = Some(metrics);
     // On AWS the API queues queries; `chronicle worker` runs them.
@@ -952,6 +967,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 async fn project(args: ProjectArgs) -> anyhow::Result<()> {
     let _metrics = install_metrics()?;
     match args.backend.backend {
+        #[cfg(feature = "aws")]
         Backend::Aws => {
             let aws = infra::aws::Aws::load(&args.backend.aws_prefix).await;
             let worker = infra::aws::SqsProjector::new(
@@ -963,6 +979,8 @@ async fn project(args: ProjectArgs) -> anyhow::Result<()> {
             tracing::info!(queue = %aws.names.projector_queue, "projector consuming");
             worker.run(shutdown_signal()).await;
         }
+        #[cfg(not(feature = "aws"))]
+        Backend::Aws => anyhow::bail!(NO_AWS),
         Backend::Embedded => {
             use std::sync::Arc;
             let events = infra::sqlite::SqliteEventStore::open(&args.data_dir.join("events.db"))?;
@@ -1004,38 +1022,45 @@ async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     let clock = Arc::new(infra::SystemClock);
     let mut runs: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>> = Vec::new();
     if aws {
-        let aws = infra::aws::Aws::load(&args.backend.aws_prefix).await;
-        let handler =
-            commands::CommandHandler::new(Arc::new(infra::aws::DynamoEventStore::new(&aws)), clock);
-        let wait = Duration::from_secs(args.wait_seconds);
-        if let Some(config) = &ai {
-            let worker = Arc::new(config.worker(handler.clone())?);
-            let queue = infra::aws::QueueWorker::new(
-                &aws,
-                &aws.names.ai_queue,
-                worker,
-                (wait, config.concurrency),
-                infra::aws::AI_VISIBILITY_SECS,
-            )
-            .await?;
-            tracing::info!(queue = %aws.names.ai_queue, "AI worker consuming");
-            let shutdown = until_stopped();
-            runs.push(Box::pin(async move { queue.run(shutdown).await }));
-        }
-        if let Some(config) = &sf {
-            let access = config.access()?;
-            let worker = Arc::new(config.worker(handler.clone(), &access)?);
-            let queue = infra::aws::QueueWorker::new(
-                &aws,
-                &aws.names.sync_queue,
-                worker,
-                (wait, 4),
-                infra::aws::SYNC_VISIBILITY_SECS,
-            )
-            .await?;
-            tracing::info!(queue = %aws.names.sync_queue, "Salesforce sync worker consuming");
-            let shutdown = until_stopped();
-            runs.push(Box::pin(async move { queue.run(shutdown).await }));
+        #[cfg(not(feature = "aws"))]
+        anyhow::bail!(NO_AWS);
+        #[cfg(feature = "aws")]
+        {
+            let aws = infra::aws::Aws::load(&args.backend.aws_prefix).await;
+            let handler = commands::CommandHandler::new(
+                Arc::new(infra::aws::DynamoEventStore::new(&aws)),
+                clock,
+            );
+            let wait = Duration::from_secs(args.wait_seconds);
+            if let Some(config) = &ai {
+                let worker = Arc::new(config.worker(handler.clone())?);
+                let queue = infra::aws::QueueWorker::new(
+                    &aws,
+                    &aws.names.ai_queue,
+                    worker,
+                    (wait, config.concurrency),
+                    infra::aws::AI_VISIBILITY_SECS,
+                )
+                .await?;
+                tracing::info!(queue = %aws.names.ai_queue, "AI worker consuming");
+                let shutdown = until_stopped();
+                runs.push(Box::pin(async move { queue.run(shutdown).await }));
+            }
+            if let Some(config) = &sf {
+                let access = config.access()?;
+                let worker = Arc::new(config.worker(handler.clone(), &access)?);
+                let queue = infra::aws::QueueWorker::new(
+                    &aws,
+                    &aws.names.sync_queue,
+                    worker,
+                    (wait, 4),
+                    infra::aws::SYNC_VISIBILITY_SECS,
+                )
+                .await?;
+                tracing::info!(queue = %aws.names.sync_queue, "Salesforce sync worker consuming");
+                let shutdown = until_stopped();
+                runs.push(Box::pin(async move { queue.run(shutdown).await }));
+            }
         }
     } else {
         let events = infra::sqlite::SqliteEventStore::open(&args.data_dir.join("events.db"))?;
@@ -1079,6 +1104,14 @@ async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
 
 async fn relay(args: RelayArgs) -> anyhow::Result<()> {
     require_aws(&args.backend, "relay")?;
+    #[cfg(not(feature = "aws"))]
+    anyhow::bail!(NO_AWS);
+    #[cfg(feature = "aws")]
+    relay_aws(args).await
+}
+
+#[cfg(feature = "aws")]
+async fn relay_aws(args: RelayArgs) -> anyhow::Result<()> {
     let _metrics = install_metrics()?;
     let aws = infra::aws::Aws::load(&args.backend.aws_prefix).await;
     let relay = infra::aws::Relay::new(&aws);
@@ -1092,11 +1125,16 @@ async fn relay(args: RelayArgs) -> anyhow::Result<()> {
 
 async fn setup(args: BackendArgs) -> anyhow::Result<()> {
     require_aws(&args, "setup")?;
-    let aws = infra::aws::Aws::load(&args.aws_prefix).await;
-    for line in infra::aws::setup(&aws).await? {
-        println!("{line}");
+    #[cfg(not(feature = "aws"))]
+    anyhow::bail!(NO_AWS);
+    #[cfg(feature = "aws")]
+    {
+        let aws = infra::aws::Aws::load(&args.aws_prefix).await;
+        for line in infra::aws::setup(&aws).await? {
+            println!("{line}");
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -1,5 +1,6 @@
 //! Adapters from Chronicle's ports to the outside world, one module per system.
 
+#[cfg(feature = "aws")]
 pub mod aws;
 pub mod clock;
 pub mod openai;
