@@ -211,6 +211,7 @@ impl TestApp {
 }
 
 pub mod process;
+pub mod read_models;
 
 /// The AI worker's configuration for tests: `fake` as the provider, a 1 s timeout, three
 /// attempts, short pauses.
@@ -259,5 +260,17 @@ impl SignedUp {
             access: field("access_token"),
             refresh: field("refresh_token"),
         }
+    }
+}
+
+/// A small deterministic generator (xorshift64*), so a failure replays the same workload.
+pub struct Dice(pub u64);
+
+impl Dice {
+    pub fn roll(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33) as usize % n
     }
 }
