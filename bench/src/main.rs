@@ -312,23 +312,33 @@ async fn http(
     // The load runs on one thread of its own: its connections never wake each other
     // across threads, and it takes less of the CPU it shares with the server.
     let target = base.clone();
-    let (mut all, errors) = tokio::task::spawn_blocking(move || {
+    let started = Instant::now();
+    let (done, errors) = tokio::task::spawn_blocking(move || {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?
-            .block_on(drive(connections, target, token, deadline))
+            .block_on(drive(connections, target, token, started, deadline))
     })
     .await??;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let after = lag_buckets(&get_text(&client, &format!("{base}/metrics")).await?);
+    let mut all: Vec<Duration> = done.iter().map(|(_, latency)| *latency).collect();
     all.sort();
     println!(
-        "http: POST /tasks, {connections} connections, {:.0}s: {:.0} requests/s ({} created, {errors} errors), latency p50 {:.2} ms, p99 {:.2} ms",
+        "http: POST /tasks, {connections} connections, {:.0}s: {:.0} requests/s ({} created, {errors} errors), latency p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms (every request timed)",
         run_for.as_secs_f64(),
         all.len() as f64 / run_for.as_secs_f64(),
         all.len(),
         ms(percentile(&all, 0.50)),
+        ms(percentile(&all, 0.90)),
         ms(percentile(&all, 0.99)),
+        ms(percentile(&all, 0.999)),
+        ms(all.last().copied().unwrap_or_default()),
+    );
+    let spread = per_second(&done, run_for);
+    println!(
+        "http: requests/s per second of the run: min {:.0}, mean {:.0}, max {:.0}, stdev {:.0} ({} seconds)",
+        spread.min, spread.mean, spread.max, spread.stdev, spread.seconds
     );
     let fmt =
         |q: Option<f64>| q.map_or_else(|| "n/a".to_owned(), |s| format!("<= {:.1} ms", s * 1000.0));
@@ -346,14 +356,43 @@ async fn http(
     Ok(())
 }
 
-/// Drives `connections` keep-alive connections until `deadline`: latencies of the 201s,
-/// and the count of other answers.
+/// Requests completed in each whole second of a run.
+struct Spread {
+    seconds: usize,
+    min: f64,
+    mean: f64,
+    max: f64,
+    stdev: f64,
+}
+
+fn per_second(done: &[(Duration, Duration)], run_for: Duration) -> Spread {
+    let seconds = (run_for.as_secs() as usize).max(1);
+    let mut counts = vec![0f64; seconds];
+    for (at, _) in done {
+        if let Some(c) = counts.get_mut(at.as_secs() as usize) {
+            *c += 1.0;
+        }
+    }
+    let mean = counts.iter().sum::<f64>() / seconds as f64;
+    let var = counts.iter().map(|c| (c - mean).powi(2)).sum::<f64>() / seconds as f64;
+    Spread {
+        seconds,
+        min: counts.iter().copied().fold(f64::INFINITY, f64::min),
+        mean,
+        max: counts.iter().copied().fold(0.0, f64::max),
+        stdev: var.sqrt(),
+    }
+}
+
+/// Drives `connections` keep-alive connections until `deadline`: for each 201, when it
+/// completed (since `started`) and its latency; and the count of other answers.
 async fn drive(
     connections: usize,
     base: String,
     token: String,
+    started: Instant,
     deadline: Instant,
-) -> anyhow::Result<(Vec<Duration>, u64)> {
+) -> anyhow::Result<(Vec<(Duration, Duration)>, u64)> {
     let mut tasks = Vec::new();
     for c in 0..connections {
         let mut conn = load::Connection::new(&base)?;
@@ -372,7 +411,7 @@ async fn drive(
                     .send("POST", "/tasks", &headers, body.as_bytes())
                     .await?;
                 if reply.status == 201 {
-                    latencies.push(reply.latency);
+                    latencies.push((started.elapsed(), reply.latency));
                 } else {
                     errors += 1;
                 }
