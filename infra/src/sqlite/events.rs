@@ -114,8 +114,9 @@ impl Gate {
     }
 }
 
-/// Most recent events kept in memory for the projectors tailing the log.
-const TAIL_CAPACITY: usize = 8192;
+/// Most recent events kept in memory for the projectors tailing the log: at 15k events/s,
+/// 130 ms of them, where the projectors' mean lag is 2-3 ms (8,192 cost 7 MiB more RSS).
+const TAIL_CAPACITY: usize = 2048;
 
 /// The latest durable events, in position order: a projector that keeps up reads them
 /// here instead of decoding them back out of SQLite. Every durable event with a position
@@ -204,8 +205,11 @@ impl SqliteEventStore {
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(backend)?;
         conn.execute_batch(SCHEMA).map_err(backend)?;
-        // A 64 MiB page cache keeps the stream and tenant indexes' hot pages in memory.
-        conn.pragma_update(None, "cache_size", -65_536)
+        // An 8 MiB page cache: appends touch the right edges of the indexes (positions,
+        // time-ordered stream ids), and reads of older pages come from the OS's cache. At
+        // 64 MiB it held half of the process's memory under write load, for no measured
+        // gain.
+        conn.pragma_update(None, "cache_size", -8_192)
             .map_err(backend)?;
         // Commits never checkpoint: a checkpoint thread does (`super::checkpointer`).
         conn.pragma_update(None, "wal_autocheckpoint", 0)
