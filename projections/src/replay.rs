@@ -160,8 +160,6 @@ impl Plan {
 pub struct Report {
     /// Events read from the log (of every tenant).
     pub read: u64,
-    /// Events of the rebuilt tenant(s) folded in.
-    pub applied: u64,
     /// The highest log position folded in.
     pub position: u64,
     /// Rows swapped in (tombstones included).
@@ -373,6 +371,5 @@ async fn apply(
             r.map_err(|e| ReadModelError::Backend(format!("a projection's fold failed: {e}")))??;
         report.dead_letters += outcome.poisoned.len() as u64;
     }
-    report.applied += events.len() as u64;
     Ok(())
 }

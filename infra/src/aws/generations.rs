@@ -61,6 +61,16 @@ fn resolve(view: &str) -> (&str, u64) {
     }
 }
 
+/// The condition that the fence's view is still at its generation (`:g`); generation 0 is
+/// also the absence of the item.
+fn still_at(fence: &Fence) -> &'static str {
+    if fence.generation == 0 {
+        "attribute_not_exists(gen) OR gen = :g"
+    } else {
+        "gen = :g"
+    }
+}
+
 impl Generations {
     pub(crate) fn new(client: aws_sdk_dynamodb::Client, table: String) -> Self {
         Self {
@@ -137,11 +147,7 @@ impl Generations {
 
     /// The condition of a fence, as a transaction's action.
     pub(crate) fn check(&self, fence: &Fence) -> Result<TransactWriteItem, ReadModelError> {
-        let condition = if fence.generation == 0 {
-            "attribute_not_exists(gen) OR gen = :g"
-        } else {
-            "gen = :g"
-        };
+        let condition = still_at(fence);
         let check = ConditionCheck::builder()
             .table_name(&self.table)
             .key("pk", s(generation_key(&fence.tenant, &fence.view)))
@@ -155,11 +161,7 @@ impl Generations {
 
     /// The write that moves a fence's view to the next generation, if still at it.
     pub(crate) fn advance(&self, fence: &Fence) -> Result<TransactWriteItem, ReadModelError> {
-        let condition = if fence.generation == 0 {
-            "attribute_not_exists(gen) OR gen = :g"
-        } else {
-            "gen = :g"
-        };
+        let condition = still_at(fence);
         let item: Item = HashMap::from([
             (
                 "pk".to_owned(),
