@@ -868,10 +868,28 @@ async fn with_cleanup<S: projections::ReadModelStore + Clone + 'static>(
     }
 }
 
+/// How often the recorder folds the histogram samples recorded since into its buckets.
+const METRICS_UPKEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// Installs the Prometheus recorder, and a thread that keeps it small. The recorder keeps
+/// every histogram sample until its upkeep folds them into buckets, which `install_recorder`
+/// leaves to the caller: with nothing scraping /metrics, each `POST /tasks` left its
+/// latency and projection-lag samples behind, and the process grew by 1.4 MB/s under load
+/// (78 MiB after 10 s, 127 MiB after 40 s).
 fn install_metrics() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHandle> {
-    Ok(PrometheusBuilder::new()
+    let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LAG_BUCKETS)?
-        .install_recorder()?)
+        .install_recorder()?;
+    let upkept = handle.clone();
+    std::thread::Builder::new()
+        .name("metrics-upkeep".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(METRICS_UPKEEP_EVERY);
+                upkept.run_upkeep();
+            }
+        })?;
+    Ok(handle)
 }
 
 /// What a build without the AWS backend says when asked for it.
