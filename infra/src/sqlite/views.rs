@@ -69,7 +69,7 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 
 #[derive(Clone)]
 pub struct SqliteReadModelStore {
-    writer: Arc<Mutex<Connection>>,
+    writer: super::Writer,
     readers: ReadPool,
     /// The epoch of each checkpoint as this handle last read or wrote it. A replay's swap
     /// (`swap_in`, maybe from another process) bumps the epoch: a commit against a
