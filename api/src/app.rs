@@ -127,6 +127,8 @@ fn all_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(crate::ai::routes())
         .merge(crate::salesforce::routes())
         .merge(crate::customers::routes())
+        .merge(crate::cases::routes())
+        .merge(crate::customer_cases::routes())
         .merge(crate::audit::routes())
         .merge(tenants::routes())
         .merge(users::routes())

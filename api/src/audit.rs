@@ -114,6 +114,12 @@ pub async fn state_at(
             t,
             &events
         ),
+        "case" => shown!(
+            domain::case::Case,
+            projections::cases::CaseView,
+            t,
+            &events
+        ),
         "tenant" => {
             let (s, _) = fold::<domain::tenant::Tenant>(&events)?;
             json!({

@@ -24,8 +24,11 @@ pub const ACCESS_TTL: Duration = Duration::from_secs(15 * 60);
 pub struct TokenResponse {
     tenant_id: String,
     user_id: String,
-    /// ADMIN or MEMBER.
+    /// ADMIN, MEMBER or CUSTOMER.
     role: String,
+    /// A CUSTOMER's customer: the `{id}` of the portal routes they may call.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    customer_id: Option<String>,
     /// Bearer JWT for every other call.
     access_token: String,
     token_type: &'static str,
@@ -39,12 +42,19 @@ pub struct TokenResponse {
 pub(crate) fn tokens(state: &AppState, s: SignedIn) -> Result<TokenResponse, ApiError> {
     let access_token = state
         .keys
-        .mint_with_tier(&s.tenant_id, &s.user_id, s.role, s.tier, ACCESS_TTL)
+        .mint_for(
+            &s.tenant_id,
+            &s.user_id,
+            (s.role, s.customer_id.as_deref()),
+            s.tier,
+            ACCESS_TTL,
+        )
         .map_err(ApiError::internal)?;
     Ok(TokenResponse {
         tenant_id: s.tenant_id.to_string(),
         user_id: s.user_id.to_string(),
         role: s.role.as_str().to_owned(),
+        customer_id: s.customer_id,
         access_token,
         token_type: "Bearer",
         expires_in: ACCESS_TTL.as_secs(),
@@ -98,7 +108,8 @@ pub async fn sign_in(
 #[serde(deny_unknown_fields)]
 pub struct SignUp {
     tenant_id: TenantId,
-    /// The code an ADMIN issued at `POST /users/invitations`.
+    /// The code an ADMIN issued at `POST /users/invitations`, or (signing up a portal user
+    /// of a customer) at `POST /customers/{id}/portal-invitations`.
     invitation_code: Secret,
     email: Email,
     password: Password,

@@ -3,8 +3,13 @@
 
 use crate::app::{AppState, Routes};
 use crate::error::ApiError;
-use crate::extract::{Consistency, PathId, QueryParams};
-use crate::query::{Cursor, PageLimit, SearchText, page_of, row_of, write_headers};
+use crate::auth::no_store;
+use crate::extract::{Consistency, Ids, JsonBody, PathId, QueryParams};
+use crate::query::{Cursor, PageLimit, SearchText, meta, page_of, row_of, write_headers};
+use crate::users::InvitationView;
+use axum::http::StatusCode;
+use domain::Role;
+use domain::user::Email;
 use crate::tokens::Principal;
 use axum::Json;
 use axum::extract::State;
@@ -94,7 +99,7 @@ pub async fn list(
 }
 
 /// A Salesforce Account Id (15 or 18 characters); anything else names no customer.
-fn customer_id(id: &str) -> Result<String, ApiError> {
+pub(crate) fn customer_id(id: &str) -> Result<String, ApiError> {
     let ok = (15..=18).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric());
     if ok {
         Ok(id.to_owned())
@@ -119,9 +124,44 @@ pub async fn get(
     Ok((write_headers(None, view.version), Json(view)).into_response())
 }
 
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePortalInvitation {
+    /// The contact's address: only it may accept.
+    email: Email,
+}
+
+#[utoipa::path(post, path = "/customers/{id}/portal-invitations", tag = "customers",
+    operation_id = "InvitePortalUser", request_body = CreatePortalInvitation,
+    params(("id" = String, Path, description = "the Salesforce Account Id")),
+    responses((status = 201, body = InvitationView,
+        description = "a one-time code: `POST /auth/signup` with it makes a CUSTOMER of this customer")),
+    security(("bearer" = ["ADMIN"])))]
+pub async fn invite(
+    State(state): State<AppState>,
+    principal: Principal,
+    PathId(id): PathId,
+    Ids(ids): Ids,
+    body: JsonBody<CreatePortalInvitation>,
+) -> Result<Response, ApiError> {
+    let id = customer_id(&id)?;
+    let issued = state
+        .access
+        .issue_invitation(
+            &meta(&principal, ids, None),
+            Role::Customer,
+            Some(body.value.email),
+            Some(id),
+        )
+        .await?;
+    let view = InvitationView::of(&principal, issued);
+    Ok((StatusCode::CREATED, no_store(), Json(view)).into_response())
+}
+
 /// The routes of `/customers`, each declared once by its handler's `#[utoipa::path]`.
 pub fn routes() -> Routes {
     Routes::new()
         .routes(utoipa_axum::routes!(list))
         .routes(utoipa_axum::routes!(get))
+        .routes(utoipa_axum::routes!(invite))
 }

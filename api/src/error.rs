@@ -5,6 +5,8 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use commands::ai::AiError;
+use commands::cases::CaseCommandError;
+use domain::case::CaseError;
 use commands::commerce::CommerceError;
 use commands::customers::CrmCommandError;
 use commands::{AccessError, CommandError, StoreError};
@@ -70,6 +72,13 @@ pub enum ApiError {
     RateLimited { limit: u32, retry_after_secs: u64 },
     #[error("too many sign-in attempts for this account; retry in {retry_after_secs} s")]
     TooManyAttempts { retry_after_secs: u64 },
+    /// A customer opened the tier's `cases_per_customer_per_hour`: 429 with `Retry-After`.
+    #[error("{detail}")]
+    TooManyCases {
+        limit: u32,
+        retry_after_secs: u64,
+        detail: String,
+    },
     #[error("{0}")]
     Unavailable(String),
     /// A capability the server was started without (no AI provider): 503, no retry hint.
@@ -141,6 +150,11 @@ impl ApiError {
                 S::TOO_MANY_REQUESTS,
                 "too-many-attempts",
                 "Too many sign-in attempts",
+            ),
+            Self::TooManyCases { .. } => (
+                S::TOO_MANY_REQUESTS,
+                "too-many-cases",
+                "Too many cases this hour",
             ),
             Self::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
             Self::NotConfigured(_) => (S::SERVICE_UNAVAILABLE, "not-configured", "Not configured"),
@@ -225,6 +239,10 @@ impl IntoResponse for ApiError {
             body["limit"] = json!(limit);
             body["value"] = json!(value);
         }
+        if let Self::TooManyCases { limit, .. } = &self {
+            body["limit"] = json!("cases_per_customer_per_hour");
+            body["value"] = json!(limit);
+        }
         if let Self::FeatureUnavailable { feature, .. } = &self {
             body["feature"] = json!(feature);
         }
@@ -269,7 +287,10 @@ impl IntoResponse for ApiError {
             Self::Unavailable(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
-            Self::TooManyAttempts { retry_after_secs } => {
+            Self::TooManyAttempts { retry_after_secs }
+            | Self::TooManyCases {
+                retry_after_secs, ..
+            } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             }
             Self::QuotaExceeded { resets_at, .. } => {
@@ -393,6 +414,30 @@ impl From<CrmCommandError> for ApiError {
     }
 }
 
+impl From<CaseCommandError> for ApiError {
+    fn from(e: CaseCommandError) -> Self {
+        match e {
+            CaseCommandError::Case(c) => c.into(),
+            CaseCommandError::Tenant(t) => t.into(),
+            CaseCommandError::TooMany(t) => Self::TooManyCases {
+                limit: t.limit,
+                retry_after_secs: t.retry_after_secs,
+                detail: t.to_string(),
+            },
+            CaseCommandError::NoCustomer => Self::NotFound("no such customer".into()),
+        }
+    }
+}
+
+impl From<CaseError> for ApiError {
+    fn from(e: CaseError) -> Self {
+        match e {
+            CaseError::NotFound => Self::NotFound("no such case".into()),
+            CaseError::AlreadyExists => Self::Conflict(e.to_string()),
+        }
+    }
+}
+
 impl From<CommerceError> for ApiError {
     fn from(e: CommerceError) -> Self {
         match e {
@@ -456,6 +501,11 @@ impl From<AccessError> for ApiError {
             AccessError::User(UserError::NotFound) => Self::NotFound("no such user".into()),
             AccessError::User(u @ UserError::AlreadyExists) => Self::Conflict(u.to_string()),
             AccessError::User(u @ UserError::SelfLockout) => Self::Conflict(u.to_string()),
+            AccessError::User(u @ UserError::PortalRole) => Self::Validation {
+                field: "role".into(),
+                detail: u.to_string(),
+            },
+            AccessError::NoCustomer => Self::NotFound("no such customer".into()),
             // The code is a credential: one that opens nothing is refused, not malformed.
             AccessError::Invitation(InvitationError::Invalid) => Self::Forbidden(
                 "the invitation code is not valid (unknown, used or expired)".into(),

@@ -44,6 +44,9 @@ struct Claims {
     tenant_id: Option<String>,
     #[serde(rename = "custom:tenant_tier")]
     custom_tier: Option<String>,
+    /// A portal user's customer (with the `customers` group).
+    #[serde(rename = "custom:customer_id")]
+    custom_customer_id: Option<String>,
     #[serde(rename = "cognito:groups", default)]
     groups: Vec<String>,
     #[serde(default)]
@@ -169,17 +172,19 @@ impl Oidc {
             TenantId::parse(tenant).map_err(|_| unauthorized("the token's tenant is not valid"))?;
         let user_id =
             UserId::parse(c.sub).map_err(|_| unauthorized("the token's sub is not valid"))?;
-        let admin = c
-            .groups
-            .iter()
-            .chain(&c.roles)
-            .any(|g| g == "admins" || g == "ADMIN");
+        let in_group = |names: [&str; 2]| c.groups.iter().chain(&c.roles).any(|g| names.contains(&g.as_str()));
+        let role = if in_group(["admins", "ADMIN"]) {
+            Role::Admin
+        } else if in_group(["customers", "CUSTOMER"]) {
+            Role::Customer
+        } else {
+            Role::Member
+        };
+        let customer_id = crate::tokens::customer_of(role, c.custom_customer_id)?;
         Ok(Principal {
             tenant_id,
-            actor: Actor {
-                user_id,
-                role: if admin { Role::Admin } else { Role::Member },
-            },
+            actor: Actor { user_id, role },
+            customer_id,
             tier: c
                 .custom_tier
                 .as_deref()

@@ -20,8 +20,9 @@ use utoipa::{Modify, OpenApi};
     info(title = "Chronicle", description = "Event-sourced CQRS backend for multi-tenant SaaS. \
         Errors are application/problem+json (RFC 9457). Commands return X-Consistency-Token; \
         queries that send it back wait until the read model shows the write. \
-        Access: `security` names the bearer JWT; a role in it (`ADMIN`) is required, none means any \
-        user of the tenant; an empty `security` marks a public route."),
+        Access: `security` names the bearer JWT; `ADMIN` in it means ADMIN only, none means the \
+        tenant's staff (ADMIN or MEMBER), `CUSTOMER` marks a portal route of one customer \
+        (`/customer/{id}/...`: its CUSTOMER users, or staff); an empty `security` marks a public route."),
     components(schemas(Problem)),
     modifiers(&Bearer),
     tags((name = "tasks", description = "Tasks of the caller's tenant"),
@@ -30,6 +31,8 @@ use utoipa::{Modify, OpenApi};
          (name = "analytics", description = "Figures of the tenant's business"),
          (name = "salesforce", description = "The tenant's Salesforce org: its connection and customer syncs"),
          (name = "customers", description = "Customers as synced from the tenant's Salesforce org"),
+         (name = "cases", description = "For staff: every customer's support cases, and their workflow"),
+         (name = "portal", description = "A customer's portal: their own cases, opened and read by their CUSTOMER users"),
          (name = "audit", description = "For ADMINs: the tenant's event timeline, state as of a point, the history's digest"),
          (name = "ai", description = "AI queries: submitted at once, answered by the AI worker; poll for the answer"),
          (name = "tenants", description = "Sign-up, plan, settings and lifecycle of the caller's tenant"),

@@ -1,7 +1,8 @@
 //! Who may call what: one table of routes, each with its operation and the access it
 //! needs, read from the routes' own declarations. Each handler's `#[utoipa::path]` names its
-//! access in `security` (`("bearer" = ["ADMIN"])`, `("bearer" = [])` for any user of the
-//! tenant, `(())` for public), so the document clients read is the policy the server
+//! access in `security` (`("bearer" = ["ADMIN"])`, `("bearer" = [])` for any of the
+//! tenant's staff, `("bearer" = ["CUSTOMER"])` for a customer's portal route, `(())` for
+//! public), so the document clients read is the policy the server
 //! applies; a route that declares none is refused at start-up (fail closed). `authorize`,
 //! run by the router's route layer (`app::track`), applies the table to every request
 //! before any handler runs, so no handler can forget to check. Finer rules that depend on
@@ -23,10 +24,13 @@ use std::sync::{Mutex, PoisonError};
 pub enum Access {
     /// No token needed.
     Public,
-    /// Any authenticated user of the tenant: MEMBER or ADMIN.
+    /// The tenant's staff: MEMBER or ADMIN.
     Member,
     /// ADMIN of the tenant only.
     Admin,
+    /// A portal route of one customer (`/customer/{id}/...`): a CUSTOMER of that customer
+    /// (another customer's id is 404, as an unknown one is), or the tenant's staff.
+    Portal,
 }
 
 #[derive(Debug, Clone)]
@@ -110,8 +114,9 @@ fn access_of(security: &Value) -> Result<Access, String> {
         {
             Some(roles) if roles.is_empty() => Ok(Access::Member),
             Some(roles) if roles.len() == 1 && roles[0] == "ADMIN" => Ok(Access::Admin),
+            Some(roles) if roles.len() == 1 && roles[0] == "CUSTOMER" => Ok(Access::Portal),
             _ => Err(format!(
-                "security {one} is not bearer with [] or [\"ADMIN\"]"
+                "security {one} is not bearer with [], [\"ADMIN\"] or [\"CUSTOMER\"]"
             )),
         },
         _ => Err("more than one security requirement".into()),
@@ -164,9 +169,8 @@ pub async fn authorize(
             Ok(tier) => principal.tier = tier,
             Err(e) => return e.into_response(),
         }
-        if rule.access == Access::Admin && !principal.is_admin() {
-            return ApiError::Forbidden(format!("{} needs the ADMIN role", rule.operation))
-                .into_response();
+        if let Err(refused) = admits(rule, &principal, req.uri().path()) {
+            return refused.into_response();
         }
         let limits = state.rate_limits.as_ref();
         let allowed = match limits.map(|l| l.check(&principal.tenant_id, principal.tier)) {
@@ -198,6 +202,35 @@ pub async fn authorize(
     next.run(req).await
 }
 
+/// Whether the rule lets `principal` call `path` (the request's, matched by the rule).
+fn admits(rule: &Rule, principal: &Principal, path: &str) -> Result<(), ApiError> {
+    match rule.access {
+        Access::Public => Ok(()),
+        Access::Admin if principal.is_admin() => Ok(()),
+        Access::Admin => Err(ApiError::Forbidden(format!(
+            "{} needs the ADMIN role",
+            rule.operation
+        ))),
+        Access::Member if principal.is_staff() => Ok(()),
+        Access::Member => Err(ApiError::Forbidden(format!(
+            "{} is for the tenant's staff (ADMIN or MEMBER); a CUSTOMER calls only the portal routes of their customer",
+            rule.operation
+        ))),
+        Access::Portal if principal.is_staff() => Ok(()),
+        Access::Portal => {
+            let id = rule
+                .path
+                .split('/')
+                .position(|s| s == "{id}")
+                .and_then(|i| path.split('/').nth(i));
+            match (id, principal.customer_id.as_deref()) {
+                (Some(id), Some(own)) if id == own => Ok(()),
+                _ => Err(ApiError::NotFound("no such customer".into())),
+            }
+        }
+    }
+}
+
 impl Principal {
     /// The caller `authorize` put in the request.
     pub(crate) fn from_extensions(req: &axum::http::Extensions) -> Result<Self, ApiError> {
@@ -222,6 +255,10 @@ mod tests {
             Ok(Access::Admin)
         );
         assert!(access_of(&Value::Null).is_err());
+        assert_eq!(
+            access_of(&json!([{"bearer": ["CUSTOMER"]}])),
+            Ok(Access::Portal)
+        );
         assert!(access_of(&json!([{"bearer": ["OWNER"]}])).is_err());
         assert!(access_of(&json!([{"other": []}])).is_err());
     }

@@ -70,6 +70,8 @@ pub struct TierLimits {
     max_prompt_chars: u32,
     /// AI tokens the month's completed queries may use.
     ai_tokens_per_month: u64,
+    /// Cases each customer may open through the portal in any hour.
+    cases_per_customer_per_hour: u32,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -138,6 +140,7 @@ fn tenant_view(
             max_users: limits.max_users,
             max_prompt_chars: limits.max_prompt_chars,
             ai_tokens_per_month: limits.ai_tokens_per_month,
+            cases_per_customer_per_hour: limits.cases_per_customer_per_hour,
         },
         features: TierFeatures {
             advanced_analytics: features.advanced_analytics,

@@ -32,6 +32,9 @@ pub struct Claims {
     /// The tenant's plan (`basic` when absent); sets its rate limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant_tier: Option<String>,
+    /// A CUSTOMER's customer: the only one whose portal routes the token opens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_id: Option<String>,
 }
 
 /// The authenticated caller of a request.
@@ -39,12 +42,31 @@ pub struct Claims {
 pub struct Principal {
     pub tenant_id: TenantId,
     pub actor: Actor,
+    /// A CUSTOMER's customer, from the verified token; `None` for staff.
+    pub customer_id: Option<String>,
     pub tier: Tier,
 }
 
 impl Principal {
     pub fn is_admin(&self) -> bool {
         self.actor.role == Role::Admin
+    }
+
+    /// ADMIN or MEMBER: the tenant's own people.
+    pub fn is_staff(&self) -> bool {
+        self.actor.role.is_staff()
+    }
+}
+
+/// The customer a token's role binds it to: a CUSTOMER token must name one, and a staff
+/// token's is ignored.
+pub(crate) fn customer_of(role: Role, claimed: Option<String>) -> Result<Option<String>, ApiError> {
+    match (role, claimed) {
+        (Role::Customer, Some(id)) if !id.is_empty() => Ok(Some(id)),
+        (Role::Customer, _) => Err(ApiError::Forbidden(
+            "the token carries the CUSTOMER role but names no customer".into(),
+        )),
+        _ => Ok(None),
     }
 }
 
@@ -131,6 +153,19 @@ impl TokenKeys {
         tier: Tier,
         ttl: Duration,
     ) -> anyhow::Result<String> {
+        self.mint_for(tenant, user, (role, None), tier, ttl)
+    }
+
+    /// A signed token for a user of `role`, and (a CUSTOMER) the customer they are a
+    /// contact of.
+    pub fn mint_for(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        (role, customer_id): (Role, Option<&str>),
+        tier: Tier,
+        ttl: Duration,
+    ) -> anyhow::Result<String> {
         let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
         let claims = Claims {
             sub: user.to_string(),
@@ -140,6 +175,7 @@ impl TokenKeys {
             iat: now,
             iss: ISSUER.to_owned(),
             tenant_tier: Some(tier.as_str().to_owned()),
+            customer_id: customer_id.map(str::to_owned),
         };
         Ok(jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
@@ -167,11 +203,14 @@ impl TokenKeys {
             Role::Admin
         } else if c.roles.iter().any(|r| r == "MEMBER") {
             Role::Member
+        } else if c.roles.iter().any(|r| r == "CUSTOMER") {
+            Role::Customer
         } else {
             return Err(ApiError::Forbidden(
-                "the token carries neither the ADMIN nor the MEMBER role".into(),
+                "the token carries none of the ADMIN, MEMBER and CUSTOMER roles".into(),
             ));
         };
+        let customer_id = customer_of(role, c.customer_id)?;
         let tier = c
             .tenant_tier
             .as_deref()
@@ -180,6 +219,7 @@ impl TokenKeys {
         let principal = Principal {
             tenant_id,
             actor: Actor { user_id, role },
+            customer_id,
             tier,
         };
         self.verified.put(token, &principal, exp);

@@ -20,6 +20,24 @@ use domain::{Role, UserId};
 use projections::users::{UserView, VIEW as USERS};
 use serde::{Deserialize, Serialize};
 
+/// A role of the tenant's staff. Portal users (CUSTOMER) are made only by a customer's
+/// portal invitation (`POST /customers/{id}/portal-invitations`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum StaffRole {
+    Admin,
+    Member,
+}
+
+impl From<StaffRole> for Role {
+    fn from(r: StaffRole) -> Self {
+        match r {
+            StaffRole::Admin => Role::Admin,
+            StaffRole::Member => Role::Member,
+        }
+    }
+}
+
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
@@ -27,7 +45,7 @@ pub struct CreateUser {
     password: Password,
     /// Default MEMBER.
     #[serde(default)]
-    role: Option<Role>,
+    role: Option<StaffRole>,
 }
 
 fn user_view(p: &Principal, done: &UserState) -> Result<UserView, ApiError> {
@@ -57,7 +75,7 @@ pub async fn create_user(
 ) -> Result<Response, ApiError> {
     let b = body.value;
     let email = b.email;
-    let role = b.role.unwrap_or(Role::Member);
+    let role = b.role.map_or(Role::Member, Role::from);
     // The request is identified by email and role: the password must not be part of a
     // fast hash kept in the store.
     let identity = format!("{}\n{}", email.as_str(), role.as_str());
@@ -88,9 +106,10 @@ pub async fn create_user(
 #[serde(deny_unknown_fields)]
 #[schema(min_properties = 1)]
 pub struct UpdateUser {
+    /// A staff user's role; a portal user's (CUSTOMER) never changes.
     #[serde(default, deserialize_with = "present")]
     #[schema(nullable = false)]
-    role: Option<Role>,
+    role: Option<StaffRole>,
     /// A disabled user cannot sign in, and frees a seat.
     #[serde(default, deserialize_with = "present")]
     #[schema(nullable = false)]
@@ -125,7 +144,12 @@ pub async fn update_user(
     }
     let done = state
         .access
-        .update_user(&meta(&principal, ids, None), &user, b.role, b.disabled)
+        .update_user(
+            &meta(&principal, ids, None),
+            &user,
+            b.role.map(Role::from),
+            b.disabled,
+        )
         .await?;
     let view = user_view(&principal, &done)?;
     Ok((StatusCode::OK, user_headers(&done), Json(view)).into_response())
@@ -196,7 +220,7 @@ pub async fn list_users(
 pub struct CreateInvitation {
     /// Default MEMBER.
     #[serde(default)]
-    role: Option<Role>,
+    role: Option<StaffRole>,
     /// When given, only this address may accept.
     #[serde(default)]
     email: Option<Email>,
@@ -210,7 +234,24 @@ pub struct InvitationView {
     tenant_id: String,
     role: String,
     email: Option<String>,
+    /// A portal invitation's customer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    customer_id: Option<String>,
     expires_at: DateTime<Utc>,
+}
+
+impl InvitationView {
+    pub(crate) fn of(p: &Principal, issued: commands::IssuedInvitation) -> Self {
+        Self {
+            invitation_id: issued.invitation_id,
+            code: issued.code,
+            tenant_id: p.tenant_id.to_string(),
+            role: issued.role.as_str().to_owned(),
+            email: issued.email.map(|e| e.as_str().to_owned()),
+            customer_id: issued.customer_id,
+            expires_at: issued.expires_at,
+        }
+    }
 }
 
 #[utoipa::path(post, path = "/users/invitations", tag = "users", operation_id = "InviteUser",
@@ -224,20 +265,12 @@ pub async fn create_invitation(
     body: JsonBody<CreateInvitation>,
 ) -> Result<Response, ApiError> {
     let b = body.value;
-    let role = b.role.unwrap_or(Role::Member);
-    let email = b.email;
+    let role = b.role.map_or(Role::Member, Role::from);
     let issued = state
         .access
-        .issue_invitation(&meta(&principal, ids, None), role, email)
+        .issue_invitation(&meta(&principal, ids, None), role, b.email, None)
         .await?;
-    let view = InvitationView {
-        invitation_id: issued.invitation_id,
-        code: issued.code,
-        tenant_id: principal.tenant_id.to_string(),
-        role: issued.role.as_str().to_owned(),
-        email: issued.email.map(|e| e.as_str().to_owned()),
-        expires_at: issued.expires_at,
-    };
+    let view = InvitationView::of(&principal, issued);
     Ok((StatusCode::CREATED, no_store(), Json(view)).into_response())
 }
 

@@ -62,6 +62,9 @@ pub enum AccessError {
     Store(StoreError),
     #[error("password hashing failed: {0}")]
     Hashing(String),
+    /// A portal invitation for a customer the tenant does not have.
+    #[error("no such customer")]
+    NoCustomer,
 }
 
 impl<E: std::error::Error + 'static> From<CommandError<E>> for AccessError
@@ -106,6 +109,8 @@ pub struct SignedIn {
     pub tenant_id: TenantId,
     pub user_id: UserId,
     pub role: Role,
+    /// A CUSTOMER's customer.
+    pub customer_id: Option<String>,
     pub tier: Tier,
     pub refresh_token: String,
     pub refresh_expires_at: DateTime<Utc>,
@@ -118,6 +123,7 @@ pub struct IssuedInvitation {
     pub code: String,
     pub role: Role,
     pub email: Option<Email>,
+    pub customer_id: Option<String>,
     pub expires_at: DateTime<Utc>,
 }
 
@@ -279,7 +285,7 @@ fn write_account(
     tx: &mut Tx<'_>,
     user_id: &UserId,
     email: &Email,
-    role: Role,
+    (role, customer_id): (Role, Option<String>),
     password_hash: &str,
 ) -> Result<User, CommandError<AccessError>> {
     let ctx = tx.ctx().clone();
@@ -290,6 +296,7 @@ fn write_account(
                 user_id: user_id.clone(),
                 email: email.clone(),
                 role,
+                customer_id,
             },
             &ctx,
         )
@@ -352,7 +359,7 @@ impl Command for RegisterTenant<'_> {
             tx,
             self.user_id,
             self.admin_email,
-            Role::Admin,
+            (Role::Admin, None),
             self.password_hash,
         )?;
         self.session.write(tx, self.user_id)
@@ -361,7 +368,8 @@ impl Command for RegisterTenant<'_> {
 
 /// A new user of a tenant: the user, its credential, a seat on the tenant stream (at its
 /// exact version, so the tier's `max_users` holds under concurrency) and its email
-/// reservation; with an invitation, its acceptance (single use) and a first session.
+/// reservation; with an invitation, its acceptance (single use) and a first session. A
+/// portal user (an invitation's CUSTOMER) takes no seat: seats are the tenant's staff.
 struct AddUser<'a> {
     user_id: &'a UserId,
     email: &'a Email,
@@ -386,6 +394,7 @@ impl Command for AddUser<'_> {
             return Err(rejected(TenantError::NotFound));
         }
         let mut role = self.role;
+        let mut customer_id = None;
         if let Some((stream, code)) = &self.invitation {
             let (invitation, _) = tx.load::<Invitation>(stream).await.map_err(lift)?;
             let issued = invitation
@@ -393,6 +402,7 @@ impl Command for AddUser<'_> {
                 .clone()
                 .ok_or_else(|| rejected(InvitationError::Invalid))?;
             role = issued.role;
+            customer_id = issued.customer_id;
             let accepted = invitation
                 .decide(
                     &InvitationCommand::Accept {
@@ -405,16 +415,26 @@ impl Command for AddUser<'_> {
                 .map_err(rejected)?;
             tx.write::<Invitation>(stream, &accepted);
         }
-        let seat = t
-            .decide(
-                &TenantCommand::TakeSeat {
-                    user_id: self.user_id.clone(),
-                },
-                &ctx,
-            )
-            .map_err(rejected)?;
-        let user = write_account(tx, self.user_id, self.email, role, self.password_hash)?;
-        tx.write::<Tenant>(&t_stream, &seat);
+        if role.is_staff() {
+            let seat = t
+                .decide(
+                    &TenantCommand::TakeSeat {
+                        user_id: self.user_id.clone(),
+                    },
+                    &ctx,
+                )
+                .map_err(rejected)?;
+            tx.write::<Tenant>(&t_stream, &seat);
+        } else {
+            t.check_active().map_err(rejected)?;
+        }
+        let user = write_account(
+            tx,
+            self.user_id,
+            self.email,
+            (role, customer_id),
+            self.password_hash,
+        )?;
         if let Some(session) = self.session {
             session.write(tx, self.user_id)?;
         }
@@ -457,7 +477,8 @@ impl Command for UpdateUser<'_> {
             disabled: self.disabled,
         };
         let events = user.decide(&command, &ctx).map_err(rejected)?;
-        let seat_change = events.iter().find_map(|e| match e {
+        let staff = user.role.is_some_and(Role::is_staff);
+        let seat_change = events.iter().filter(|_| staff).find_map(|e| match e {
             domain::user::UserEvent::Disabled(_) => Some(TenantCommand::ReleaseSeat {
                 user_id: self.user_id.clone(),
             }),
@@ -524,10 +545,12 @@ impl Command for StartSession<'_> {
     }
 }
 
-/// An invitation: issued only while the tenant is active.
+/// An invitation: issued only while the tenant is active; a portal invitation only for a
+/// customer the tenant has.
 struct IssueInvitation<'a> {
     stream: &'a StreamId,
     command: InvitationCommand,
+    customer_id: Option<&'a str>,
 }
 
 impl Command for IssueInvitation<'_> {
@@ -542,6 +565,16 @@ impl Command for IssueInvitation<'_> {
             return Err(rejected(TenantError::NotFound));
         }
         t.check_active().map_err(rejected)?;
+        if let Some(id) = self.customer_id {
+            let stream = crate::customers::customer_stream(id);
+            let (customer, _) = tx
+                .load::<domain::customer::Customer>(&stream)
+                .await
+                .map_err(lift)?;
+            if customer.customer_id.is_none() || customer.deleted {
+                return Err(rejected(AccessError::NoCustomer));
+            }
+        }
         let events = Invitation::default()
             .decide(&self.command, tx.ctx())
             .map_err(rejected)?;
@@ -621,6 +654,7 @@ impl AccessService {
             tenant_id: tenant,
             user_id,
             role: Role::Admin,
+            customer_id: None,
             tier,
             refresh_token: session.token,
             refresh_expires_at: session.expires_at,
@@ -687,13 +721,18 @@ impl AccessService {
         })
     }
 
-    /// An ADMIN issues a single-use invitation code for `role` (optionally bound to an email).
+    /// An ADMIN issues a single-use invitation code for `role` (optionally bound to an
+    /// email); with `customer_id`, a portal invitation that signs up a CUSTOMER of it.
     pub async fn issue_invitation(
         &self,
         meta: &CommandMeta,
         role: Role,
         email: Option<Email>,
+        customer_id: Option<String>,
     ) -> Result<IssuedInvitation, AccessError> {
+        if (role == Role::Customer) != customer_id.is_some() {
+            return Err(UserError::PortalRole.into());
+        }
         let id = Uuid::now_v7();
         let code = format!("{}.{}", id.simple(), random_secret());
         let expires_at = self.commands.now() + INVITATION_TTL;
@@ -706,8 +745,10 @@ impl AccessService {
                     code_hash: digest(&code),
                     role,
                     email: email.clone(),
+                    customer_id: customer_id.clone(),
                     expires_at,
                 },
+                customer_id: customer_id.as_deref(),
             },
         )
         .await?;
@@ -716,6 +757,7 @@ impl AccessService {
             code,
             role,
             email,
+            customer_id,
             expires_at,
         })
     }
@@ -760,6 +802,7 @@ impl AccessService {
             tenant_id: tenant.clone(),
             user_id,
             role: ran.output.1,
+            customer_id: issued.customer_id,
             tier: t.tier,
             refresh_token: session.token,
             refresh_expires_at: session.expires_at,
@@ -818,6 +861,7 @@ impl AccessService {
             tenant_id: tenant.clone(),
             user_id,
             role,
+            customer_id: user.registered.as_ref().and_then(|r| r.customer_id.clone()),
             tier: t.tier,
             refresh_token: session.token,
             refresh_expires_at: session.expires_at,
@@ -889,6 +933,7 @@ impl AccessService {
             tenant_id: tenant,
             user_id,
             role: user.role.unwrap_or(Role::Member),
+            customer_id: user.registered.as_ref().and_then(|r| r.customer_id.clone()),
             tier: t.tier,
             refresh_token: next,
             refresh_expires_at: expires_at,

@@ -12,13 +12,22 @@ use serde_json::Value;
 pub enum Role {
     Admin,
     Member,
+    /// A contact of one of the tenant's customers, signed up through a portal invitation:
+    /// calls only the portal routes of that customer (`/customer/{id}/...`).
+    Customer,
 }
 
 impl Role {
+    /// The tenant's own people (ADMIN, MEMBER), as against its customers' contacts.
+    pub fn is_staff(self) -> bool {
+        matches!(self, Role::Admin | Role::Member)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Admin => "ADMIN",
             Role::Member => "MEMBER",
+            Role::Customer => "CUSTOMER",
         }
     }
 
@@ -26,6 +35,7 @@ impl Role {
         match s {
             "ADMIN" => Some(Role::Admin),
             "MEMBER" => Some(Role::Member),
+            "CUSTOMER" => Some(Role::Customer),
             _ => None,
         }
     }

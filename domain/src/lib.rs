@@ -5,6 +5,8 @@
 pub mod aggregate;
 pub mod ai_query;
 pub mod ai_usage;
+pub mod case;
+pub mod case_intake;
 pub mod customer;
 pub mod customer_sync;
 pub mod envelope;

@@ -29,6 +29,8 @@ pub struct Limits {
     pub max_prompt_chars: u32,
     /// AI tokens the tenant's completed queries may use in a calendar month (UTC).
     pub ai_tokens_per_month: u64,
+    /// Cases each of the tenant's customers may open in any hour.
+    pub cases_per_customer_per_hour: u32,
 }
 
 /// What a tier switches on (seed 003's `features`).
@@ -48,6 +50,7 @@ impl Tier {
                 max_users: 10,
                 max_prompt_chars: 4_000,
                 ai_tokens_per_month: 100_000,
+                cases_per_customer_per_hour: 10,
             },
             Tier::Premium => Limits {
                 max_products: 1_000,
@@ -55,6 +58,7 @@ impl Tier {
                 max_users: 50,
                 max_prompt_chars: 16_000,
                 ai_tokens_per_month: 1_000_000,
+                cases_per_customer_per_hour: 30,
             },
             Tier::Enterprise => Limits {
                 max_products: 100_000,
@@ -62,6 +66,7 @@ impl Tier {
                 max_users: 1_000,
                 max_prompt_chars: 64_000,
                 ai_tokens_per_month: 10_000_000,
+                cases_per_customer_per_hour: 100,
             },
         }
     }

@@ -141,9 +141,13 @@ pub enum UserCommand {
         user_id: UserId,
         email: Email,
         role: Role,
+        /// The customer a CUSTOMER is a contact of; required for that role, refused for
+        /// the others.
+        customer_id: Option<String>,
     },
     /// Changes what is given; the acting ADMIN may not demote or disable themselves, so a
-    /// tenant cannot lock its last administrator out by accident.
+    /// tenant cannot lock its last administrator out by accident. A portal user's role
+    /// never changes, and no staff user becomes one.
     Update {
         role: Option<Role>,
         disabled: Option<bool>,
@@ -155,6 +159,9 @@ pub struct UserRegistered {
     pub user_id: UserId,
     pub email: Email,
     pub role: Role,
+    /// A CUSTOMER's customer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_id: Option<String>,
     pub registered_at: DateTime<Utc>,
 }
 
@@ -184,6 +191,8 @@ pub enum UserError {
     NotFound,
     #[error("an administrator cannot demote or disable themselves")]
     SelfLockout,
+    #[error("a portal user's role cannot change, and a staff user cannot become one")]
+    PortalRole,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -210,14 +219,19 @@ impl Aggregate for User {
                 user_id,
                 email,
                 role,
+                customer_id,
             } => {
                 if self.registered.is_some() {
                     return Err(UserError::AlreadyExists);
+                }
+                if (*role == Role::Customer) != customer_id.is_some() {
+                    return Err(UserError::PortalRole);
                 }
                 Ok(vec![UserEvent::Registered(UserRegistered {
                     user_id: user_id.clone(),
                     email: email.clone(),
                     role: *role,
+                    customer_id: customer_id.clone(),
                     registered_at: ctx.now,
                 })])
             }
@@ -228,6 +242,9 @@ impl Aggregate for User {
                 let itself = me.user_id == ctx.actor.user_id;
                 let mut events = Vec::new();
                 if let Some(role) = role.filter(|r| Some(*r) != self.role) {
+                    if role == Role::Customer || self.role == Some(Role::Customer) {
+                        return Err(UserError::PortalRole);
+                    }
                     if itself && role != Role::Admin {
                         return Err(UserError::SelfLockout);
                     }
@@ -386,6 +403,8 @@ pub enum InvitationCommand {
         code_hash: String,
         role: Role,
         email: Option<Email>,
+        /// For a portal invitation (role CUSTOMER): the customer it signs up a contact of.
+        customer_id: Option<String>,
         expires_at: DateTime<Utc>,
     },
     Accept {
@@ -401,6 +420,8 @@ pub struct InvitationIssued {
     pub role: Role,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<Email>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_id: Option<String>,
     pub issued_by: UserId,
     pub expires_at: DateTime<Utc>,
 }
@@ -447,6 +468,7 @@ impl Aggregate for Invitation {
                 code_hash,
                 role,
                 email,
+                customer_id,
                 expires_at,
             } => {
                 if self.issued.is_some() {
@@ -456,6 +478,7 @@ impl Aggregate for Invitation {
                     code_hash: code_hash.clone(),
                     role: *role,
                     email: email.clone(),
+                    customer_id: customer_id.clone(),
                     issued_by: ctx.actor.user_id.clone(),
                     expires_at: *expires_at,
                 })])
@@ -685,6 +708,7 @@ mod tests {
             user_id: UserId::parse(id).unwrap(),
             email: Email::parse("X@Acme.test").unwrap(),
             role: Role::Admin,
+            customer_id: None,
             registered_at: Utc::now(),
         }));
         u
@@ -761,12 +785,55 @@ mod tests {
     }
 
     #[test]
+    fn a_portal_user_is_bound_to_a_customer_and_keeps_its_role() {
+        let register = |role, customer_id: Option<&str>| UserCommand::Register {
+            user_id: UserId::parse("p1").unwrap(),
+            email: Email::parse("p@cust.test").unwrap(),
+            role,
+            customer_id: customer_id.map(str::to_owned),
+        };
+        let none = User::default();
+        let c = ctx("root");
+        assert_eq!(
+            none.decide(&register(Role::Customer, None), &c),
+            Err(UserError::PortalRole)
+        );
+        assert_eq!(
+            none.decide(&register(Role::Member, Some("001A")), &c),
+            Err(UserError::PortalRole)
+        );
+        let mut portal = User::default();
+        for e in none
+            .decide(&register(Role::Customer, Some("001A")), &c)
+            .unwrap()
+        {
+            portal.apply(&e);
+        }
+        let promote = UserCommand::Update {
+            role: Some(Role::Admin),
+            disabled: None,
+        };
+        assert_eq!(portal.decide(&promote, &c), Err(UserError::PortalRole));
+        let demote = UserCommand::Update {
+            role: Some(Role::Customer),
+            disabled: None,
+        };
+        assert_eq!(user("m1").decide(&demote, &c), Err(UserError::PortalRole));
+        let disable = UserCommand::Update {
+            role: None,
+            disabled: Some(true),
+        };
+        assert_eq!(portal.decide(&disable, &c).unwrap().len(), 1);
+    }
+
+    #[test]
     fn an_invitation_is_accepted_once_before_it_expires() {
         let mut inv = Invitation::default();
         let issue = InvitationCommand::Issue {
             code_hash: digest("code"),
             role: Role::Member,
             email: None,
+            customer_id: None,
             expires_at: Utc::now() + chrono::Duration::hours(1),
         };
         for e in inv.decide(&issue, &ctx("root")).unwrap() {

@@ -3,6 +3,7 @@
 
 pub mod ai_queries;
 pub mod analytics;
+pub mod cases;
 pub mod customer_syncs;
 pub mod customers;
 pub mod engine;
@@ -34,6 +35,7 @@ pub fn view_for(stream: &domain::StreamId) -> Option<&'static str> {
         "aiquery" => Some(ai_queries::VIEW),
         "customer" => Some(customers::VIEW),
         "customersync" => Some(customer_syncs::VIEW),
+        "case" => Some(cases::VIEW),
         _ => None,
     }
 }
@@ -56,5 +58,6 @@ pub fn queue_fed() -> Vec<std::sync::Arc<dyn Projection>> {
         std::sync::Arc::new(ai_queries::AiQueriesProjection),
         std::sync::Arc::new(customers::CustomersProjection),
         std::sync::Arc::new(customer_syncs::CustomerSyncsProjection),
+        std::sync::Arc::new(cases::CasesProjection),
     ]
 }

@@ -17,8 +17,11 @@ pub struct UserView {
     pub user_id: String,
     pub tenant_id: String,
     pub email: String,
-    /// ADMIN or MEMBER.
+    /// ADMIN, MEMBER or CUSTOMER.
     pub role: String,
+    /// A CUSTOMER's customer (the Salesforce Account Id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_id: Option<String>,
     pub disabled: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -34,6 +37,7 @@ impl UserView {
             tenant_id: tenant_id.to_owned(),
             email: r.email.as_str().to_owned(),
             role: user.role.unwrap_or(r.role).as_str().to_owned(),
+            customer_id: r.customer_id.clone(),
             disabled: user.disabled,
             created_at: r.registered_at,
             updated_at: user.updated_at.unwrap_or(r.registered_at),

@@ -208,6 +208,63 @@ impl TestApp {
         self.send(Method::DELETE, path, Some(token), &[], None)
             .await
     }
+
+    /// Connects `admin`'s tenant to `org` and runs a sync to its end (waiting out one
+    /// still running); the sync's id.
+    pub async fn connect_and_sync(
+        &self,
+        admin: &SignedUp,
+        org: &fake_salesforce::FakeSalesforce,
+    ) -> String {
+        let body = serde_json::json!({"login_url": org.url, "client_id": org.client_id, "client_secret": org.client_secret});
+        let c = self
+            .put("/salesforce/connection", &admin.access, &body.to_string())
+            .await;
+        assert_eq!(c.status, StatusCode::OK, "{:?}", c.body);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let sync = loop {
+            let sync = self.post("/salesforce/sync", &admin.access, "").await;
+            if sync.status != StatusCode::CONFLICT || std::time::Instant::now() > deadline {
+                break sync;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(sync.status, StatusCode::ACCEPTED, "{:?}", sync.body);
+        let id = sync.body["sync_id"].as_str().unwrap_or_default().to_owned();
+        loop {
+            let s = self
+                .get(&format!("/salesforce/sync/{id}"), &admin.access, None)
+                .await;
+            if s.body["status"] == "COMPLETED" {
+                return id;
+            }
+            assert!(std::time::Instant::now() < deadline, "{:?}", s.body);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A CUSTOMER of `customer_id`: invited by `admin`, signed up with the code.
+    pub async fn portal_user(&self, admin: &SignedUp, customer_id: &str, email: &str) -> SignedUp {
+        let invite = self
+            .post(
+                &format!("/customers/{customer_id}/portal-invitations"),
+                &admin.access,
+                &serde_json::json!({"email": email}).to_string(),
+            )
+            .await;
+        assert_eq!(invite.status, StatusCode::CREATED, "{:?}", invite.body);
+        let body = serde_json::json!({
+            "tenant_id": admin.tenant_id,
+            "invitation_code": invite.body["code"],
+            "email": email,
+            "password": PASSWORD,
+        });
+        let signed = self.post_public("/auth/signup", &body.to_string()).await;
+        assert_eq!(signed.status, StatusCode::CREATED, "{:?}", signed.body);
+        assert_eq!(signed.body["role"], "CUSTOMER");
+        assert_eq!(signed.body["customer_id"], customer_id);
+        SignedUp::from_reply(&signed)
+    }
 }
 
 pub mod process;

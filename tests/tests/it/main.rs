@@ -22,6 +22,7 @@ mod metrics;
 mod oidc;
 mod openapi;
 mod placement;
+mod portal;
 mod projector;
 mod rate_limits;
 mod rbac;

@@ -104,6 +104,10 @@ async fn errors_are_problems_and_access_is_the_policys() {
             Access::Public => assert_eq!(security, &serde_json::json!([]), "{}", rule.path),
             Access::Member => assert_eq!(security, &serde_json::json!([{"bearer": []}])),
             Access::Admin => assert_eq!(security, &serde_json::json!([{"bearer": ["ADMIN"]}])),
+            Access::Portal => {
+                assert_eq!(security, &serde_json::json!([{"bearer": ["CUSTOMER"]}]));
+                assert!(rule.path.starts_with("/customer/{id}/"), "{}", rule.path);
+            }
         }
         if rule.access != Access::Public {
             assert!(op["responses"]["401"].is_object() && op["responses"]["429"].is_object());
