@@ -114,12 +114,7 @@ pub async fn state_at(
             t,
             &events
         ),
-        "case" => shown!(
-            domain::case::Case,
-            projections::cases::CaseView,
-            t,
-            &events
-        ),
+        "case" => shown!(domain::case::Case, projections::cases::CaseView, t, &events),
         "tenant" => {
             let (s, _) = fold::<domain::tenant::Tenant>(&events)?;
             json!({

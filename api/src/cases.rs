@@ -11,8 +11,8 @@ use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use commands::cases::case_stream;
-use domain::case::{Case, CaseCommand, CaseComment, CaseStatus};
 use domain::StreamId;
+use domain::case::{Case, CaseCommand, CaseComment, CaseStatus};
 use projections::cases::{CaseView, VIEW};
 use serde::{Deserialize, Serialize};
 
@@ -41,7 +41,10 @@ pub struct ListParams {
 }
 
 /// The filters of a case listing.
-pub(crate) fn filters(status: Option<CaseStatus>, customer: Option<String>) -> Vec<(String, String)> {
+pub(crate) fn filters(
+    status: Option<CaseStatus>,
+    customer: Option<String>,
+) -> Vec<(String, String)> {
     status
         .map(|s| ("status".to_owned(), s.as_str().to_owned()))
         .into_iter()

@@ -91,8 +91,7 @@ pub async fn get(
 ) -> Result<Response, ApiError> {
     let id = portal_customer(&state, &principal, &id).await?;
     stream_of(&case_id)?;
-    let view: CaseView =
-        row_of(&state, &principal, VIEW, &case_id, token, "no such case").await?;
+    let view: CaseView = row_of(&state, &principal, VIEW, &case_id, token, "no such case").await?;
     // Another customer's case is as unknown here as one never opened.
     if view.customer_id != id {
         return Err(ApiError::NotFound("no such case".into()));

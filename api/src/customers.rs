@@ -2,19 +2,19 @@
 //! readable by ADMIN and MEMBER.
 
 use crate::app::{AppState, Routes};
-use crate::error::ApiError;
 use crate::auth::no_store;
+use crate::error::ApiError;
 use crate::extract::{Consistency, Ids, JsonBody, PathId, QueryParams};
 use crate::query::{Cursor, PageLimit, SearchText, meta, page_of, row_of, write_headers};
-use crate::users::InvitationView;
-use axum::http::StatusCode;
-use domain::Role;
-use domain::user::Email;
 use crate::tokens::Principal;
+use crate::users::InvitationView;
 use axum::Json;
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use domain::Role;
 use domain::TextRule;
+use domain::user::Email;
 use projections::customers::{CustomerView, VIEW};
 use serde::{Deserialize, Serialize};
 

@@ -6,9 +6,9 @@ pub mod analytics;
 pub mod app;
 pub mod audit;
 pub mod auth;
-pub mod cases;
 #[cfg(feature = "aws")]
 pub mod aws;
+pub mod cases;
 pub mod customer_cases;
 pub mod customers;
 pub mod embedded;

@@ -172,7 +172,12 @@ impl Oidc {
             TenantId::parse(tenant).map_err(|_| unauthorized("the token's tenant is not valid"))?;
         let user_id =
             UserId::parse(c.sub).map_err(|_| unauthorized("the token's sub is not valid"))?;
-        let in_group = |names: [&str; 2]| c.groups.iter().chain(&c.roles).any(|g| names.contains(&g.as_str()));
+        let in_group = |names: [&str; 2]| {
+            c.groups
+                .iter()
+                .chain(&c.roles)
+                .any(|g| names.contains(&g.as_str()))
+        };
         let role = if in_group(["admins", "ADMIN"]) {
             Role::Admin
         } else if in_group(["customers", "CUSTOMER"]) {

@@ -71,10 +71,7 @@ impl Command for OpenCase {
     async fn decide(&self, tx: &mut Tx<'_>) -> Result<Case, CommandError<CaseCommandError>> {
         let tenant = active_tenant::<CaseCommandError>(tx, self.tier).await?;
         let customer_stream = crate::customers::customer_stream(&self.customer_id);
-        let (customer, _) = tx
-            .load::<Customer>(&customer_stream)
-            .await
-            .map_err(lift)?;
+        let (customer, _) = tx.load::<Customer>(&customer_stream).await.map_err(lift)?;
         if customer.customer_id.is_none() || customer.deleted {
             return Err(rejected(CaseCommandError::NoCustomer));
         }

@@ -391,7 +391,10 @@ impl Aggregate for Case {
                 if let Some(s) = status.filter(|s| *s != self.status) {
                     events.push(updated(Some(s), None, None, Source::Salesforce));
                 }
-                for c in comments.iter().filter(|c| !self.knows_comment(&c.salesforce_id)) {
+                for c in comments
+                    .iter()
+                    .filter(|c| !self.knows_comment(&c.salesforce_id))
+                {
                     // A comment Chronicle wrote comes back with the same text: not new.
                     let ours = self
                         .comments
@@ -409,7 +412,9 @@ impl Aggregate for Case {
                 events
             }
             CaseCommand::MarkDelivered { salesforce_id } => match &self.delivery {
-                Delivery::Delivered { salesforce_id: s, .. } if s == salesforce_id => Vec::new(),
+                Delivery::Delivered {
+                    salesforce_id: s, ..
+                } if s == salesforce_id => Vec::new(),
                 _ => vec![CaseEvent::Delivered(CaseDelivered {
                     salesforce_id: salesforce_id.clone(),
                     delivered_at: ctx.now,
@@ -498,7 +503,10 @@ mod tests {
         let case = opened();
         assert_eq!(case.status, CaseStatus::New);
         assert_eq!(case.delivery, Delivery::Pending);
-        assert_eq!(case.opened.as_ref().unwrap().subject.as_str(), "Broken login");
+        assert_eq!(
+            case.opened.as_ref().unwrap().subject.as_str(),
+            "Broken login"
+        );
         let again = CaseCommand::Open {
             case_id: "c1".into(),
             customer_id: "001A".into(),
@@ -553,7 +561,10 @@ mod tests {
             case.apply(e);
         }
         assert_eq!(case.status, CaseStatus::Escalated);
-        assert!(case.decide(&theirs, &ctx("sf")).unwrap().is_empty(), "seen once");
+        assert!(
+            case.decide(&theirs, &ctx("sf")).unwrap().is_empty(),
+            "seen once"
+        );
     }
 
     #[test]

@@ -32,7 +32,9 @@ crate::domain_events!(CaseIntakeEvent, "case intake" {
 });
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("this customer opened {limit} cases in the last hour; the next may be opened in {retry_after_secs} s")]
+#[error(
+    "this customer opened {limit} cases in the last hour; the next may be opened in {retry_after_secs} s"
+)]
 pub struct TooManyCases {
     pub limit: u32,
     pub retry_after_secs: u64,
@@ -49,7 +51,11 @@ impl Aggregate for CaseIntake {
     type Event = CaseIntakeEvent;
     type Error = TooManyCases;
 
-    fn decide(&self, c: &Admit, ctx: &CommandContext) -> Result<Vec<CaseIntakeEvent>, TooManyCases> {
+    fn decide(
+        &self,
+        c: &Admit,
+        ctx: &CommandContext,
+    ) -> Result<Vec<CaseIntakeEvent>, TooManyCases> {
         let since = ctx.now - window();
         let mut recent: Vec<_> = self.recent.iter().copied().filter(|t| *t > since).collect();
         if recent.len() >= c.per_hour as usize {

@@ -125,6 +125,20 @@ impl TestApp {
         mint(SECRET, tenant, user, role)
     }
 
+    /// A ten-minute CUSTOMER token for `user`, bound to `customer` of `tenant`.
+    pub fn customer_token(&self, tenant: &str, user: &str, customer: &str) -> String {
+        api::TokenKeys::from_secret(SECRET)
+            .expect("keys")
+            .mint_for(
+                &TenantId::parse(tenant).expect("tenant"),
+                &UserId::parse(user).expect("user"),
+                (Role::Customer, Some(customer)),
+                domain::Tier::Enterprise,
+                Duration::from_secs(600),
+            )
+            .expect("mint")
+    }
+
     /// Sends a request; `body` is sent as JSON when given.
     pub async fn send(
         &self,

@@ -132,14 +132,22 @@ async fn a_portal_user_opens_and_follows_their_cases_and_sees_nothing_else() {
         (Method::GET, "/customers".to_owned()),
         (Method::GET, format!("/customers/{ACME}")),
         (Method::GET, "/users".to_owned()),
-        (Method::GET, "/analytics/daily?from=2026-01-01&to=2026-01-02".to_owned()),
+        (
+            Method::GET,
+            "/analytics/daily?from=2026-01-01&to=2026-01-02".to_owned(),
+        ),
         (Method::POST, "/ai/query".to_owned()),
     ] {
         let body = (method == Method::POST).then_some(r#"{"prompt":"hi"}"#);
         let r = app
             .send(method.clone(), &path, Some(&alice.access), &[], body)
             .await;
-        assert_eq!(r.status, StatusCode::FORBIDDEN, "{method} {path}: {:?}", r.body);
+        assert_eq!(
+            r.status,
+            StatusCode::FORBIDDEN,
+            "{method} {path}: {:?}",
+            r.body
+        );
         r.problem();
     }
 
@@ -163,7 +171,12 @@ async fn a_portal_user_opens_and_follows_their_cases_and_sees_nothing_else() {
             Some(&change),
         )
         .await;
-    assert_eq!(stale.status, StatusCode::PRECONDITION_FAILED, "{:?}", stale.body);
+    assert_eq!(
+        stale.status,
+        StatusCode::PRECONDITION_FAILED,
+        "{:?}",
+        stale.body
+    );
     let moved = app
         .send(
             Method::PUT,
@@ -232,7 +245,12 @@ async fn portal_invitations_and_roles_hold_their_bounds() {
         ),
     ] {
         let r = app.post(path, &admin.access, &body.to_string()).await;
-        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {:?}", r.body);
+        assert_eq!(
+            r.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{path}: {:?}",
+            r.body
+        );
     }
     // The code is bound to the invited address.
     let invite = app
@@ -252,7 +270,11 @@ async fn portal_invitations_and_roles_hold_their_bounds() {
     let carol = app.portal_user(&admin, ACME, "carol2@acme.test").await;
     // A portal user takes no seat of the tenant's staff.
     let tenant = app
-        .get(&format!("/tenants/{}", admin.tenant_id), &admin.access, None)
+        .get(
+            &format!("/tenants/{}", admin.tenant_id),
+            &admin.access,
+            None,
+        )
         .await;
     assert_eq!(tenant.body["usage"]["users"], 1, "{:?}", tenant.body);
     // Never promoted; disabled, they sign in no more.
@@ -300,7 +322,12 @@ async fn new_cases_are_checked_and_limited_per_customer_and_hour() {
         (json!({"subject": "ok", "status": "CLOSED"}), "status"),
     ] {
         let r = app.post(&path, &dave.access, &body.to_string()).await;
-        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{field}: {:?}", r.body);
+        assert_eq!(
+            r.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{field}: {:?}",
+            r.body
+        );
         r.problem();
         let detail = r.body["detail"].as_str().unwrap_or_default();
         assert!(detail.contains(field), "{field}: {detail}");
@@ -315,7 +342,12 @@ async fn new_cases_are_checked_and_limited_per_customer_and_hour() {
     let refused = app
         .post(&path, &dave.access, r#"{"subject":"the eleventh"}"#)
         .await;
-    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS, "{:?}", refused.body);
+    assert_eq!(
+        refused.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{:?}",
+        refused.body
+    );
     let retry: u64 = refused
         .header("retry-after")
         .and_then(|v| v.parse().ok())
@@ -323,12 +355,23 @@ async fn new_cases_are_checked_and_limited_per_customer_and_hour() {
     assert!((3000..=3600).contains(&retry), "{retry}");
     assert_eq!(refused.body["limit"], "cases_per_customer_per_hour");
     // Refused, it wrote nothing; staff opening for the same customer count the same hour.
-    let r = app.post(&path, &admin.access, r#"{"subject":"staff"}"#).await;
+    let r = app
+        .post(&path, &admin.access, r#"{"subject":"staff"}"#)
+        .await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
     let all = app
-        .get(&format!("{path}?limit=100"), &dave.access, Some(&open_case_token(&app, &admin).await))
+        .get(
+            &format!("{path}?limit=100"),
+            &dave.access,
+            Some(&open_case_token(&app, &admin).await),
+        )
         .await;
-    assert_eq!(all.body["items"].as_array().map(Vec::len), Some(10), "{:?}", all.body);
+    assert_eq!(
+        all.body["items"].as_array().map(Vec::len),
+        Some(10),
+        "{:?}",
+        all.body
+    );
     // Another customer's hour is its own.
     let r = app
         .post(

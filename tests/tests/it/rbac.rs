@@ -1,5 +1,6 @@
-//! Walks every route of the policy table with five callers (no token, a bad token, a MEMBER,
-//! an ADMIN, another tenant's ADMIN) and checks each answer against the table. The router
+//! Walks every route of the policy table with six callers (no token, a bad token, a MEMBER,
+//! an ADMIN, a CUSTOMER of one of the tenant's customers, another tenant's ADMIN) and
+//! checks each answer against the table. The router
 //! registers routes only through the table, so a route cannot be missing from the walk.
 
 use api::policy::Access;
@@ -14,6 +15,7 @@ enum Caller {
     BadToken,
     Member,
     Admin,
+    Customer,
     OtherTenantAdmin,
 }
 
@@ -36,6 +38,7 @@ fn expected(access: Access, caller: Caller, has_id: bool, ok: StatusCode) -> Vec
         (Access::Public, _) => vec![ok, StatusCode::NOT_FOUND /* /metrics off in tests */],
         (_, Anonymous | BadToken) => vec![StatusCode::UNAUTHORIZED],
         (Access::Admin, Member) => vec![StatusCode::FORBIDDEN],
+        (Access::Admin | Access::Member, Customer) => vec![StatusCode::FORBIDDEN],
         (_, OtherTenantAdmin) if has_id => vec![StatusCode::NOT_FOUND],
         _ => vec![ok],
     }
@@ -87,14 +90,60 @@ fn order_body(product_id: &str) -> serde_json::Value {
     })
 }
 
-/// A fresh product (by the ADMIN) and an order of it placed by the MEMBER, moved as far
-/// along as the route needs (confirmed before a ship, shipped before a delivery).
-async fn commerce_fixture(
-    app: &TestApp,
-    f: &Fixture,
-    path: &str,
-    unique: &str,
-) -> (String, String, String) {
+/// The customer the walk's tenants sync from their org.
+const WALKED: &str = "001WALK0000000AAA";
+
+/// What a route of the walk needs: a product and an order (an order placed by the MEMBER,
+/// moved as far along as the route needs: confirmed before a ship, shipped before a
+/// delivery), a synced customer with a case and a CUSTOMER of it, or nothing.
+#[derive(Default)]
+struct Needs {
+    product_id: String,
+    /// The `{id}` of an order, AI query, sync, customer or case route.
+    id: String,
+    case_id: String,
+    token: String,
+    /// A signed-up CUSTOMER of the walked customer.
+    customer: Option<String>,
+}
+
+async fn commerce_fixture(app: &TestApp, f: &Fixture, path: &str, unique: &str) -> Needs {
+    if path.starts_with("/customer/") || path.starts_with("/cases") {
+        let org = FakeSalesforce::start(10).await;
+        org.put(Account::new(
+            WALKED,
+            "Walked",
+            "Karachi",
+            chrono::Utc::now() - chrono::Duration::hours(1),
+        ));
+        app.connect_and_sync(&f.admin, &org).await;
+        let case = app
+            .post(
+                &format!("/customer/{WALKED}/cases"),
+                &f.admin.access,
+                r#"{"subject":"walked"}"#,
+            )
+            .await;
+        assert_eq!(case.status, StatusCode::CREATED, "{:?}", case.body);
+        let case_id = case.body["case_id"].as_str().unwrap_or_default().to_owned();
+        let customer = app
+            .portal_user(&f.admin, WALKED, &format!("contact{unique}@walk.test"))
+            .await;
+        return Needs {
+            id: if path.starts_with("/cases") {
+                case_id.clone()
+            } else {
+                WALKED.to_owned()
+            },
+            case_id,
+            token: case
+                .header("x-consistency-token")
+                .unwrap_or_default()
+                .to_owned(),
+            customer: Some(customer.access),
+            ..Needs::default()
+        };
+    }
     if path.starts_with("/salesforce") || path.starts_with("/customers") {
         // The tenant connected to its own org, with one customer synced by one run.
         let org = FakeSalesforce::start(10).await;
@@ -133,15 +182,15 @@ async fn commerce_fixture(
         };
         let _ = token;
         let target = if path.starts_with("/customers") {
-            "001WALK0000000AAA".to_owned()
+            WALKED.to_owned()
         } else {
             id
         };
-        return (
-            serde_json::to_string(&body).unwrap_or_default(),
-            target,
-            String::new(),
-        );
+        return Needs {
+            product_id: serde_json::to_string(&body).unwrap_or_default(),
+            id: target,
+            ..Needs::default()
+        };
     }
     if path.starts_with("/ai/") {
         // A query of the MEMBER's: the ADMIN sees it too, another tenant does not.
@@ -154,10 +203,14 @@ async fn commerce_fixture(
             .header("x-consistency-token")
             .unwrap_or_default()
             .to_owned();
-        return (String::new(), id, token);
+        return Needs {
+            id,
+            token,
+            ..Needs::default()
+        };
     }
     if !(path.starts_with("/products") || path.starts_with("/orders")) {
-        return (String::new(), String::new(), String::new());
+        return Needs::default();
     }
     let product = app
         .post(
@@ -204,7 +257,12 @@ async fn commerce_fixture(
             .unwrap_or_default()
             .to_owned();
     }
-    (product_id, order_id, token)
+    Needs {
+        product_id,
+        id: order_id,
+        token,
+        ..Needs::default()
+    }
 }
 
 #[tokio::test]
@@ -223,6 +281,7 @@ async fn every_route_answers_every_caller_as_the_policy_says() {
             Caller::BadToken,
             Caller::Member,
             Caller::Admin,
+            Caller::Customer,
             Caller::OtherTenantAdmin,
         ] {
             walked += 1;
@@ -245,8 +304,8 @@ async fn every_route_answers_every_caller_as_the_policy_says() {
                 "{:?}",
                 created.body
             );
-            let (product_id, order_id, commerce_token) =
-                commerce_fixture(&app, &f, rule.path, &format!("{n}-{walked}")).await;
+            let needs = commerce_fixture(&app, &f, rule.path, &format!("{n}-{walked}")).await;
+            let (product_id, order_id, commerce_token) = (needs.product_id, needs.id, needs.token);
             let id = match rule.path {
                 p if p.starts_with("/tenants/") => f.admin.tenant_id.clone(),
                 p if p.starts_with("/users/") => f.member.user_id.clone(),
@@ -254,7 +313,9 @@ async fn every_route_answers_every_caller_as_the_policy_says() {
                 p if p.starts_with("/orders/")
                     || p.starts_with("/ai/")
                     || p.starts_with("/salesforce/")
-                    || p.starts_with("/customers/") =>
+                    || p.starts_with("/customers/")
+                    || p.starts_with("/customer/")
+                    || p.starts_with("/cases/") =>
                 {
                     order_id.clone()
                 }
@@ -263,6 +324,7 @@ async fn every_route_answers_every_caller_as_the_policy_says() {
             let mut path = rule
                 .path
                 .replace("{id}", &id)
+                .replace("{case_id}", &needs.case_id)
                 .replace("{stream_id}", &format!("task-{task_id}"));
             if rule.path.ends_with("/state") {
                 path.push_str("?version=1");
@@ -275,6 +337,11 @@ async fn every_route_answers_every_caller_as_the_policy_says() {
                 Caller::BadToken => Some("not-a-token".to_owned()),
                 Caller::Member => Some(f.member.access.clone()),
                 Caller::Admin => Some(f.admin.access.clone()),
+                // A route without a customer of its own: a CUSTOMER token of the walked
+                // customer, as the server signs them; its role alone decides.
+                Caller::Customer => Some(needs.customer.clone().unwrap_or_else(|| {
+                    app.customer_token(&f.admin.tenant_id, &f.member.user_id, WALKED)
+                })),
                 Caller::OtherTenantAdmin => Some(other.access.clone()),
             };
             let unique = format!("{n}-{walked}");
@@ -300,6 +367,11 @@ async fn every_route_answers_every_caller_as_the_policy_says() {
                 ("POST", "/products/{id}/inventory") => Some(json!({"delta": 1, "reason": "walk"})),
                 ("POST", "/orders") => Some(order_body(&product_id)),
                 ("POST", "/ai/query") => Some(json!({"prompt": "asked by the walk"})),
+                ("POST", "/customer/{id}/cases") => Some(json!({"subject": "walked in"})),
+                ("PUT", "/cases/{id}") => Some(json!({"status": "WORKING", "comment": "walk"})),
+                ("POST", "/customers/{id}/portal-invitations") => {
+                    Some(json!({"email": format!("portal{unique}@walk.test")}))
+                }
                 ("PUT", "/salesforce/connection") => {
                     Some(serde_json::from_str(&product_id).unwrap_or_default())
                 }
@@ -394,5 +466,5 @@ async fn every_route_answers_every_caller_as_the_policy_says() {
             }
         }
     }
-    assert_eq!(walked, policy.rules.len() * 5);
+    assert_eq!(walked, policy.rules.len() * 6);
 }
