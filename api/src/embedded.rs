@@ -104,6 +104,7 @@ impl Embedded {
         if let Some(sf) = &config.salesforce {
             let access = sf.access()?;
             let worker = Arc::new(sf.worker(handler.clone(), &access)?);
+            workers.push(tail(Arc::new(sf.case_worker(handler.clone(), &access)?), 4));
             state.salesforce = Some(access);
             workers.push(tail(worker.clone(), 4));
             sync = Some(worker.clone());

@@ -1078,6 +1078,17 @@ async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
                 tracing::info!(queue = %aws.names.sync_queue, "Salesforce sync worker consuming");
                 let shutdown = until_stopped();
                 runs.push(Box::pin(async move { queue.run(shutdown).await }));
+                let cases = infra::aws::QueueWorker::new(
+                    &aws,
+                    &aws.names.case_queue,
+                    Arc::new(config.case_worker(handler.clone(), &access)?),
+                    (wait, 4),
+                    infra::aws::CASE_VISIBILITY_SECS,
+                )
+                .await?;
+                tracing::info!(queue = %aws.names.case_queue, "case delivery worker consuming");
+                let shutdown = until_stopped();
+                runs.push(Box::pin(async move { cases.run(shutdown).await }));
             }
         }
     } else {
@@ -1109,6 +1120,13 @@ async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
                 Arc::new(events.clone()),
                 Arc::new(views.clone()),
                 worker,
+                4,
+                until_stopped(),
+            )));
+            runs.push(Box::pin(api::workers::run_worker(
+                Arc::new(events.clone()),
+                Arc::new(views.clone()),
+                Arc::new(config.case_worker(handler.clone(), &access)?),
                 4,
                 until_stopped(),
             )));

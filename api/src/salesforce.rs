@@ -14,7 +14,9 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use commands::customers::{CrmError, CrmSource, Org, StartSync, connect, connection, sync_stream};
 use domain::customer_sync::{SyncMode, SyncStatus};
-use domain::salesforce::{ApiVersion, ClientId, ConnectionCommand, LoginUrl, SalesforceConnected};
+use domain::salesforce::{
+    ApiVersion, ClientId, ConnectionCommand, ExternalIdField, LoginUrl, SalesforceConnected,
+};
 use domain::user::Secret;
 use projections::customer_syncs::{SyncView, VIEW};
 use serde::{Deserialize, Serialize};
@@ -38,6 +40,8 @@ pub struct ConnectBody {
     client_secret: Secret,
     #[serde(default)]
     api_version: Option<ApiVersion>,
+    #[serde(default)]
+    case_external_id_field: Option<ExternalIdField>,
 }
 
 /// The connection, without its secret.
@@ -47,6 +51,8 @@ pub struct ConnectionView {
     login_url: String,
     client_id: String,
     api_version: String,
+    /// The External ID field of Case that portal cases are upserted on.
+    case_external_id_field: String,
     connected_by: String,
     connected_at: DateTime<Utc>,
 }
@@ -57,6 +63,7 @@ impl ConnectionView {
             login_url: c.login_url.as_str().to_owned(),
             client_id: c.client_id.as_str().to_owned(),
             api_version: c.api_version.as_str().to_owned(),
+            case_external_id_field: c.case_external_id_field.as_str().to_owned(),
             connected_by: c.connected_by.to_string(),
             connected_at: c.connected_at,
         }
@@ -110,6 +117,7 @@ pub async fn put_connection(
     let b = body.value;
     let sealed = sf.secrets.seal(b.client_secret.as_str());
     let api_version = b.api_version.unwrap_or_default();
+    let case_external_id_field = b.case_external_id_field.unwrap_or_default();
     let candidate = Org {
         tenant: principal.tenant_id.clone(),
         connection: SalesforceConnected {
@@ -117,6 +125,7 @@ pub async fn put_connection(
             client_id: b.client_id.clone(),
             client_secret: sealed.clone(),
             api_version: api_version.clone(),
+            case_external_id_field: case_external_id_field.clone(),
             connected_by: principal.actor.user_id.clone(),
             connected_at: state.commands.now(),
         },
@@ -136,6 +145,7 @@ pub async fn put_connection(
         client_id: b.client_id,
         client_secret: sealed,
         api_version,
+        case_external_id_field,
     };
     connect(&state.commands, &meta(&principal, ids, None), command).await?;
     tracing::info!(tenant_id = %principal.tenant_id, "Salesforce connected");

@@ -25,6 +25,8 @@ pub struct SalesforceConfig {
     pub lookback: chrono::Duration,
     /// The scheduled incremental sync of every connected tenant; `None`: none.
     pub poll_interval: Option<Duration>,
+    /// How the case delivery worker retries an upsert.
+    pub delivery: commands::worker::RetryPolicy,
 }
 
 impl std::fmt::Debug for SalesforceConfig {
@@ -34,6 +36,7 @@ impl std::fmt::Debug for SalesforceConfig {
             .field("timeout", &self.timeout)
             .field("lookback", &self.lookback)
             .field("poll_interval", &self.poll_interval)
+            .field("delivery", &self.delivery)
             .finish()
     }
 }
@@ -59,6 +62,19 @@ impl SalesforceConfig {
             handler,
             access.crm.clone(),
             self.lookback,
+        )?)
+    }
+
+    /// The case delivery worker over `handler`, sharing `access`'s client.
+    pub fn case_worker(
+        &self,
+        handler: commands::CommandHandler,
+        access: &crate::salesforce::SalesforceAccess,
+    ) -> anyhow::Result<commands::case_worker::CaseDeliveryWorker> {
+        Ok(commands::case_worker::CaseDeliveryWorker::new(
+            handler,
+            access.crm.clone(),
+            self.delivery.clone(),
         )?)
     }
 }
@@ -109,6 +125,11 @@ impl SalesforceArgs {
             timeout: self.sf_timeout,
             lookback: chrono::Duration::from_std(self.sf_lookback)?,
             poll_interval: self.sf_poll_interval.0,
+            delivery: commands::worker::RetryPolicy {
+                max_attempts: 3,
+                timeout: self.sf_timeout,
+                ..Default::default()
+            },
         }))
     }
 }

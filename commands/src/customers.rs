@@ -105,6 +105,39 @@ pub enum CrmError {
     /// Any other refusal or failure (QUERY_TIMEOUT, 5xx, unreachable).
     #[error("Salesforce failed: {0}")]
     Failed(String),
+    /// A record Salesforce will not take as it is (400: a validation rule, a missing
+    /// field): no retry can fix it.
+    #[error("Salesforce refused the record: {0}")]
+    Refused(String),
+}
+
+impl CrmError {
+    /// Whether another call later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::RateLimited(_) | Self::Failed(_))
+    }
+}
+
+/// A case as the org's Case object gets it, keyed by Chronicle's case id in the
+/// connection's External ID field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaseRecord {
+    pub case_id: String,
+    /// The customer's Account.
+    pub account_id: String,
+    pub subject: String,
+    pub description: String,
+    /// Case.Priority and Case.Status picklist values.
+    pub priority: &'static str,
+    pub status: &'static str,
+}
+
+/// What an upsert did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upserted {
+    pub salesforce_id: String,
+    /// A new Case (201), rather than the one an earlier attempt made (204).
+    pub created: bool,
 }
 
 /// The Salesforce REST API, per tenant org (the port the client implements).
@@ -122,6 +155,9 @@ pub trait CrmSource: Send + Sync {
     ) -> Result<AccountPage, CrmError>;
     /// The page at `next` (a `nextRecordsUrl`).
     async fn next_page(&self, org: &Org, next: &str) -> Result<AccountPage, CrmError>;
+    /// Creates or updates the Case whose External ID field holds `case.case_id`: however
+    /// often it is sent, the org has one such Case.
+    async fn upsert_case(&self, org: &Org, case: &CaseRecord) -> Result<Upserted, CrmError>;
 }
 
 /// The tenant's connection, if any.

@@ -6,6 +6,7 @@ pub mod access;
 pub mod ai;
 pub mod ai_worker;
 pub mod audit;
+pub mod case_worker;
 pub mod cases;
 pub mod commerce;
 pub mod customers;

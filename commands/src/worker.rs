@@ -4,6 +4,7 @@
 //! Delivery is at least once, so `handle` must be safe to run again for the same event.
 
 use domain::EventEnvelope;
+use std::time::Duration;
 
 /// Why an event's work is not done.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -37,5 +38,46 @@ pub fn failure<E: std::error::Error + 'static>(e: crate::CommandError<E>) -> Wor
         C::Store(crate::StoreError::Retryable(m)) => WorkFailure::Retry(m),
         e @ C::Contended(_) => WorkFailure::Retry(e.to_string()),
         e => WorkFailure::Poison(e.to_string()),
+    }
+}
+
+/// How many attempts, how long each, and how long between them.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    /// How long one call may take before it counts as a retryable failure.
+    pub timeout: Duration,
+    /// The first pause; each next one doubles, up to `max_backoff`, with full jitter.
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+    /// The longest `Retry-After` honoured.
+    pub max_retry_after: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 4,
+            timeout: Duration::from_secs(60),
+            base_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(30),
+            max_retry_after: Duration::from_secs(60),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The pause after failed attempt `attempt` (1-based).
+    pub fn pause(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        if let Some(after) = retry_after {
+            return after.min(self.max_retry_after);
+        }
+        let window = self
+            .base_backoff
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
+            .min(self.max_backoff);
+        // Full jitter, but never less than a tenth of the window.
+        let ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
+        Duration::from_millis(rand::random_range(ms / 10..=ms.max(1)))
     }
 }

@@ -98,6 +98,42 @@ impl Default for ApiVersion {
 }
 
 crate::rules::text_serde!(ApiVersion);
+
+static FIELD_NAME: Pattern = Pattern::new(r"^[A-Za-z][A-Za-z0-9_]*$");
+
+/// The Case field Chronicle upserts on: an External ID field of the org's Case object
+/// (e.g. `Chronicle_Case_Id__c`, the default), holding Chronicle's case id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalIdField(String);
+
+impl ExternalIdField {
+    pub const RULE: TextRule = TextRule {
+        pattern: Some(&FIELD_NAME),
+        ..TextRule::chars(
+            1,
+            80,
+            "The External ID field of Case that holds Chronicle's case id (default Chronicle_Case_Id__c).",
+        )
+    };
+
+    pub fn parse(value: &str) -> Result<Self, ValidationError> {
+        Self::RULE.check("case_external_id_field", value)?;
+        Ok(Self(value.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for ExternalIdField {
+    fn default() -> Self {
+        Self("Chronicle_Case_Id__c".to_owned())
+    }
+}
+
+crate::rules::text_serde!(ExternalIdField);
+crate::rules::text_schema!(ExternalIdField, "ExternalIdField");
 crate::rules::text_schema!(ApiVersion, "ApiVersion");
 
 /// A secret as sealed by the server's key (nonce and ciphertext, base64); opaque here.
@@ -117,6 +153,7 @@ pub enum ConnectionCommand {
         client_id: ClientId,
         client_secret: SealedSecret,
         api_version: ApiVersion,
+        case_external_id_field: ExternalIdField,
     },
     Disconnect,
 }
@@ -127,6 +164,9 @@ pub struct SalesforceConnected {
     pub client_id: ClientId,
     pub client_secret: SealedSecret,
     pub api_version: ApiVersion,
+    /// Connections made before cases existed have the default.
+    #[serde(default)]
+    pub case_external_id_field: ExternalIdField,
     pub connected_by: UserId,
     pub connected_at: DateTime<Utc>,
 }
@@ -170,11 +210,13 @@ impl Aggregate for SalesforceConnection {
                 client_id,
                 client_secret,
                 api_version,
+                case_external_id_field,
             } => Ok(vec![ConnectionEvent::Connected(SalesforceConnected {
                 login_url: login_url.clone(),
                 client_id: client_id.clone(),
                 client_secret: client_secret.clone(),
                 api_version: api_version.clone(),
+                case_external_id_field: case_external_id_field.clone(),
                 connected_by: ctx.actor.user_id.clone(),
                 connected_at: ctx.now,
             })]),

@@ -8,7 +8,9 @@
 use crate::secrets::SecretBox;
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
-use commands::customers::{AccountPage, AccountRecord, CrmError, CrmSource, Org};
+use commands::customers::{
+    AccountPage, AccountRecord, CaseRecord, CrmError, CrmSource, Org, Upserted,
+};
 use domain::TenantId;
 use domain::customer::CustomerFields;
 use serde_json::Value;
@@ -103,27 +105,47 @@ impl SalesforceClient {
         }
     }
 
-    /// GETs `path` (under the instance URL, with the query) with a token, once more with a
-    /// new token after a 401 INVALID_SESSION_ID.
+    /// GETs `path` (under the instance URL, with the query).
     async fn get(&self, org: &Org, path: &str, query: &[(&str, &str)]) -> Result<Value, CrmError> {
+        self.call(org, reqwest::Method::GET, path, query, None)
+            .await
+            .map(|(_, body)| body)
+    }
+
+    /// Calls `path` (under the instance URL) with a token, once more with a new token
+    /// after a 401 INVALID_SESSION_ID; the status and body of a success. A 400 is the
+    /// record's fault (`Refused`), REQUEST_LIMIT_EXCEEDED the org's limit, the rest
+    /// `Failed`.
+    async fn call(
+        &self,
+        org: &Org,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> Result<(reqwest::StatusCode, Value), CrmError> {
         for attempt in 0..2 {
             let token = match self.cached(&org.tenant) {
                 Some(t) => t,
                 None => self.fetch_token(org).await?,
             };
-            let response = self
+            let mut request = self
                 .http
-                .get(format!("{}{path}", token.instance_url))
+                .request(method.clone(), format!("{}{path}", token.instance_url))
                 .query(query)
-                .bearer_auth(&token.access_token)
+                .bearer_auth(&token.access_token);
+            if let Some(b) = body {
+                request = request.json(b);
+            }
+            let response = request
                 .send()
                 .await
-                .map_err(|e| CrmError::Failed(format!("the query failed: {}", e.without_url())))?;
+                .map_err(|e| CrmError::Failed(format!("the call failed: {}", e.without_url())))?;
             record_limits(&org.tenant, response.headers());
             let status = response.status();
             let body: Value = response.json().await.unwrap_or(Value::Null);
             if status.is_success() {
-                return Ok(body);
+                return Ok((status, body));
             }
             let first = body.as_array().and_then(|a| a.first());
             let code = first
@@ -140,9 +162,22 @@ impl SalesforceClient {
                 self.forget(&org.tenant);
                 continue;
             }
-            let reason = format!("{status} {code}: {message}");
+            let fields = first
+                .and_then(|e| e["fields"].as_array())
+                .map(|f| {
+                    f.iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .filter(|f| !f.is_empty())
+                .map(|f| format!(" (fields: {f})"))
+                .unwrap_or_default();
+            let reason = format!("{status} {code}: {message}{fields}");
             return Err(if code == "REQUEST_LIMIT_EXCEEDED" {
                 CrmError::RateLimited(reason)
+            } else if status == reqwest::StatusCode::BAD_REQUEST {
+                CrmError::Refused(reason)
             } else {
                 CrmError::Failed(reason)
             });
@@ -287,5 +322,42 @@ impl CrmSource for SalesforceClient {
         }
         let body = self.get(org, path, &[]).await?;
         page(&body, deleted)
+    }
+
+    async fn upsert_case(&self, org: &Org, case: &CaseRecord) -> Result<Upserted, CrmError> {
+        let c = &org.connection;
+        let path = format!(
+            "/services/data/v{}/sobjects/Case/{}/{}",
+            c.api_version.as_str(),
+            c.case_external_id_field.as_str(),
+            case.case_id
+        );
+        let record = serde_json::json!({
+            "AccountId": case.account_id,
+            "Subject": case.subject,
+            "Description": case.description,
+            "Priority": case.priority,
+            "Status": case.status,
+            "Origin": "Web",
+        });
+        let (status, body) = self
+            .call(org, reqwest::Method::PATCH, &path, &[], Some(&record))
+            .await?;
+        let created =
+            status == reqwest::StatusCode::CREATED || body["created"].as_bool().unwrap_or(false);
+        if let Some(id) = text(&body["id"]) {
+            return Ok(Upserted {
+                salesforce_id: id,
+                created,
+            });
+        }
+        // 204: an update, which answers no body; the Case's Id is read by the same key.
+        let found = self.get(org, &path, &[("fields", "Id")]).await?;
+        let id = text(&found["Id"])
+            .ok_or_else(|| CrmError::Failed("the upserted Case has no Id".into()))?;
+        Ok(Upserted {
+            salesforce_id: id,
+            created,
+        })
     }
 }

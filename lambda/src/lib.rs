@@ -18,3 +18,37 @@ pub async fn aws() -> Aws {
     let prefix = std::env::var("CHRONICLE_AWS_PREFIX").unwrap_or_else(|_| "chronicle".into());
     Aws::load(&prefix).await
 }
+
+/// Serves an SQS-triggered function of `worker`'s queue: each record's event is handled in
+/// turn (`infra::aws::run_message`), and the answer is a partial batch response, so the
+/// messages of finished work are deleted and the others come back (and, after the queue's
+/// maximum receives, reach its dead-letter queue).
+pub async fn serve_queue(
+    worker: std::sync::Arc<dyn commands::worker::EventWorker>,
+) -> Result<(), lambda_runtime::Error> {
+    use serde_json::{Value, json};
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<Value>| {
+            let worker = worker.clone();
+            async move {
+                let records = event.payload["Records"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                let mut failures = Vec::new();
+                for r in &records {
+                    let id = r["messageId"].as_str().unwrap_or_default();
+                    let body = r["body"].as_str().unwrap_or_default();
+                    if infra::aws::run_message(worker.as_ref(), id, body)
+                        .await
+                        .is_err()
+                    {
+                        failures.push(json!({ "itemIdentifier": id }));
+                    }
+                }
+                Ok::<Value, lambda_runtime::Error>(json!({ "batchItemFailures": failures }))
+            }
+        },
+    ))
+    .await
+}

@@ -4,7 +4,11 @@
 //! `records` carrying `attributes`, errors as `[{"message", "errorCode"}]`, and the
 //! `Sforce-Limit-Info` header. It understands the queries Chronicle sends: Accounts with
 //! `IsDeleted = true` (queryAll) or not, `SystemModstamp >= <time>`, ordered by
-//! (SystemModstamp, Id).
+//! (SystemModstamp, Id). Cases are upserted on an External ID field
+//! (`PATCH /sobjects/Case/<field>/<value>`: 201 with `{"id", "success", "errors",
+//! "created"}` for a new one, 204 for an update, 400 with `[{"message", "errorCode",
+//! "fields"}]` for a validation rule's refusal) and read by it (`GET`, the record with
+//! `attributes`).
 
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -53,7 +57,18 @@ struct Org {
     cursors: HashMap<String, Vec<Value>>,
     pause: Duration,
     used: u32,
+    /// Cases by the value of their External ID field.
+    cases: Vec<(String, Value)>,
+    /// Upserts answered 503 before the next one is applied.
+    case_outages: u32,
+    /// How long the next upsert's answer is held back after it was applied (a timeout
+    /// that loses an answer, not the write).
+    case_delay: Option<Duration>,
+    case_calls: u32,
 }
+
+/// What the fake's validation rule refuses: a Subject with this in it.
+pub const REFUSED_SUBJECT: &str = "[refused]";
 
 #[derive(Clone)]
 pub struct FakeSalesforce {
@@ -87,6 +102,10 @@ impl FakeSalesforce {
             .route(
                 "/services/data/{version}/query/{locator}",
                 axum::routing::get(more),
+            )
+            .route(
+                "/services/data/{version}/sobjects/Case/{field}/{value}",
+                axum::routing::patch(upsert_case).get(case_by_key),
             )
             .with_state(fake.clone());
         tokio::spawn(async move {
@@ -136,6 +155,26 @@ impl FakeSalesforce {
 
     pub fn queries(&self) -> Vec<String> {
         self.org().queries.clone()
+    }
+
+    /// The Cases the org has: (External ID value, record).
+    pub fn cases(&self) -> Vec<(String, Value)> {
+        self.org().cases.clone()
+    }
+
+    /// The next `n` case upserts answer 503 Service Unavailable.
+    pub fn fail_cases(&self, n: u32) {
+        self.org().case_outages = n;
+    }
+
+    /// The next case upsert is applied, then answered only after `delay`.
+    pub fn delay_next_case(&self, delay: Duration) {
+        self.org().case_delay = Some(delay);
+    }
+
+    /// Case upserts received, answered or not.
+    pub fn case_calls(&self) -> u32 {
+        self.org().case_calls
     }
 }
 
@@ -334,4 +373,101 @@ async fn more(
         );
     };
     (out, Json(page(&fake, rows, &locator))).into_response()
+}
+
+async fn upsert_case(
+    State(fake): State<FakeSalesforce>,
+    Path((_version, field, value)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    let limits = match admit(&fake, &headers) {
+        Ok(h) => h,
+        Err(refusal) => return refusal,
+    };
+    let (delay, created, id) = {
+        let mut org = fake.org();
+        org.case_calls += 1;
+        if org.case_outages > 0 {
+            org.case_outages -= 1;
+            return errors(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "SERVER_UNAVAILABLE",
+                "The server is temporarily unavailable",
+            );
+        }
+        if field != "Chronicle_Case_Id__c" {
+            return errors(
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                &format!("Provided external ID field does not exist or is not accessible: {field}"),
+            );
+        }
+        let subject = body["Subject"].as_str().unwrap_or_default();
+        if subject.contains(REFUSED_SUBJECT) {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!([{"message": "Subject: the subject is not allowed", "errorCode": "FIELD_CUSTOM_VALIDATION_EXCEPTION", "fields": ["Subject"]}])),
+            )
+                .into_response();
+        }
+        let delay = org.case_delay.take();
+        let n = org.cases.len();
+        match org.cases.iter_mut().find(|(v, _)| *v == value) {
+            Some((_, record)) => {
+                let id = record["Id"].clone();
+                let mut merged = body.clone();
+                merged["Id"] = id.clone();
+                merged[&field] = json!(value);
+                *record = merged;
+                (delay, false, id)
+            }
+            None => {
+                let id = json!(format!("500FAKE{n:011}"));
+                let mut record = body.clone();
+                record["Id"] = id.clone();
+                record[&field] = json!(value);
+                org.cases.push((value.clone(), record));
+                (delay, true, id)
+            }
+        }
+    };
+    if let Some(d) = delay {
+        tokio::time::sleep(d).await;
+    }
+    if created {
+        (
+            StatusCode::CREATED,
+            limits,
+            Json(json!({"id": id, "success": true, "errors": [], "created": true})),
+        )
+            .into_response()
+    } else {
+        (StatusCode::NO_CONTENT, limits).into_response()
+    }
+}
+
+async fn case_by_key(
+    State(fake): State<FakeSalesforce>,
+    Path((_version, field, value)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let limits = match admit(&fake, &headers) {
+        Ok(h) => h,
+        Err(refusal) => return refusal,
+    };
+    let org = fake.org();
+    match org.cases.iter().find(|(v, _)| *v == value) {
+        Some((_, record)) => {
+            let mut r = record.clone();
+            r["attributes"] = json!({"type": "Case", "url": format!("/services/data/v60.0/sobjects/Case/{}", record["Id"].as_str().unwrap_or_default())});
+            let _ = field;
+            (limits, Json(r)).into_response()
+        }
+        None => errors(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "The requested resource does not exist",
+        ),
+    }
 }

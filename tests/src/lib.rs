@@ -106,6 +106,13 @@ impl TestApp {
                 timeout: Duration::from_secs(5),
                 lookback: chrono::Duration::minutes(2),
                 poll_interval: None,
+                delivery: commands::worker::RetryPolicy {
+                    max_attempts: 2,
+                    timeout: Duration::from_secs(1),
+                    base_backoff: Duration::from_millis(20),
+                    max_backoff: Duration::from_millis(100),
+                    max_retry_after: Duration::from_secs(1),
+                },
             }),
         })
         .expect("start");

@@ -24,7 +24,9 @@ pub use dynamodb::DynamoEventStore;
 pub use kinesis_consumer::{
     ConsumerConfig, KinesisConsumer, Lease, analytics_projector, apply_analytics,
 };
-pub use setup::{AI_VISIBILITY_SECS, MAX_RECEIVES, SYNC_VISIBILITY_SECS, SetupError, setup};
+pub use setup::{
+    AI_VISIBILITY_SECS, CASE_VISIBILITY_SECS, MAX_RECEIVES, SYNC_VISIBILITY_SECS, SetupError, setup,
+};
 pub use views::DynamoReadModelStore;
 
 use aws_config::SdkConfig;
@@ -48,6 +50,10 @@ pub struct Names {
     pub sync_queue: String,
     pub sync_dlq: String,
     pub sync_schedule: String,
+    /// The case delivery worker's rule, queue and dead-letter queue.
+    pub case_rule: String,
+    pub case_queue: String,
+    pub case_dlq: String,
     pub kinesis_stream: String,
 }
 
@@ -67,6 +73,9 @@ impl Names {
             sync_queue: format!("{prefix}-salesforce-sync"),
             sync_dlq: format!("{prefix}-salesforce-sync-dlq"),
             sync_schedule: format!("{prefix}-salesforce-poll"),
+            case_rule: format!("{prefix}-case-delivery"),
+            case_queue: format!("{prefix}-case-delivery"),
+            case_dlq: format!("{prefix}-case-delivery-dlq"),
             kinesis_stream: format!("{prefix}-events"),
         }
     }

@@ -83,6 +83,22 @@ pub async fn setup(aws: &Aws) -> Result<Vec<String>, SetupError> {
         )
         .await?,
     );
+    report.extend(
+        worker_queue(
+            aws,
+            (&names.case_queue, &names.case_dlq, CASE_VISIBILITY_SECS),
+            &[(
+                &names.case_rule,
+                "case-delivery",
+                // The worker skips what the sync read from Salesforce (`starts_work`).
+                Trigger::Pattern(serde_json::json!({
+                    "source": [source],
+                    "detail-type": ["CaseOpened", "CaseUpdated"],
+                })),
+            )],
+        )
+        .await?,
+    );
     report.push(kinesis(aws).await?);
     Ok(report)
 }
@@ -370,6 +386,9 @@ async fn worker_queue(
     allow(aws, (&url, &arn), &arns).await?;
     Ok(lines)
 }
+
+/// The case queue's visibility: longer than a delivery's attempts and pauses in one go.
+pub const CASE_VISIBILITY_SECS: u32 = 120;
 
 /// The sync queue's visibility: the worker extends it while a sync runs.
 pub const SYNC_VISIBILITY_SECS: u32 = 300;

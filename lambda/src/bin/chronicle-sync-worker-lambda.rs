@@ -5,8 +5,7 @@
 //! with a partial batch response.
 
 use clap::Parser;
-use lambda_runtime::{Error, LambdaEvent, service_fn};
-use serde_json::{Value, json};
+use lambda_runtime::Error;
 use std::sync::Arc;
 
 #[derive(Parser)]
@@ -29,26 +28,5 @@ async fn main() -> Result<(), Error> {
     );
     let access = config.access()?;
     let worker = Arc::new(config.worker(handler, &access)?);
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
-        let worker = worker.clone();
-        async move {
-            let records = event.payload["Records"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
-            let mut failures = Vec::new();
-            for r in &records {
-                let id = r["messageId"].as_str().unwrap_or_default();
-                let body = r["body"].as_str().unwrap_or_default();
-                if infra::aws::run_message(worker.as_ref(), id, body)
-                    .await
-                    .is_err()
-                {
-                    failures.push(json!({ "itemIdentifier": id }));
-                }
-            }
-            Ok::<Value, Error>(json!({ "batchItemFailures": failures }))
-        }
-    }))
-    .await
+    chronicle_lambda::serve_queue(worker).await
 }

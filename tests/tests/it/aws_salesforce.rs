@@ -60,6 +60,7 @@ async fn a_sync_runs_through_the_sync_queue_and_a_tick_starts_the_poll() {
         timeout: Duration::from_secs(5),
         lookback: chrono::Duration::minutes(2),
         poll_interval: None,
+        delivery: Default::default(),
     };
     let access = config.access().expect("access");
     connect(
@@ -70,6 +71,7 @@ async fn a_sync_runs_through_the_sync_queue_and_a_tick_starts_the_poll() {
             client_id: ClientId::parse(&org.client_id).expect("id"),
             client_secret: access.secrets.seal(&org.client_secret),
             api_version: ApiVersion::default(),
+            case_external_id_field: Default::default(),
         },
     )
     .await

@@ -13,6 +13,7 @@ mod aws_e2e;
 mod aws_pipeline;
 mod aws_replay;
 mod aws_salesforce;
+mod case_delivery;
 mod cli;
 mod commerce;
 mod crash;

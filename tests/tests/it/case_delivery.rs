@@ -1,0 +1,130 @@
+//! Cases delivered to the tenant's Salesforce org (the local fake), on the embedded
+//! backend: an upsert on the External ID field, so a retry after a lost answer never makes
+//! a second Case; transient failures retried until Salesforce answers again, while case
+//! creation goes on answering 201; a validation error that ends the delivery with its
+//! reason; a staff change sent as the case then stands.
+
+use axum::http::{Method, StatusCode};
+use chronicle_tests::fake_salesforce::{Account, FakeSalesforce, REFUSED_SUBJECT};
+use chronicle_tests::{SignedUp, TestApp};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+const ACME: &str = "001DELIVER00000AAA";
+
+async fn tenant(app: &TestApp, name: &str) -> (SignedUp, FakeSalesforce) {
+    let admin = app
+        .register_tenant(name, &format!("root@{name}.test"), "enterprise")
+        .await;
+    let org = FakeSalesforce::start(10).await;
+    org.put(Account::new(
+        ACME,
+        "Acme",
+        "Karachi",
+        chrono::Utc::now() - chrono::Duration::hours(1),
+    ));
+    app.connect_and_sync(&admin, &org).await;
+    (admin, org)
+}
+
+async fn open(app: &TestApp, who: &SignedUp, subject: &str) -> String {
+    let reply = app
+        .post(
+            &format!("/customer/{ACME}/cases"),
+            &who.access,
+            &json!({"subject": subject, "description": "details", "priority": "low"}).to_string(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
+    assert_eq!(reply.body["salesforce"]["state"], "pending");
+    reply.body["case_id"].as_str().expect("id").to_owned()
+}
+
+/// The case once its delivery state is no longer `pending`.
+async fn settled(app: &TestApp, who: &SignedUp, case_id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let reply = app
+            .get(&format!("/cases/{case_id}"), &who.access, None)
+            .await;
+        if reply.status == StatusCode::OK && reply.body["salesforce"]["state"] != "pending" {
+            return reply.body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never delivered: {:?}",
+            reply.body
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_case_reaches_salesforce_once_even_when_an_answer_is_lost() {
+    let app = TestApp::start();
+    let (admin, org) = tenant(&app, "deliver-once").await;
+    // The first upsert is applied, but its answer comes after the worker's 1 s timeout.
+    org.delay_next_case(Duration::from_millis(1500));
+    let case_id = open(&app, &admin, "Printer on fire").await;
+    let case = settled(&app, &admin, &case_id).await;
+    assert_eq!(case["salesforce"]["state"], "delivered", "{case:?}");
+    assert!(org.case_calls() >= 2, "the lost answer was retried");
+    let cases = org.cases();
+    assert_eq!(cases.len(), 1, "one Case in Salesforce: {cases:?}");
+    let (key, record) = &cases[0];
+    assert_eq!(key, &case_id);
+    assert_eq!(case["salesforce"]["salesforce_id"], record["Id"]);
+    assert_eq!(record["AccountId"], ACME);
+    assert_eq!(record["Subject"], "Printer on fire");
+    assert_eq!(record["Priority"], "Low");
+    assert_eq!(record["Status"], "New");
+    assert_eq!(record["Chronicle_Case_Id__c"], case_id.as_str());
+
+    // A staff change goes as the case now stands, to the same Case.
+    let moved = app
+        .send(
+            Method::PUT,
+            &format!("/cases/{case_id}"),
+            Some(&admin.access),
+            &[],
+            Some(r#"{"status":"ESCALATED"}"#),
+        )
+        .await;
+    assert_eq!(moved.status, StatusCode::OK, "{:?}", moved.body);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while org.cases()[0].1["Status"] != "Escalated" {
+        assert!(Instant::now() < deadline, "{:?}", org.cases());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(org.cases().len(), 1);
+}
+
+#[tokio::test]
+async fn delivery_waits_out_an_outage_and_stops_at_a_validation_error() {
+    let app = TestApp::start();
+    let (admin, org) = tenant(&app, "deliver-outage").await;
+    // Salesforce answers 503 to the next five upserts: more than one round of attempts.
+    org.fail_cases(5);
+    let first = open(&app, &admin, "During the outage").await;
+    let second = open(&app, &admin, "Also during the outage").await;
+    for id in [&first, &second] {
+        let case = settled(&app, &admin, id).await;
+        assert_eq!(case["salesforce"]["state"], "delivered", "{case:?}");
+    }
+    assert_eq!(org.cases().len(), 2);
+    assert!(org.case_calls() >= 7, "{}", org.case_calls());
+
+    // A validation rule's refusal: failed, with Salesforce's reason, and not retried.
+    let refused = open(&app, &admin, &format!("Bad {REFUSED_SUBJECT} subject")).await;
+    let case = settled(&app, &admin, &refused).await;
+    assert_eq!(case["salesforce"]["state"], "failed", "{case:?}");
+    let reason = case["salesforce"]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("FIELD_CUSTOM_VALIDATION_EXCEPTION") && reason.contains("Subject"),
+        "{reason}"
+    );
+    let calls = org.case_calls();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(org.case_calls(), calls, "a refusal is not retried");
+    assert_eq!(org.cases().len(), 2);
+}
