@@ -8,6 +8,7 @@ mod audit;
 mod aws_ai;
 mod aws_analytics;
 mod aws_audit;
+mod aws_cases;
 mod aws_commerce;
 mod aws_e2e;
 mod aws_pipeline;
