@@ -410,6 +410,7 @@ impl From<CrmCommandError> for ApiError {
             e @ (CrmCommandError::Sync(_) | CrmCommandError::Slot(_)) => {
                 Self::Conflict(e.to_string())
             }
+            CrmCommandError::Case(c) => c.into(),
         }
     }
 }

@@ -25,6 +25,8 @@ pub enum CrmCommandError {
     Sync(#[from] SyncError),
     #[error(transparent)]
     Slot(#[from] SlotError),
+    #[error(transparent)]
+    Case(#[from] domain::case::CaseError),
 }
 
 impl From<std::convert::Infallible> for CrmCommandError {
@@ -132,6 +134,17 @@ pub struct CaseRecord {
     pub status: &'static str,
 }
 
+/// A portal case as the org has it: its Case Id, Chronicle's case id (the External ID
+/// field), its status, comments and last modification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteCase {
+    pub salesforce_id: String,
+    pub case_id: String,
+    pub status: String,
+    pub modified_at: DateTime<Utc>,
+    pub comments: Vec<domain::case::RemoteComment>,
+}
+
 /// What an upsert did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upserted {
@@ -158,6 +171,13 @@ pub trait CrmSource: Send + Sync {
     /// Creates or updates the Case whose External ID field holds `case.case_id`: however
     /// often it is sent, the org has one such Case.
     async fn upsert_case(&self, org: &Org, case: &CaseRecord) -> Result<Upserted, CrmError>;
+    /// The Cases with Chronicle's case id in the External ID field, modified at or after
+    /// `since` (every one when `None`), with their comments: every page.
+    async fn cases(
+        &self,
+        org: &Org,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<Vec<RemoteCase>, CrmError>;
 }
 
 /// The tenant's connection, if any.

@@ -5,6 +5,9 @@
 //! late, are read again (and, unchanged, write nothing). Each record becomes an event only
 //! if something changed; after each page the run's counts and watermark are written, on
 //! the slot too. Then the deleted Accounts (`queryAll`, `IsDeleted`) become CustomerDeleted.
+//! Then the portal's Cases (those with Chronicle's case id in the External ID field),
+//! modified since the same point: what agents changed there (a status, new comments)
+//! becomes CaseUpdated with source `salesforce`; what Chronicle wrote itself is no change.
 //! A Salesforce failure (the API limit, a query timeout, refused credentials) ends the run
 //! FAILED with the reason, keeping the watermark of what was written.
 
@@ -15,6 +18,7 @@ use crate::customers::{
 use crate::handler::{CommandError, CommandHandler, CommandMeta, RequestIds};
 use crate::worker::{EventWorker, WorkFailure, failure};
 use chrono::{DateTime, Utc};
+use domain::case::{Case, CaseCommand, CaseError, CaseStatus};
 use domain::customer_sync::{
     CustomerSync, SlotError, SyncCommand, SyncCounts, SyncMode, SyncStatus, Watermark,
 };
@@ -122,6 +126,18 @@ impl SyncWorker {
                 return self.step(tenant, sync_id, cause, end).await;
             }
         }
+        if let Err(e) = self
+            .reconcile_cases(&org, cause, since, &mut counts)
+            .await?
+        {
+            tracing::warn!(tenant_id = %tenant, sync_id, error = %e, "Salesforce sync failed reading cases");
+            let end = SyncCommand::Fail {
+                error: e.to_string(),
+                counts,
+                watermark,
+            };
+            return self.step(tenant, sync_id, cause, end).await;
+        }
         let end = SyncCommand::Complete { counts, watermark };
         self.step(tenant, sync_id, cause, end).await
     }
@@ -164,6 +180,42 @@ impl SyncWorker {
                 None => return Ok(Pass::Done),
             }
         }
+    }
+
+    /// Hands each portal Case the org has (modified since `since`) to its case; counts
+    /// the cases that changed. `Err` inside: Salesforce failed.
+    async fn reconcile_cases(
+        &self,
+        org: &Org,
+        cause: RequestIds,
+        since: Option<DateTime<Utc>>,
+        counts: &mut SyncCounts,
+    ) -> Result<Result<(), CrmError>, CommandError<CrmCommandError>> {
+        let remote = match self.crm.cases(org, since).await {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(e)),
+        };
+        let meta = self.meta(&org.tenant, cause);
+        for r in remote {
+            let command = CaseCommand::Reconcile {
+                status: CaseStatus::from_salesforce(&r.status),
+                comments: r.comments,
+                modified_at: r.modified_at,
+            };
+            let stream = crate::cases::case_stream(&r.case_id);
+            match self
+                .handler
+                .execute::<Case>(&meta, &stream, &command, None)
+                .await
+            {
+                Ok(done) if !done.events.is_empty() => counts.cases_updated += 1,
+                Ok(_) => {}
+                // A Case whose id names no case of this tenant: not a portal case here.
+                Err(CommandError::Rejected(CaseError::NotFound)) => {}
+                Err(e) => return Err(e.map_rejected(CrmCommandError::from)),
+            }
+        }
+        Ok(Ok(()))
     }
 
     async fn step(

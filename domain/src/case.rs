@@ -209,12 +209,15 @@ pub enum CaseCommand {
         status: Option<CaseStatus>,
         comment: Option<CaseComment>,
     },
-    /// What an agent changed in Salesforce, as the sync read it: the status there and the
-    /// comments it has. Only what differs from this case becomes an event, so a change
-    /// Chronicle made itself is not echoed back.
+    /// What an agent changed in Salesforce, as the sync read it: the status there, the
+    /// comments it has, and when the Case was last modified there. Only what differs from
+    /// this case becomes an event, so a change Chronicle made itself is not echoed back;
+    /// a status older than the last change made in Chronicle (not yet delivered) is not
+    /// taken.
     Reconcile {
         status: Option<CaseStatus>,
         comments: Vec<RemoteComment>,
+        modified_at: DateTime<Utc>,
     },
     /// Salesforce has the case (created or updated by the upsert), under this Id.
     MarkDelivered { salesforce_id: String },
@@ -320,6 +323,8 @@ pub struct Case {
     pub comments: Vec<CommentEntry>,
     pub delivery: Delivery,
     pub updated_at: Option<DateTime<Utc>>,
+    /// The last change made in Chronicle (the opening, a staff change).
+    pub changed_here_at: Option<DateTime<Utc>>,
 }
 
 impl Case {
@@ -386,9 +391,14 @@ impl Aggregate for Case {
                 let comment = comment.as_ref().map(|c| c.as_str().to_owned());
                 vec![updated(status, comment, None, Source::Chronicle)]
             }
-            CaseCommand::Reconcile { status, comments } => {
+            CaseCommand::Reconcile {
+                status,
+                comments,
+                modified_at,
+            } => {
                 let mut events = Vec::new();
-                if let Some(s) = status.filter(|s| *s != self.status) {
+                let newer = self.changed_here_at.is_none_or(|here| *modified_at > here);
+                if let Some(s) = status.filter(|s| *s != self.status && newer) {
                     events.push(updated(Some(s), None, None, Source::Salesforce));
                 }
                 for c in comments
@@ -435,6 +445,7 @@ impl Aggregate for Case {
             CaseEvent::Opened(e) => {
                 self.status = CaseStatus::New;
                 self.updated_at = Some(e.opened_at);
+                self.changed_here_at = Some(e.opened_at);
                 self.opened = Some(e.clone());
             }
             CaseEvent::Updated(e) => {
@@ -451,6 +462,9 @@ impl Aggregate for Case {
                     });
                 }
                 self.updated_at = Some(e.updated_at);
+                if e.source == Source::Chronicle {
+                    self.changed_here_at = Some(e.updated_at);
+                }
             }
             CaseEvent::Delivered(e) => {
                 self.delivery = Delivery::Delivered {
@@ -539,6 +553,7 @@ mod tests {
             case.apply(&e);
         }
         let echo = CaseCommand::Reconcile {
+            modified_at: Utc::now() + chrono::Duration::seconds(1),
             status: Some(CaseStatus::Working),
             comments: vec![RemoteComment {
                 salesforce_id: "00a1".into(),
@@ -547,7 +562,15 @@ mod tests {
             }],
         };
         assert!(case.decide(&echo, &ctx("sf")).unwrap().is_empty());
+        // Salesforce's status from before the last change here is stale: not taken.
+        let stale = CaseCommand::Reconcile {
+            modified_at: Utc::now() - chrono::Duration::minutes(5),
+            status: Some(CaseStatus::New),
+            comments: Vec::new(),
+        };
+        assert!(case.decide(&stale, &ctx("sf")).unwrap().is_empty());
         let theirs = CaseCommand::Reconcile {
+            modified_at: Utc::now() + chrono::Duration::seconds(2),
             status: Some(CaseStatus::Escalated),
             comments: vec![RemoteComment {
                 salesforce_id: "00a2".into(),

@@ -58,6 +58,9 @@ pub struct SyncCounts {
     pub deleted: u64,
     /// Read again with nothing changed: no event written.
     pub unchanged: u64,
+    /// Portal cases that agents changed in Salesforce (status, new comments).
+    #[serde(default)]
+    pub cases_updated: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

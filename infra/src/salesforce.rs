@@ -9,7 +9,7 @@ use crate::secrets::SecretBox;
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use commands::customers::{
-    AccountPage, AccountRecord, CaseRecord, CrmError, CrmSource, Org, Upserted,
+    AccountPage, AccountRecord, CaseRecord, CrmError, CrmSource, Org, RemoteCase, Upserted,
 };
 use domain::TenantId;
 use domain::customer::CustomerFields;
@@ -360,4 +360,85 @@ impl CrmSource for SalesforceClient {
             created,
         })
     }
+
+    async fn cases(
+        &self,
+        org: &Org,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<Vec<RemoteCase>, CrmError> {
+        let c = &org.connection;
+        let field = c.case_external_id_field.as_str();
+        let mut filter = format!("{field} != null");
+        if let Some(t) = since {
+            filter.push_str(&format!(
+                " AND SystemModstamp >= {}",
+                t.to_rfc3339_opts(SecondsFormat::Secs, true)
+            ));
+        }
+        let soql = format!(
+            "SELECT Id, {field}, Status, SystemModstamp, \
+             (SELECT Id, CommentBody, CreatedDate FROM CaseComments ORDER BY CreatedDate ASC) \
+             FROM Case WHERE {filter} ORDER BY SystemModstamp ASC, Id ASC"
+        );
+        let path = format!("/services/data/v{}/query", c.api_version.as_str());
+        let mut body = self.get(org, &path, &[("q", soql.as_str())]).await?;
+        let mut out = Vec::new();
+        loop {
+            let records = body["records"]
+                .as_array()
+                .ok_or_else(|| CrmError::Failed("a query answer without records".into()))?;
+            for r in records {
+                out.push(remote_case(r, field)?);
+            }
+            let next = body["nextRecordsUrl"]
+                .as_str()
+                .filter(|_| !body["done"].as_bool().unwrap_or(true))
+                .map(str::to_owned);
+            match next {
+                Some(n) if n.starts_with("/services/data/") => {
+                    body = self.get(org, &n, &[]).await?;
+                }
+                Some(_) => {
+                    return Err(CrmError::Failed(
+                        "a nextRecordsUrl outside the data API".into(),
+                    ));
+                }
+                None => return Ok(out),
+            }
+        }
+    }
+}
+
+/// Salesforce's time: 2026-12-01T10:00:00.000+0000 (or RFC 3339).
+fn sf_time(v: &Value) -> Option<DateTime<Utc>> {
+    let stamp = v.as_str()?;
+    DateTime::parse_from_str(stamp, "%Y-%m-%dT%H:%M:%S%.f%z")
+        .or_else(|_| DateTime::parse_from_rfc3339(stamp))
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+fn remote_case(r: &Value, field: &str) -> Result<RemoteCase, CrmError> {
+    let bad = |what: &str| CrmError::Failed(format!("a Case without {what}"));
+    let comments = r["CaseComments"]["records"]
+        .as_array()
+        .map(|all| {
+            all.iter()
+                .filter_map(|c| {
+                    Some(domain::case::RemoteComment {
+                        salesforce_id: text(&c["Id"])?,
+                        body: text(&c["CommentBody"])?,
+                        at: sf_time(&c["CreatedDate"])?,
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(RemoteCase {
+        salesforce_id: text(&r["Id"]).ok_or_else(|| bad("Id"))?,
+        case_id: text(&r[field]).ok_or_else(|| bad(field))?,
+        status: text(&r["Status"]).unwrap_or_default(),
+        modified_at: sf_time(&r["SystemModstamp"]).ok_or_else(|| bad("SystemModstamp"))?,
+        comments,
+    })
 }

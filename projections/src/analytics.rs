@@ -209,6 +209,7 @@ mod tests {
             updated: 2,
             deleted: 1,
             unchanged: 3,
+            cases_updated: 0,
         };
         let done = SyncEvent::Completed(CustomerSyncCompleted {
             counts,

@@ -31,6 +31,9 @@ pub struct CaseView {
     pub opened_by: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The last change made in Chronicle (the opening, a staff change): a status read
+    /// from Salesforce older than this is not taken.
+    pub changed_in_chronicle_at: DateTime<Utc>,
     pub version: u64,
 }
 
@@ -51,6 +54,7 @@ impl CaseView {
             opened_by: o.opened_by.to_string(),
             created_at: o.opened_at,
             updated_at: case.updated_at.unwrap_or(o.opened_at),
+            changed_in_chronicle_at: case.changed_here_at.unwrap_or(o.opened_at),
             version,
         })
     }
@@ -90,6 +94,7 @@ impl crate::ports::StateView for CaseView {
             comments: self.comments,
             delivery: self.salesforce,
             updated_at: Some(self.updated_at),
+            changed_here_at: Some(self.changed_in_chronicle_at),
         })
     }
 }

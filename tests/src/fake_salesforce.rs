@@ -172,6 +172,34 @@ impl FakeSalesforce {
         self.org().case_delay = Some(delay);
     }
 
+    /// An agent's change in Salesforce: the Case's new status and, if given, a new
+    /// comment; its SystemModstamp moves on.
+    pub fn agent_update(&self, case_id: &str, status: &str, comment: Option<&str>) {
+        let mut org = self.org();
+        let n = org
+            .cases
+            .iter()
+            .map(|(_, r)| r["_comments"].as_array().map_or(0, Vec::len))
+            .sum::<usize>();
+        let (_, record) = org
+            .cases
+            .iter_mut()
+            .find(|(v, _)| v == case_id)
+            .expect("case");
+        record["Status"] = json!(status);
+        record["SystemModstamp"] = json!(sf_time(Utc::now() + chrono::Duration::milliseconds(5)));
+        if let Some(body) = comment {
+            let mut comments = record["_comments"].as_array().cloned().unwrap_or_default();
+            comments.push(json!({
+                "attributes": {"type": "CaseComment", "url": format!("/services/data/v60.0/sobjects/CaseComment/00aFAKE{n:011}")},
+                "Id": format!("00aFAKE{n:011}"),
+                "CommentBody": body,
+                "CreatedDate": sf_time(Utc::now()),
+            }));
+            record["_comments"] = json!(comments);
+        }
+    }
+
     /// Case upserts received, answered or not.
     pub fn case_calls(&self) -> u32 {
         self.org().case_calls
@@ -316,6 +344,30 @@ async fn run(fake: FakeSalesforce, headers: HeaderMap, q: String, all: bool) -> 
             .ok()
             .map(|t| t.with_timezone(&Utc))
     });
+    if q.contains(" FROM Case ") {
+        let rows = {
+            let mut org = fake.org();
+            org.queries.push(q.clone());
+            let mut cases: Vec<Value> = org
+                .cases
+                .iter()
+                .map(|(_, r)| r.clone())
+                .filter(|r| {
+                    since.is_none_or(|s| {
+                        DateTime::parse_from_str(
+                            r["SystemModstamp"].as_str().unwrap_or_default(),
+                            "%Y-%m-%dT%H:%M:%S%.f%z",
+                        )
+                        .is_ok_and(|t| t >= s)
+                    })
+                })
+                .collect();
+            cases.sort_by_key(|r| (r["SystemModstamp"].to_string(), r["Id"].to_string()));
+            cases.into_iter().map(case_row).collect()
+        };
+        let locator = format!("01gFAKE{}-0", uuid::Uuid::new_v4().simple());
+        return (out, Json(page(&fake, rows, &locator))).into_response();
+    }
     let rows: Vec<Value> = {
         let mut org = fake.org();
         org.queries.push(q.clone());
@@ -419,6 +471,8 @@ async fn upsert_case(
                 let mut merged = body.clone();
                 merged["Id"] = id.clone();
                 merged[&field] = json!(value);
+                merged["_comments"] = record["_comments"].clone();
+                merged["SystemModstamp"] = json!(sf_time(Utc::now()));
                 *record = merged;
                 (delay, false, id)
             }
@@ -427,6 +481,7 @@ async fn upsert_case(
                 let mut record = body.clone();
                 record["Id"] = id.clone();
                 record[&field] = json!(value);
+                record["SystemModstamp"] = json!(sf_time(Utc::now()));
                 org.cases.push((value.clone(), record));
                 (delay, true, id)
             }
@@ -470,4 +525,19 @@ async fn case_by_key(
             "The requested resource does not exist",
         ),
     }
+}
+
+/// A Case as a query answers it, with its comments as a child relationship.
+fn case_row(mut r: Value) -> Value {
+    let comments = r["_comments"].as_array().cloned().unwrap_or_default();
+    if let Some(o) = r.as_object_mut() {
+        o.remove("_comments");
+    }
+    r["attributes"] = json!({"type": "Case", "url": format!("/services/data/v60.0/sobjects/Case/{}", r["Id"].as_str().unwrap_or_default())});
+    r["CaseComments"] = if comments.is_empty() {
+        Value::Null
+    } else {
+        json!({"totalSize": comments.len(), "done": true, "records": comments})
+    };
+    r
 }

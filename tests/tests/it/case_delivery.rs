@@ -128,3 +128,75 @@ async fn delivery_waits_out_an_outage_and_stops_at_a_validation_error() {
     assert_eq!(org.case_calls(), calls, "a refusal is not retried");
     assert_eq!(org.cases().len(), 2);
 }
+
+/// A sync run to its end; its counts.
+async fn synced(app: &TestApp, admin: &SignedUp, org: &FakeSalesforce) -> Value {
+    let id = app.connect_and_sync(admin, org).await;
+    let s = app
+        .get(&format!("/salesforce/sync/{id}"), &admin.access, None)
+        .await;
+    s.body["counts"].clone()
+}
+
+#[tokio::test]
+async fn agents_changes_in_salesforce_come_back_and_chronicles_own_do_not() {
+    let app = TestApp::start();
+    let (admin, org) = tenant(&app, "deliver-back").await;
+    let case_id = open(&app, &admin, "Modem blinking").await;
+    assert_eq!(
+        settled(&app, &admin, &case_id).await["salesforce"]["state"],
+        "delivered"
+    );
+
+    // An agent escalates it in Salesforce and comments.
+    org.agent_update(&case_id, "Escalated", Some("Sent to tier 2"));
+    let calls = org.case_calls();
+    let counts = synced(&app, &admin, &org).await;
+    assert_eq!(counts["cases_updated"], 1, "{counts:?}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let case = loop {
+        let c = app
+            .get(&format!("/cases/{case_id}"), &admin.access, None)
+            .await;
+        if c.body["status"] == "ESCALATED" {
+            break c.body;
+        }
+        assert!(Instant::now() < deadline, "{:?}", c.body);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(case["comments"][0]["body"], "Sent to tier 2");
+    assert_eq!(case["comments"][0]["source"], "salesforce");
+    // What came from Salesforce is not sent back to it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        org.case_calls(),
+        calls,
+        "no upsert of Salesforce's own change"
+    );
+
+    // Read again, nothing is new.
+    let counts = synced(&app, &admin, &org).await;
+    assert_eq!(counts["cases_updated"], 0, "{counts:?}");
+
+    // A staff change goes to Salesforce, and the next sync does not echo it back.
+    let moved = app
+        .put(
+            &format!("/cases/{case_id}"),
+            &admin.access,
+            r#"{"status":"WORKING"}"#,
+        )
+        .await;
+    assert_eq!(moved.status, StatusCode::OK, "{:?}", moved.body);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while org.cases()[0].1["Status"] != "Working" {
+        assert!(Instant::now() < deadline, "{:?}", org.cases());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let counts = synced(&app, &admin, &org).await;
+    assert_eq!(counts["cases_updated"], 0, "{counts:?}");
+    let c = app
+        .get(&format!("/cases/{case_id}"), &admin.access, None)
+        .await;
+    assert_eq!(c.body["status"], "WORKING");
+    assert_eq!(c.body["comments"].as_array().map(Vec::len), Some(1));
+}
