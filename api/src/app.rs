@@ -129,6 +129,8 @@ fn all_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(crate::customers::routes())
         .merge(crate::cases::routes())
         .merge(crate::customer_cases::routes())
+        .merge(crate::customer_documents::routes())
+        .merge(crate::downloads::routes())
         .merge(crate::audit::routes())
         .merge(tenants::routes())
         .merge(users::routes())

@@ -430,6 +430,12 @@ impl From<CaseCommandError> for ApiError {
     }
 }
 
+impl From<commands::documents::DocumentError> for ApiError {
+    fn from(e: commands::documents::DocumentError) -> Self {
+        Self::Forbidden(e.to_string())
+    }
+}
+
 impl From<CaseError> for ApiError {
     fn from(e: CaseError) -> Self {
         match e {

@@ -227,6 +227,66 @@ impl TokenKeys {
     }
 }
 
+/// The issuer of download links: never that of a bearer token, so neither opens as the
+/// other.
+pub const DOWNLOAD_ISSUER: &str = "chronicle-download";
+
+/// What a signed download link (`/downloads/<token>`) carries: one document of one
+/// customer, for whom, until when, and its id (`jti`, redeemed once).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DownloadClaims {
+    pub iss: String,
+    /// The user the link was made for, and their role.
+    pub sub: String,
+    pub role: String,
+    pub tenant_id: String,
+    pub customer_id: String,
+    pub document_id: String,
+    /// The ContentVersion whose bytes the link serves.
+    pub version_id: String,
+    pub jti: String,
+    pub exp: u64,
+    pub iat: u64,
+}
+
+impl TokenKeys {
+    /// A link's token for `claims` (its `iss`, `iat` and `exp` set here), valid for `ttl`.
+    pub fn sign_download(
+        &self,
+        mut claims: DownloadClaims,
+        ttl: Duration,
+    ) -> anyhow::Result<String> {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+        claims.iss = DOWNLOAD_ISSUER.to_owned();
+        claims.iat = now;
+        claims.exp = now + ttl.as_secs();
+        Ok(jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &self.encoding,
+        )?)
+    }
+
+    /// The claims of a link this server signed and that has not expired (no leeway); an
+    /// altered, expired or foreign one is 403.
+    pub fn verify_download(&self, token: &str) -> Result<DownloadClaims, ApiError> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[DOWNLOAD_ISSUER]);
+        validation.set_required_spec_claims(&["exp", "iss", "sub", "jti"]);
+        validation.leeway = 0;
+        jsonwebtoken::decode::<DownloadClaims>(token, &self.decoding, &validation)
+            .map(|d| d.claims)
+            .map_err(|e| {
+                use jsonwebtoken::errors::ErrorKind;
+                let why = match e.kind() {
+                    ErrorKind::ExpiredSignature => "the download link has expired",
+                    _ => "the download link is not valid",
+                };
+                ApiError::Forbidden(why.into())
+            })
+    }
+}
+
 fn invalid_token(detail: &str) -> ApiError {
     let description = detail.replace('"', "'");
     ApiError::Unauthenticated {

@@ -145,6 +145,22 @@ pub struct RemoteCase {
     pub comments: Vec<domain::case::RemoteComment>,
 }
 
+/// A file linked to an Account, as ContentDocumentLink and its ContentDocument's latest
+/// version have it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteDocument {
+    pub document_id: String,
+    pub fields: domain::document::DocumentFields,
+}
+
+/// A file's bytes as Salesforce sends them, chunk by chunk.
+pub struct FileStream {
+    /// The length Salesforce announced, if it did.
+    pub length: Option<u64>,
+    pub content_type: Option<String>,
+    pub chunks: futures::stream::BoxStream<'static, Result<bytes::Bytes, CrmError>>,
+}
+
 /// What an upsert did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upserted {
@@ -178,6 +194,15 @@ pub trait CrmSource: Send + Sync {
         org: &Org,
         since: Option<DateTime<Utc>>,
     ) -> Result<Vec<RemoteCase>, CrmError>;
+    /// The files linked to the org's Accounts, modified at or after `since` (every one
+    /// when `None`): every page.
+    async fn documents(
+        &self,
+        org: &Org,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<Vec<RemoteDocument>, CrmError>;
+    /// The bytes of ContentVersion `version_id` (its VersionData), streamed.
+    async fn version_data(&self, org: &Org, version_id: &str) -> Result<FileStream, CrmError>;
 }
 
 /// The tenant's connection, if any.

@@ -10,6 +10,7 @@ pub mod case_worker;
 pub mod cases;
 pub mod commerce;
 pub mod customers;
+pub mod documents;
 pub mod handler;
 pub mod pipeline;
 pub mod store;

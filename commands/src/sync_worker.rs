@@ -22,6 +22,7 @@ use domain::case::{Case, CaseCommand, CaseError, CaseStatus};
 use domain::customer_sync::{
     CustomerSync, SlotError, SyncCommand, SyncCounts, SyncMode, SyncStatus, Watermark,
 };
+use domain::document::Document;
 use domain::{Actor, Aggregate, EventEnvelope, Role, TenantId, UserId};
 use std::sync::Arc;
 
@@ -126,11 +127,16 @@ impl SyncWorker {
                 return self.step(tenant, sync_id, cause, end).await;
             }
         }
-        if let Err(e) = self
+        let mut read = self
             .reconcile_cases(&org, cause, since, &mut counts)
-            .await?
-        {
-            tracing::warn!(tenant_id = %tenant, sync_id, error = %e, "Salesforce sync failed reading cases");
+            .await?;
+        if read.is_ok() {
+            read = self
+                .sync_documents(&org, (sync_id, cause), since, &mut counts)
+                .await?;
+        }
+        if let Err(e) = read {
+            tracing::warn!(tenant_id = %tenant, sync_id, error = %e, "Salesforce sync failed reading cases or documents");
             let end = SyncCommand::Fail {
                 error: e.to_string(),
                 counts,
@@ -213,6 +219,39 @@ impl SyncWorker {
                 // A Case whose id names no case of this tenant: not a portal case here.
                 Err(CommandError::Rejected(CaseError::NotFound)) => {}
                 Err(e) => return Err(e.map_rejected(CrmCommandError::from)),
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    /// Records each file linked to an Account (modified since `since`); counts the new or
+    /// changed ones. `Err` inside: Salesforce failed.
+    async fn sync_documents(
+        &self,
+        org: &Org,
+        (sync_id, cause): (&str, RequestIds),
+        since: Option<DateTime<Utc>>,
+        counts: &mut SyncCounts,
+    ) -> Result<Result<(), CrmError>, CommandError<CrmCommandError>> {
+        let remote = match self.crm.documents(org, since).await {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(e)),
+        };
+        let meta = self.meta(&org.tenant, cause);
+        for d in remote {
+            let command = crate::documents::sync_command(&d.document_id, d.fields, sync_id);
+            let done = self
+                .handler
+                .execute::<Document>(
+                    &meta,
+                    &crate::documents::document_stream(&d.document_id),
+                    &command,
+                    None,
+                )
+                .await
+                .map_err(|e| e.map_rejected(CrmCommandError::from))?;
+            if !done.events.is_empty() {
+                counts.documents_synced += 1;
             }
         }
         Ok(Ok(()))

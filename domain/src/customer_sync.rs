@@ -61,6 +61,9 @@ pub struct SyncCounts {
     /// Portal cases that agents changed in Salesforce (status, new comments).
     #[serde(default)]
     pub cases_updated: u64,
+    /// Files linked to customers, new or changed.
+    #[serde(default)]
+    pub documents_synced: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,6 +9,7 @@ pub mod case;
 pub mod case_intake;
 pub mod customer;
 pub mod customer_sync;
+pub mod document;
 pub mod envelope;
 pub mod ids;
 pub mod money;

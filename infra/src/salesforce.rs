@@ -9,10 +9,12 @@ use crate::secrets::SecretBox;
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use commands::customers::{
-    AccountPage, AccountRecord, CaseRecord, CrmError, CrmSource, Org, RemoteCase, Upserted,
+    AccountPage, AccountRecord, CaseRecord, CrmError, CrmSource, FileStream, Org, RemoteCase,
+    RemoteDocument, Upserted,
 };
 use domain::TenantId;
 use domain::customer::CustomerFields;
+use domain::document::DocumentFields;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -26,6 +28,8 @@ struct Token {
 
 pub struct SalesforceClient {
     http: reqwest::Client,
+    /// For downloads: a read timeout between chunks instead of one for the whole answer.
+    streaming: reqwest::Client,
     secrets: SecretBox,
     tokens: Mutex<HashMap<TenantId, Token>>,
 }
@@ -37,6 +41,10 @@ impl SalesforceClient {
     pub fn new(secrets: SecretBox, timeout: Duration) -> Result<Self, reqwest::Error> {
         Ok(Self {
             http: reqwest::Client::builder().timeout(timeout).build()?,
+            streaming: reqwest::Client::builder()
+                .connect_timeout(timeout)
+                .read_timeout(timeout)
+                .build()?,
             secrets,
             tokens: Mutex::default(),
         })
@@ -102,6 +110,37 @@ impl SalesforceClient {
             _ => Err(CrmError::Failed(
                 "the token answer has no access_token or instance_url".into(),
             )),
+        }
+    }
+
+    /// The records of a SOQL query, every page of them (following `nextRecordsUrl`).
+    async fn query_all_pages(&self, org: &Org, soql: &str) -> Result<Vec<Value>, CrmError> {
+        let path = format!(
+            "/services/data/v{}/query",
+            org.connection.api_version.as_str()
+        );
+        let mut body = self.get(org, &path, &[("q", soql)]).await?;
+        let mut out = Vec::new();
+        loop {
+            let records = body["records"]
+                .as_array()
+                .ok_or_else(|| CrmError::Failed("a query answer without records".into()))?;
+            out.extend(records.iter().cloned());
+            let next = body["nextRecordsUrl"]
+                .as_str()
+                .filter(|_| !body["done"].as_bool().unwrap_or(true))
+                .map(str::to_owned);
+            match next {
+                Some(n) if n.starts_with("/services/data/") => {
+                    body = self.get(org, &n, &[]).await?;
+                }
+                Some(_) => {
+                    return Err(CrmError::Failed(
+                        "a nextRecordsUrl outside the data API".into(),
+                    ));
+                }
+                None => return Ok(out),
+            }
         }
     }
 
@@ -361,6 +400,99 @@ impl CrmSource for SalesforceClient {
         })
     }
 
+    async fn documents(
+        &self,
+        org: &Org,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<Vec<RemoteDocument>, CrmError> {
+        let mut filter = "LinkedEntityId IN (SELECT Id FROM Account)".to_owned();
+        if let Some(t) = since {
+            filter.push_str(&format!(
+                " AND ContentDocument.ContentModifiedDate >= {}",
+                t.to_rfc3339_opts(SecondsFormat::Secs, true)
+            ));
+        }
+        let soql = format!(
+            "SELECT ContentDocumentId, LinkedEntityId, ContentDocument.Title, \
+             ContentDocument.FileExtension, ContentDocument.ContentSize, \
+             ContentDocument.ContentModifiedDate, ContentDocument.LatestPublishedVersionId \
+             FROM ContentDocumentLink WHERE {filter}"
+        );
+        self.query_all_pages(org, &soql)
+            .await?
+            .iter()
+            .map(remote_document)
+            .collect()
+    }
+
+    async fn version_data(&self, org: &Org, version_id: &str) -> Result<FileStream, CrmError> {
+        use futures::StreamExt;
+        let ok = !version_id.is_empty() && version_id.bytes().all(|b| b.is_ascii_alphanumeric());
+        if !ok {
+            return Err(CrmError::Refused("not a ContentVersion Id".into()));
+        }
+        let path = format!(
+            "/services/data/v{}/sobjects/ContentVersion/{version_id}/VersionData",
+            org.connection.api_version.as_str()
+        );
+        for attempt in 0..2 {
+            let token = match self.cached(&org.tenant) {
+                Some(t) => t,
+                None => self.fetch_token(org).await?,
+            };
+            // No overall timeout here: a large file takes as long as it takes; the
+            // connection's read timeout still applies between chunks.
+            let response = self
+                .streaming
+                .get(format!("{}{path}", token.instance_url))
+                .bearer_auth(&token.access_token)
+                .send()
+                .await
+                .map_err(|e| {
+                    CrmError::Failed(format!("the download failed: {}", e.without_url()))
+                })?;
+            record_limits(&org.tenant, response.headers());
+            let status = response.status();
+            if status == reqwest::StatusCode::UNAUTHORIZED && attempt == 0 {
+                self.forget(&org.tenant);
+                continue;
+            }
+            if !status.is_success() {
+                let body: Value = response.json().await.unwrap_or(Value::Null);
+                let first = body.as_array().and_then(|a| a.first());
+                let code = first
+                    .and_then(|e| e["errorCode"].as_str())
+                    .unwrap_or("UNKNOWN");
+                let reason = format!("{status} {code}");
+                return Err(if status.is_server_error() {
+                    CrmError::Failed(reason)
+                } else {
+                    CrmError::Refused(reason)
+                });
+            }
+            let content_type = response
+                .headers()
+                .get(reqwest::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            return Ok(FileStream {
+                length: response.content_length(),
+                content_type,
+                chunks: response
+                    .bytes_stream()
+                    .map(|c| {
+                        c.map_err(|e| {
+                            CrmError::Failed(format!("the download broke off: {}", e.without_url()))
+                        })
+                    })
+                    .boxed(),
+            });
+        }
+        Err(CrmError::Failed(
+            "the session stayed invalid after a new token".into(),
+        ))
+    }
+
     async fn cases(
         &self,
         org: &Org,
@@ -380,33 +512,30 @@ impl CrmSource for SalesforceClient {
              (SELECT Id, CommentBody, CreatedDate FROM CaseComments ORDER BY CreatedDate ASC) \
              FROM Case WHERE {filter} ORDER BY SystemModstamp ASC, Id ASC"
         );
-        let path = format!("/services/data/v{}/query", c.api_version.as_str());
-        let mut body = self.get(org, &path, &[("q", soql.as_str())]).await?;
-        let mut out = Vec::new();
-        loop {
-            let records = body["records"]
-                .as_array()
-                .ok_or_else(|| CrmError::Failed("a query answer without records".into()))?;
-            for r in records {
-                out.push(remote_case(r, field)?);
-            }
-            let next = body["nextRecordsUrl"]
-                .as_str()
-                .filter(|_| !body["done"].as_bool().unwrap_or(true))
-                .map(str::to_owned);
-            match next {
-                Some(n) if n.starts_with("/services/data/") => {
-                    body = self.get(org, &n, &[]).await?;
-                }
-                Some(_) => {
-                    return Err(CrmError::Failed(
-                        "a nextRecordsUrl outside the data API".into(),
-                    ));
-                }
-                None => return Ok(out),
-            }
-        }
+        self.query_all_pages(org, &soql)
+            .await?
+            .iter()
+            .map(|r| remote_case(r, field))
+            .collect()
     }
+}
+
+fn remote_document(r: &Value) -> Result<RemoteDocument, CrmError> {
+    let bad = |what: &str| CrmError::Failed(format!("a ContentDocumentLink without {what}"));
+    let d = &r["ContentDocument"];
+    Ok(RemoteDocument {
+        document_id: text(&r["ContentDocumentId"]).ok_or_else(|| bad("ContentDocumentId"))?,
+        fields: DocumentFields {
+            customer_id: text(&r["LinkedEntityId"]).ok_or_else(|| bad("LinkedEntityId"))?,
+            title: text(&d["Title"]).unwrap_or_default(),
+            file_extension: text(&d["FileExtension"]),
+            content_size: d["ContentSize"].as_u64().unwrap_or(0),
+            modified_at: sf_time(&d["ContentModifiedDate"])
+                .ok_or_else(|| bad("ContentDocument.ContentModifiedDate"))?,
+            version_id: text(&d["LatestPublishedVersionId"])
+                .ok_or_else(|| bad("ContentDocument.LatestPublishedVersionId"))?,
+        },
+    })
 }
 
 /// Salesforce's time: 2026-12-01T10:00:00.000+0000 (or RFC 3339).

@@ -210,6 +210,7 @@ mod tests {
             deleted: 1,
             unchanged: 3,
             cases_updated: 0,
+            documents_synced: 0,
         };
         let done = SyncEvent::Completed(CustomerSyncCompleted {
             counts,

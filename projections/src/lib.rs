@@ -6,6 +6,7 @@ pub mod analytics;
 pub mod cases;
 pub mod customer_syncs;
 pub mod customers;
+pub mod documents;
 pub mod engine;
 pub mod orders;
 pub mod ports;
@@ -36,6 +37,7 @@ pub fn view_for(stream: &domain::StreamId) -> Option<&'static str> {
         "customer" => Some(customers::VIEW),
         "customersync" => Some(customer_syncs::VIEW),
         "case" => Some(cases::VIEW),
+        "document" => Some(documents::VIEW),
         _ => None,
     }
 }
@@ -59,5 +61,6 @@ pub fn queue_fed() -> Vec<std::sync::Arc<dyn Projection>> {
         std::sync::Arc::new(customers::CustomersProjection),
         std::sync::Arc::new(customer_syncs::CustomerSyncsProjection),
         std::sync::Arc::new(cases::CasesProjection),
+        std::sync::Arc::new(documents::DocumentsProjection),
     ]
 }

@@ -65,6 +65,20 @@ struct Org {
     /// that loses an answer, not the write).
     case_delay: Option<Duration>,
     case_calls: u32,
+    documents: Vec<Document>,
+    downloads: u32,
+}
+
+/// A file linked to an Account: its ContentDocument and latest ContentVersion.
+#[derive(Debug, Clone)]
+pub struct Document {
+    pub document_id: String,
+    pub account_id: String,
+    pub version_id: String,
+    pub title: String,
+    pub extension: String,
+    pub bytes: Arc<Vec<u8>>,
+    pub modified: DateTime<Utc>,
 }
 
 /// What the fake's validation rule refuses: a Subject with this in it.
@@ -102,6 +116,10 @@ impl FakeSalesforce {
             .route(
                 "/services/data/{version}/query/{locator}",
                 axum::routing::get(more),
+            )
+            .route(
+                "/services/data/{version}/sobjects/ContentVersion/{id}/VersionData",
+                axum::routing::get(version_data),
             )
             .route(
                 "/services/data/{version}/sobjects/Case/{field}/{value}",
@@ -198,6 +216,18 @@ impl FakeSalesforce {
             }));
             record["_comments"] = json!(comments);
         }
+    }
+
+    /// Links a file to an Account (or replaces the file of that ContentDocument).
+    pub fn put_document(&self, doc: Document) {
+        let mut org = self.org();
+        org.documents.retain(|d| d.document_id != doc.document_id);
+        org.documents.push(doc);
+    }
+
+    /// VersionData downloads served so far.
+    pub fn downloads(&self) -> u32 {
+        self.org().downloads
     }
 
     /// Case upserts received, answered or not.
@@ -344,6 +374,43 @@ async fn run(fake: FakeSalesforce, headers: HeaderMap, q: String, all: bool) -> 
             .ok()
             .map(|t| t.with_timezone(&Utc))
     });
+    if q.contains(" FROM ContentDocumentLink ") {
+        let rows: Vec<Value> = {
+            let mut org = fake.org();
+            org.queries.push(q.clone());
+            let accounts: Vec<String> = org
+                .accounts
+                .iter()
+                .filter(|a| !a.deleted)
+                .map(|a| a.id.clone())
+                .collect();
+            let since = q.split("ContentModifiedDate >= ").nth(1).and_then(|rest| {
+                DateTime::parse_from_rfc3339(rest.split_whitespace().next()?).ok()
+            });
+            org.documents
+                .iter()
+                .filter(|d| accounts.contains(&d.account_id))
+                .filter(|d| since.is_none_or(|s| d.modified >= s))
+                .map(|d| {
+                    json!({
+                        "attributes": {"type": "ContentDocumentLink", "url": format!("/services/data/v60.0/sobjects/ContentDocumentLink/06A{}", &d.document_id[3..])},
+                        "ContentDocumentId": d.document_id,
+                        "LinkedEntityId": d.account_id,
+                        "ContentDocument": {
+                            "attributes": {"type": "ContentDocument", "url": format!("/services/data/v60.0/sobjects/ContentDocument/{}", d.document_id)},
+                            "Title": d.title,
+                            "FileExtension": d.extension,
+                            "ContentSize": d.bytes.len(),
+                            "ContentModifiedDate": sf_time(d.modified),
+                            "LatestPublishedVersionId": d.version_id,
+                        }
+                    })
+                })
+                .collect()
+        };
+        let locator = format!("01gFAKE{}-0", uuid::Uuid::new_v4().simple());
+        return (out, Json(page(&fake, rows, &locator))).into_response();
+    }
     if q.contains(" FROM Case ") {
         let rows = {
             let mut org = fake.org();
@@ -540,4 +607,55 @@ fn case_row(mut r: Value) -> Value {
         json!({"totalSize": comments.len(), "done": true, "records": comments})
     };
     r
+}
+
+/// A ContentVersion's bytes, sent in 64 KiB chunks.
+async fn version_data(
+    State(fake): State<FakeSalesforce>,
+    Path((_version, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let mut limits = match admit(&fake, &headers) {
+        Ok(h) => h,
+        Err(refusal) => return refusal,
+    };
+    let bytes = {
+        let mut org = fake.org();
+        let found = org
+            .documents
+            .iter()
+            .find(|d| d.version_id == id)
+            .map(|d| d.bytes.clone());
+        if found.is_some() {
+            org.downloads += 1;
+        }
+        found
+    };
+    let Some(bytes) = bytes else {
+        return errors(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "The requested resource does not exist",
+        );
+    };
+    limits.insert(
+        "content-type",
+        "application/octet-stream".parse().expect("header"),
+    );
+    limits.insert(
+        "content-length",
+        bytes.len().to_string().parse().expect("header"),
+    );
+    let chunks = (0..bytes.len().div_ceil(64 * 1024)).map(move |i| {
+        let end = ((i + 1) * 64 * 1024).min(bytes.len());
+        Ok::<_, std::io::Error>(axum::body::Bytes::copy_from_slice(
+            &bytes[i * 64 * 1024..end],
+        ))
+    });
+    (
+        StatusCode::OK,
+        limits,
+        axum::body::Body::from_stream(futures::stream::iter(chunks)),
+    )
+        .into_response()
 }

@@ -188,6 +188,27 @@ impl TestApp {
         }
     }
 
+    /// A GET whose answer is read as bytes (a file), with or without a token.
+    pub async fn get_bytes(
+        &self,
+        path: &str,
+        token: Option<&str>,
+    ) -> (StatusCode, HeaderMap, axum::body::Bytes) {
+        let mut req = Request::builder().method(Method::GET).uri(path);
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let res = self
+            .router
+            .clone()
+            .oneshot(req.body(Body::empty()).expect("request"))
+            .await
+            .expect("router is infallible");
+        let (parts, body) = res.into_parts();
+        let bytes = body.collect().await.expect("body").to_bytes();
+        (parts.status, parts.headers, bytes)
+    }
+
     pub async fn get(&self, path: &str, token: &str, consistency: Option<&str>) -> Reply {
         let headers: Vec<(&str, &str)> = consistency
             .map(|c| ("x-consistency-token", c))

@@ -18,6 +18,7 @@ mod case_delivery;
 mod cli;
 mod commerce;
 mod crash;
+mod documents;
 mod http_tasks;
 mod logs;
 mod metrics;

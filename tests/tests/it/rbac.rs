@@ -26,6 +26,7 @@ fn success(method: &Method, path: &str) -> StatusCode {
         ("POST", "/auth/signout") => StatusCode::NO_CONTENT,
         ("POST", "/ai/query" | "/salesforce/sync") => StatusCode::ACCEPTED,
         ("POST", p) if p.starts_with("/orders/") || p.ends_with("/inventory") => StatusCode::OK,
+        ("GET", p) if p.ends_with("/download") => StatusCode::FOUND,
         ("POST", _) => StatusCode::CREATED,
         ("DELETE", _) => StatusCode::NO_CONTENT,
         _ => StatusCode::OK,
@@ -90,8 +91,9 @@ fn order_body(product_id: &str) -> serde_json::Value {
     })
 }
 
-/// The customer the walk's tenants sync from their org.
+/// The customer the walk's tenants sync from their org, and its document.
 const WALKED: &str = "001WALK0000000AAA";
+const WALKED_DOCUMENT: &str = "069WALK0000000AAA";
 
 /// What a route of the walk needs: a product and an order (an order placed by the MEMBER,
 /// moved as far along as the route needs: confirmed before a ship, shipped before a
@@ -116,6 +118,15 @@ async fn commerce_fixture(app: &TestApp, f: &Fixture, path: &str, unique: &str) 
             "Karachi",
             chrono::Utc::now() - chrono::Duration::hours(1),
         ));
+        org.put_document(chronicle_tests::fake_salesforce::Document {
+            document_id: WALKED_DOCUMENT.into(),
+            account_id: WALKED.into(),
+            version_id: "068WALK0000000AAA".into(),
+            title: "Walked".into(),
+            extension: "txt".into(),
+            bytes: std::sync::Arc::new(b"walked".to_vec()),
+            modified: chrono::Utc::now() - chrono::Duration::hours(1),
+        });
         app.connect_and_sync(&f.admin, &org).await;
         let case = app
             .post(
@@ -325,6 +336,7 @@ async fn every_route_answers_every_caller_as_the_policy_says() {
                 .path
                 .replace("{id}", &id)
                 .replace("{case_id}", &needs.case_id)
+                .replace("{document_id}", WALKED_DOCUMENT)
                 .replace("{stream_id}", &format!("task-{task_id}"));
             if rule.path.ends_with("/state") {
                 path.push_str("?version=1");
@@ -439,6 +451,11 @@ async fn every_route_answers_every_caller_as_the_policy_says() {
                 rule.path.contains('{'),
                 success(&rule.method, rule.path),
             );
+            // A link the walk was never given: refused, whoever presents it (the documents
+            // test follows real ones).
+            if rule.path == "/downloads/{token}" {
+                allowed = vec![StatusCode::FORBIDDEN];
+            }
             // Another tenant's product is no product to order: as unknown as one never made.
             if (rule.method.as_str(), rule.path) == ("POST", "/orders")
                 && caller == Caller::OtherTenantAdmin
