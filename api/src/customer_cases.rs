@@ -10,6 +10,7 @@ use crate::customers::customer_id;
 use crate::error::{ApiError, Problem};
 use crate::extract::{Consistency, IdempotencyKey, Ids, JsonBody, QueryParams};
 use crate::query::{Cursor, PageLimit, meta, page_of, row_of, write_headers};
+use crate::salesforce::last_synced;
 use crate::tokens::Principal;
 use axum::Json;
 use axum::extract::{Path, State};
@@ -54,7 +55,8 @@ pub struct ListParams {
 
 #[utoipa::path(get, path = "/customer/{id}/cases", tag = "portal", operation_id = "ListCustomerCases",
     params(("id" = String, Path, description = "the customer's Salesforce Account Id"), ListParams, Consistency),
-    responses((status = 200, body = CasePage)),
+    responses((status = 200, body = CasePage, headers(
+        ("X-Last-Synced" = String, description = "when the last complete Salesforce sync ended (RFC 3339), or `never`")))),
     security(("bearer" = ["CUSTOMER"])))]
 pub async fn list(
     State(state): State<AppState>,
@@ -62,7 +64,7 @@ pub async fn list(
     Path(id): Path<String>,
     QueryParams(params): QueryParams<ListParams>,
     Consistency(token): Consistency,
-) -> Result<Json<CasePage>, ApiError> {
+) -> Result<Response, ApiError> {
     let id = portal_customer(&state, &principal, &id).await?;
     let (items, next_cursor) = page_of(
         &state,
@@ -75,13 +77,15 @@ pub async fn list(
         token,
     )
     .await?;
-    Ok(Json(CasePage { items, next_cursor }))
+    let synced = last_synced(&state, &principal.tenant_id).await;
+    Ok((synced, Json(CasePage { items, next_cursor })).into_response())
 }
 
 #[utoipa::path(get, path = "/customer/{id}/cases/{case_id}", tag = "portal", operation_id = "GetCustomerCase",
     params(("id" = String, Path, description = "the customer's Salesforce Account Id"),
         ("case_id" = Uuid, Path), Consistency),
-    responses((status = 200, body = CaseView, headers(("ETag" = String, description = "the case's version")))),
+    responses((status = 200, body = CaseView, headers(("ETag" = String, description = "the case's version"),
+        ("X-Last-Synced" = String, description = "when the last complete Salesforce sync ended (RFC 3339), or `never`")))),
     security(("bearer" = ["CUSTOMER"])))]
 pub async fn get(
     State(state): State<AppState>,
@@ -96,7 +100,8 @@ pub async fn get(
     if view.customer_id != id {
         return Err(ApiError::NotFound("no such case".into()));
     }
-    Ok((write_headers(None, view.version), Json(view)).into_response())
+    let synced = last_synced(&state, &principal.tenant_id).await;
+    Ok((write_headers(None, view.version), synced, Json(view)).into_response())
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

@@ -67,7 +67,8 @@ pub(crate) async fn log_access(
 
 #[utoipa::path(get, path = "/customer/{id}/documents", tag = "portal", operation_id = "ListCustomerDocuments",
     params(("id" = String, Path, description = "the customer's Salesforce Account Id"), ListParams, Consistency),
-    responses((status = 200, body = DocumentPage, description = "the listing is logged (DocumentAccessed)")),
+    responses((status = 200, body = DocumentPage, description = "the listing is logged (DocumentAccessed)", headers(
+        ("X-Last-Synced" = String, description = "when the last complete Salesforce sync ended (RFC 3339), or `never`")))),
     security(("bearer" = ["CUSTOMER"])))]
 pub async fn list(
     State(state): State<AppState>,
@@ -76,7 +77,7 @@ pub async fn list(
     Ids(ids): Ids,
     QueryParams(params): QueryParams<ListParams>,
     Consistency(token): Consistency,
-) -> Result<Json<DocumentPage>, ApiError> {
+) -> Result<Response, ApiError> {
     let id = portal_customer(&state, &principal, &id).await?;
     let filters = vec![("customer_id".to_owned(), id.clone())];
     let (items, next_cursor): (Vec<DocumentView>, _) = page_of(
@@ -96,7 +97,8 @@ pub async fn list(
         request_id: ids.correlation_id.to_string(),
     };
     log_access(&state, &principal, ids, &id, access, None).await?;
-    Ok(Json(DocumentPage { items, next_cursor }))
+    let synced = crate::salesforce::last_synced(&state, &principal.tenant_id).await;
+    Ok((synced, Json(DocumentPage { items, next_cursor })).into_response())
 }
 
 #[utoipa::path(get, path = "/customer/{id}/documents/{document_id}/download", tag = "portal",

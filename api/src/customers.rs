@@ -70,14 +70,15 @@ pub struct CustomerPage {
 
 #[utoipa::path(get, path = "/customers", tag = "customers", operation_id = "ListCustomers",
     params(ListParams, Consistency),
-    responses((status = 200, body = CustomerPage)),
+    responses((status = 200, body = CustomerPage, headers(
+        ("X-Last-Synced" = String, description = "when the last complete Salesforce sync ended (RFC 3339), or `never`")))),
     security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
     QueryParams(params): QueryParams<ListParams>,
     Consistency(token): Consistency,
-) -> Result<Json<CustomerPage>, ApiError> {
+) -> Result<Response, ApiError> {
     let filters = params
         .city
         .map(|c| ("billing_city".to_owned(), c.0))
@@ -95,7 +96,8 @@ pub async fn list(
         token,
     )
     .await?;
-    Ok(Json(CustomerPage { items, next_cursor }))
+    let synced = crate::salesforce::last_synced(&state, &principal.tenant_id).await;
+    Ok((synced, Json(CustomerPage { items, next_cursor })).into_response())
 }
 
 /// A Salesforce Account Id (15 or 18 characters); anything else names no customer.

@@ -13,13 +13,34 @@ use serde::Serialize;
 pub struct Status {
     /// `ok` (health) or `ready`.
     status: &'static str,
+    /// How the outside services fare (`/ready` of a server with Salesforce configured).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<Detail>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Detail {
+    salesforce: SalesforceHealth,
+}
+
+/// Salesforce as this process sees it. An open circuit degrades reads (served from the
+/// read models, `X-Last-Synced` saying how fresh) without making the server unready.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SalesforceHealth {
+    /// Tenant orgs not called for now after repeated failures.
+    open_circuits: usize,
+    /// `ok`, or `degraded` while a circuit is open.
+    status: &'static str,
 }
 
 /// The process is up.
 #[utoipa::path(get, path = "/health", tag = "operations", operation_id = "Health",
     responses((status = 200, description = "up", body = Status)), security(()))]
 pub async fn health() -> Json<Status> {
-    Json(Status { status: "ok" })
+    Json(Status {
+        status: "ok",
+        detail: None,
+    })
 }
 
 /// The store answers and the projector runs.
@@ -37,7 +58,19 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Status>, ApiErr
     if !state.freshness.is_running() {
         return Err(ApiError::Unavailable("the projector is not running".into()));
     }
-    Ok(Json(Status { status: "ready" }))
+    let detail = state.salesforce.as_ref().map(|sf| {
+        let open_circuits = sf.breaker.open_circuits();
+        Detail {
+            salesforce: SalesforceHealth {
+                open_circuits,
+                status: if open_circuits == 0 { "ok" } else { "degraded" },
+            },
+        }
+    });
+    Ok(Json(Status {
+        status: "ready",
+        detail,
+    }))
 }
 
 /// Prometheus text: requests, errors and latency by route, projection lag, DynamoDB requests.

@@ -29,6 +29,8 @@ use uuid::Uuid;
 pub struct SalesforceAccess {
     pub secrets: infra::secrets::SecretBox,
     pub crm: Arc<dyn CrmSource>,
+    /// The client's circuits, for `/ready`.
+    pub breaker: Arc<infra::salesforce::CircuitBreaker>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -92,6 +94,33 @@ pub struct ListParams {
 pub struct SyncPage {
     items: Vec<SyncView>,
     next_cursor: Option<String>,
+}
+
+/// The header of a read served from what the sync brought in: when the tenant's last
+/// complete sync ended (`never` before one), so a client can tell how fresh the answer is
+/// while Salesforce is out of reach.
+pub const LAST_SYNCED: &str = "x-last-synced";
+
+/// `X-Last-Synced` for `tenant`: best effort, a store that fails leaves it out.
+pub(crate) async fn last_synced(
+    state: &AppState,
+    tenant: &domain::TenantId,
+) -> axum::http::HeaderMap {
+    let mut headers = axum::http::HeaderMap::new();
+    let slot = state
+        .commands
+        .tail_state::<domain::customer_sync::SyncSlot>(tenant, &commands::customers::slot_stream())
+        .await;
+    if let Ok((slot, _)) = slot {
+        let value = slot.last_completed_at.map_or_else(
+            || "never".to_owned(),
+            |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        );
+        if let Ok(v) = axum::http::HeaderValue::from_str(&value) {
+            headers.insert(LAST_SYNCED, v);
+        }
+    }
+    headers
 }
 
 fn access(state: &AppState) -> Result<&SalesforceAccess, ApiError> {

@@ -27,6 +27,8 @@ pub struct SalesforceConfig {
     pub poll_interval: Option<Duration>,
     /// How the case delivery worker retries an upsert.
     pub delivery: commands::worker::RetryPolicy,
+    /// Transient failures in a row that open an org's circuit, and how long it stays open.
+    pub breaker: (u32, Duration),
 }
 
 impl std::fmt::Debug for SalesforceConfig {
@@ -37,6 +39,7 @@ impl std::fmt::Debug for SalesforceConfig {
             .field("lookback", &self.lookback)
             .field("poll_interval", &self.poll_interval)
             .field("delivery", &self.delivery)
+            .field("breaker", &self.breaker)
             .finish()
     }
 }
@@ -45,10 +48,17 @@ impl SalesforceConfig {
     /// The client and the sealing the API uses.
     pub fn access(&self) -> anyhow::Result<crate::salesforce::SalesforceAccess> {
         let secrets = infra::secrets::SecretBox::new(&self.secrets_key);
-        let crm = infra::salesforce::SalesforceClient::new(secrets.clone(), self.timeout)?;
+        let (failures, cool_down) = self.breaker;
+        let breaker = Arc::new(infra::salesforce::CircuitBreaker::new(failures, cool_down));
+        let crm = infra::salesforce::SalesforceClient::new(
+            secrets.clone(),
+            self.timeout,
+            breaker.clone(),
+        )?;
         Ok(crate::salesforce::SalesforceAccess {
             secrets,
             crm: Arc::new(crm),
+            breaker,
         })
     }
 
@@ -95,6 +105,13 @@ pub struct SalesforceArgs {
     /// One call of Salesforce.
     #[arg(long, env = "CHRONICLE_SF_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub sf_timeout: Duration,
+    /// Failures in a row (5xx, timeouts, the API limit) after which an org is not called
+    /// for a while (its circuit opens).
+    #[arg(long, env = "CHRONICLE_SF_BREAKER_FAILURES", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub sf_breaker_failures: u32,
+    /// How long an open circuit stays open before one trial call.
+    #[arg(long, env = "CHRONICLE_SF_BREAKER_COOL_DOWN", default_value = "30s", value_parser = parse_duration)]
+    pub sf_breaker_cool_down: Duration,
 }
 
 /// A period, or none.
@@ -130,6 +147,7 @@ impl SalesforceArgs {
                 timeout: self.sf_timeout,
                 ..Default::default()
             },
+            breaker: (self.sf_breaker_failures, self.sf_breaker_cool_down),
         }))
     }
 }

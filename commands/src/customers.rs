@@ -363,6 +363,7 @@ impl Command for StepSync {
                     .decide(
                         &SlotCommand::Release {
                             sync_id: self.sync_id.clone(),
+                            completed: matches!(self.command, SyncCommand::Complete { .. }),
                         },
                         tx.ctx(),
                     )

@@ -252,7 +252,8 @@ pub enum SlotCommand {
         watermark: Watermark,
     },
     /// Frees the slot `sync_id` holds.
-    Release { sync_id: String },
+    /// The run ends; `completed` when it read everything (not failed).
+    Release { sync_id: String, completed: bool },
 }
 
 /// Every slot event holds the slot's whole state.
@@ -261,6 +262,9 @@ pub struct SlotState {
     pub running: Option<String>,
     pub running_since: Option<DateTime<Utc>>,
     pub watermark: Option<Watermark>,
+    /// When the last run that read everything ended: how fresh the read models are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_completed_at: Option<DateTime<Utc>>,
     pub at: DateTime<Utc>,
 }
 
@@ -284,6 +288,7 @@ pub struct SyncSlot {
     pub running: Option<String>,
     pub running_since: Option<DateTime<Utc>>,
     pub watermark: Option<Watermark>,
+    pub last_completed_at: Option<DateTime<Utc>>,
 }
 
 impl SyncSlot {
@@ -292,6 +297,7 @@ impl SyncSlot {
             running: self.running.clone(),
             running_since: self.running_since,
             watermark: self.watermark.clone(),
+            last_completed_at: self.last_completed_at,
             at,
         }
     }
@@ -329,12 +335,15 @@ impl Aggregate for SyncSlot {
                 next.watermark = Some(watermark.clone());
                 SlotEvent::Advanced
             }
-            SlotCommand::Release { sync_id } => {
+            SlotCommand::Release { sync_id, completed } => {
                 if self.running.as_ref() != Some(sync_id) {
                     return Err(SlotError::NotHeld(sync_id.clone()));
                 }
                 next.running = None;
                 next.running_since = None;
+                if *completed {
+                    next.last_completed_at = Some(ctx.now);
+                }
                 SlotEvent::Released
             }
         };
@@ -353,6 +362,7 @@ impl TailState for SyncSlot {
             running: s.running.clone(),
             running_since: s.running_since,
             watermark: s.watermark.clone(),
+            last_completed_at: s.last_completed_at,
         }
     }
 }

@@ -26,7 +26,94 @@ struct Token {
     instance_url: String,
 }
 
+/// A circuit breaker per tenant org: after `threshold` transient failures in a row (5xx,
+/// timeouts, connection errors, the API limit), calls of that org fail at once for
+/// `cool_down`; then one trial call goes through, and its outcome closes the circuit or
+/// opens it again. An answer of Salesforce's that is no failure of its own (a refused
+/// record, refused credentials) counts as an answer.
+pub struct CircuitBreaker {
+    threshold: u32,
+    cool_down: Duration,
+    orgs: Mutex<HashMap<TenantId, Circuit>>,
+}
+
+#[derive(Default)]
+struct Circuit {
+    failures: u32,
+    open_until: Option<std::time::Instant>,
+}
+
+impl CircuitBreaker {
+    pub fn new(threshold: u32, cool_down: Duration) -> Self {
+        Self {
+            threshold: threshold.max(1),
+            cool_down,
+            orgs: Mutex::default(),
+        }
+    }
+
+    /// Whether a call of `tenant`'s org may go out now.
+    fn admit(&self, tenant: &TenantId) -> Result<(), CrmError> {
+        let mut orgs = self.orgs.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(c) = orgs.get_mut(tenant) else {
+            return Ok(());
+        };
+        match c.open_until {
+            Some(until) if std::time::Instant::now() < until => Err(CrmError::Failed(format!(
+                "Salesforce is not called for {} s after {} failures in a row (circuit open)",
+                until
+                    .saturating_duration_since(std::time::Instant::now())
+                    .as_secs()
+                    + 1,
+                c.failures
+            ))),
+            Some(_) => {
+                // Half open: this call is the trial; the others wait for its outcome.
+                c.open_until = Some(std::time::Instant::now() + self.cool_down);
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn record<T>(&self, tenant: &TenantId, outcome: &Result<T, CrmError>) {
+        let failed = outcome.as_ref().err().is_some_and(CrmError::is_transient);
+        let mut orgs = self.orgs.lock().unwrap_or_else(PoisonError::into_inner);
+        let c = orgs.entry(tenant.clone()).or_default();
+        let was_open = c.open_until.is_some();
+        if failed {
+            c.failures += 1;
+            if c.failures >= self.threshold {
+                c.open_until = Some(std::time::Instant::now() + self.cool_down);
+                if !was_open {
+                    tracing::warn!(tenant_id = %tenant, failures = c.failures, "Salesforce circuit opened");
+                    metrics::counter!("chronicle_salesforce_circuit_opened_total").increment(1);
+                }
+            }
+        } else {
+            c.failures = 0;
+            c.open_until = None;
+            if was_open {
+                tracing::info!(tenant_id = %tenant, "Salesforce circuit closed");
+            }
+        }
+        let open = orgs.values().filter(|c| c.open_until.is_some()).count();
+        metrics::gauge!("chronicle_salesforce_circuits_open").set(open as f64);
+    }
+
+    /// Orgs whose circuit is open (or half open) now.
+    pub fn open_circuits(&self) -> usize {
+        self.orgs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .filter(|c| c.open_until.is_some())
+            .count()
+    }
+}
+
 pub struct SalesforceClient {
+    breaker: std::sync::Arc<CircuitBreaker>,
     http: reqwest::Client,
     /// For downloads: a read timeout between chunks instead of one for the whole answer.
     streaming: reqwest::Client,
@@ -38,8 +125,13 @@ const FIELDS: &str = "Id, Name, Industry, Phone, Website, BillingCity, BillingCo
      (SELECT Name, Email FROM Contacts ORDER BY CreatedDate ASC LIMIT 1)";
 
 impl SalesforceClient {
-    pub fn new(secrets: SecretBox, timeout: Duration) -> Result<Self, reqwest::Error> {
+    pub fn new(
+        secrets: SecretBox,
+        timeout: Duration,
+        breaker: std::sync::Arc<CircuitBreaker>,
+    ) -> Result<Self, reqwest::Error> {
         Ok(Self {
+            breaker,
             http: reqwest::Client::builder().timeout(timeout).build()?,
             streaming: reqwest::Client::builder()
                 .connect_timeout(timeout)
@@ -156,6 +248,20 @@ impl SalesforceClient {
     /// record's fault (`Refused`), REQUEST_LIMIT_EXCEEDED the org's limit, the rest
     /// `Failed`.
     async fn call(
+        &self,
+        org: &Org,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> Result<(reqwest::StatusCode, Value), CrmError> {
+        self.breaker.admit(&org.tenant)?;
+        let outcome = self.call_once(org, method, path, query, body).await;
+        self.breaker.record(&org.tenant, &outcome);
+        outcome
+    }
+
+    async fn call_once(
         &self,
         org: &Org,
         method: reqwest::Method,
@@ -426,6 +532,23 @@ impl CrmSource for SalesforceClient {
     }
 
     async fn version_data(&self, org: &Org, version_id: &str) -> Result<FileStream, CrmError> {
+        self.breaker.admit(&org.tenant)?;
+        let outcome = self.open_version_data(org, version_id).await;
+        self.breaker.record(&org.tenant, &outcome);
+        outcome
+    }
+
+    async fn cases(
+        &self,
+        org: &Org,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<Vec<RemoteCase>, CrmError> {
+        self.remote_cases(org, since).await
+    }
+}
+
+impl SalesforceClient {
+    async fn open_version_data(&self, org: &Org, version_id: &str) -> Result<FileStream, CrmError> {
         use futures::StreamExt;
         let ok = !version_id.is_empty() && version_id.bytes().all(|b| b.is_ascii_alphanumeric());
         if !ok {
@@ -493,7 +616,7 @@ impl CrmSource for SalesforceClient {
         ))
     }
 
-    async fn cases(
+    async fn remote_cases(
         &self,
         org: &Org,
         since: Option<DateTime<Utc>>,

@@ -113,6 +113,7 @@ impl TestApp {
                     max_backoff: Duration::from_millis(100),
                     max_retry_after: Duration::from_secs(1),
                 },
+                breaker: (4, Duration::from_millis(400)),
             }),
         })
         .expect("start");

@@ -50,6 +50,7 @@ async fn an_opened_case_is_delivered_once_through_the_case_queue() {
             timeout: Duration::from_secs(1),
             ..Default::default()
         },
+        breaker: (5, Duration::from_secs(30)),
     };
     let access = config.access().expect("access");
     connect(

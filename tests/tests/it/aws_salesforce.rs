@@ -61,6 +61,7 @@ async fn a_sync_runs_through_the_sync_queue_and_a_tick_starts_the_poll() {
         lookback: chrono::Duration::minutes(2),
         poll_interval: None,
         delivery: Default::default(),
+        breaker: (5, Duration::from_secs(30)),
     };
     let access = config.access().expect("access");
     connect(

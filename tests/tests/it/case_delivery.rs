@@ -200,3 +200,64 @@ async fn agents_changes_in_salesforce_come_back_and_chronicles_own_do_not() {
     assert_eq!(c.body["status"], "WORKING");
     assert_eq!(c.body["comments"].as_array().map(Vec::len), Some(1));
 }
+
+#[tokio::test]
+async fn while_salesforce_is_down_reads_go_on_and_its_circuit_stops_calling_it() {
+    let app = TestApp::start();
+    let (admin, org) = tenant(&app, "deliver-breaker").await;
+    let before = app
+        .get(&format!("/customer/{ACME}/cases"), &admin.access, None)
+        .await;
+    let synced = before
+        .header("x-last-synced")
+        .expect("X-Last-Synced")
+        .to_owned();
+    let at = chrono::DateTime::parse_from_rfc3339(&synced).expect("RFC 3339");
+    assert!(chrono::Utc::now() - at.with_timezone(&chrono::Utc) < chrono::Duration::minutes(1));
+
+    // Salesforce fails every call from now on.
+    org.fail_cases(u32::MAX);
+    let case_id = open(&app, &admin, "Opened during the outage").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let ready = app.get("/ready", &admin.access, None).await;
+        assert_eq!(ready.status, StatusCode::OK, "{:?}", ready.body);
+        if ready.body["detail"]["salesforce"]["open_circuits"] == 1 {
+            assert_eq!(ready.body["detail"]["salesforce"]["status"], "degraded");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{:?}", ready.body);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Open, the circuit lets at most a trial call through per 400 ms cool-down.
+    let calls = org.case_calls();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        org.case_calls() <= calls + 1,
+        "{} after {calls}",
+        org.case_calls()
+    );
+    // Reads are served from the read models all along, saying how fresh they are.
+    let during = app
+        .get(
+            &format!("/customer/{ACME}/cases/{case_id}"),
+            &admin.access,
+            None,
+        )
+        .await;
+    assert_eq!(during.status, StatusCode::OK, "{:?}", during.body);
+    assert_eq!(during.body["salesforce"]["state"], "pending");
+    assert_eq!(during.header("x-last-synced"), Some(synced.as_str()));
+
+    // Salesforce is back: the next trial closes the circuit and the case goes through.
+    org.fail_cases(0);
+    let case = settled(&app, &admin, &case_id).await;
+    assert_eq!(case["salesforce"]["state"], "delivered", "{case:?}");
+    let ready = app.get("/ready", &admin.access, None).await;
+    assert_eq!(
+        ready.body["detail"]["salesforce"]["open_circuits"], 0,
+        "{:?}",
+        ready.body
+    );
+    assert_eq!(org.cases().len(), 1);
+}
