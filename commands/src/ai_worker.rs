@@ -98,11 +98,7 @@ impl AiWorker {
         &self,
         event: &EventEnvelope,
     ) -> Result<Processed, CommandError<AiError>> {
-        let cause = RequestIds {
-            command_id: uuid::Uuid::now_v7(),
-            correlation_id: event.correlation_id,
-            causation_id: Some(event.event_id),
-        };
+        let cause = RequestIds::caused_by(event);
         self.process(&event.tenant_id, event.stream_id.instance(), cause)
             .await
     }
@@ -235,15 +231,7 @@ impl AiWorker {
         cause: RequestIds,
         command: AiQueryCommand,
     ) -> Result<Processed, CommandError<AiError>> {
-        let meta = CommandMeta::of(
-            tenant.clone(),
-            self.actor.clone(),
-            RequestIds {
-                command_id: uuid::Uuid::now_v7(),
-                ..cause
-            },
-            None,
-        );
+        let meta = CommandMeta::of(tenant.clone(), self.actor.clone(), cause.next(), None);
         let ran = self
             .handler
             .run(

@@ -64,15 +64,7 @@ impl CaseDeliveryWorker {
         cause: RequestIds,
         command: CaseCommand,
     ) -> Result<(), CommandError<CaseError>> {
-        let meta = CommandMeta::of(
-            tenant.clone(),
-            self.actor.clone(),
-            RequestIds {
-                command_id: uuid::Uuid::now_v7(),
-                ..cause
-            },
-            None,
-        );
+        let meta = CommandMeta::of(tenant.clone(), self.actor.clone(), cause.next(), None);
         self.handler
             .execute::<Case>(&meta, &crate::cases::case_stream(case_id), &command, None)
             .await
@@ -191,11 +183,7 @@ impl EventWorker for CaseDeliveryWorker {
     }
 
     async fn handle(&self, event: &EventEnvelope) -> Result<(), WorkFailure> {
-        let cause = RequestIds {
-            command_id: uuid::Uuid::now_v7(),
-            correlation_id: event.correlation_id,
-            causation_id: Some(event.event_id),
-        };
+        let cause = RequestIds::caused_by(event);
         self.deliver(&event.tenant_id, event.stream_id.instance(), cause)
             .await
             .map(|_| ())

@@ -47,6 +47,24 @@ impl RequestIds {
             causation_id: None,
         }
     }
+
+    /// The ids of work `event` caused (a worker's): the event's correlation id, the event
+    /// as causation, a new command id.
+    pub fn caused_by(event: &domain::EventEnvelope) -> Self {
+        Self {
+            command_id: Uuid::now_v7(),
+            correlation_id: event.correlation_id,
+            causation_id: Some(event.event_id),
+        }
+    }
+
+    /// The same cause for the next command: a new command id.
+    pub fn next(self) -> Self {
+        Self {
+            command_id: Uuid::now_v7(),
+            ..self
+        }
+    }
 }
 
 impl CommandMeta {

@@ -60,15 +60,7 @@ impl SyncWorker {
     }
 
     fn meta(&self, tenant: &TenantId, cause: RequestIds) -> CommandMeta {
-        CommandMeta::of(
-            tenant.clone(),
-            self.actor.clone(),
-            RequestIds {
-                command_id: uuid::Uuid::now_v7(),
-                ..cause
-            },
-            None,
-        )
+        CommandMeta::of(tenant.clone(), self.actor.clone(), cause.next(), None)
     }
 
     /// Runs sync `sync_id` of `tenant` to its end; its final status.
@@ -316,11 +308,7 @@ impl EventWorker for SyncWorker {
     }
 
     async fn handle(&self, event: &EventEnvelope) -> Result<(), WorkFailure> {
-        let cause = RequestIds {
-            command_id: uuid::Uuid::now_v7(),
-            correlation_id: event.correlation_id,
-            causation_id: Some(event.event_id),
-        };
+        let cause = RequestIds::caused_by(event);
         let status = self
             .run(&event.tenant_id, event.stream_id.instance(), cause)
             .await

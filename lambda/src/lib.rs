@@ -52,3 +52,36 @@ pub async fn serve_queue(
     ))
     .await
 }
+
+/// The Salesforce configuration of a worker function, from the same environment as
+/// `chronicle worker` (CHRONICLE_SECRETS_KEY, CHRONICLE_SF_*), with its command handler
+/// over the DynamoDB event store and its client.
+pub async fn salesforce_worker(
+    name: &str,
+) -> Result<
+    (
+        api::workers::SalesforceConfig,
+        commands::CommandHandler,
+        api::salesforce::SalesforceAccess,
+    ),
+    lambda_runtime::Error,
+> {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct Env {
+        #[command(flatten)]
+        salesforce: api::workers::SalesforceArgs,
+    }
+    init_logs();
+    let aws = aws().await;
+    let config = Env::parse_from([name])
+        .salesforce
+        .config(None)?
+        .ok_or_else(|| format!("{name} needs CHRONICLE_SECRETS_KEY"))?;
+    let handler = commands::CommandHandler::new(
+        std::sync::Arc::new(infra::aws::DynamoEventStore::new(&aws)),
+        std::sync::Arc::new(infra::SystemClock),
+    );
+    let access = config.access()?;
+    Ok((config, handler, access))
+}
