@@ -4,7 +4,9 @@
 
 use crate::app::{AppState, Routes};
 use crate::error::{ApiError, Problem};
-use crate::extract::{Consistency, IdempotencyKey, Ids, IfMatch, JsonBody, PathId, QueryParams};
+use crate::extract::{
+    Consistency, IdempotencyKey, Ids, IfMatch, JsonBody, PathId, QueryParams, present,
+};
 use crate::query::{Cursor, PageLimit, meta, page_of, row_of, write_headers};
 use crate::tokens::Principal;
 use axum::Json;
@@ -96,9 +98,11 @@ pub async fn get(
 #[serde(deny_unknown_fields)]
 #[schema(min_properties = 1)]
 pub struct UpdateCase {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     status: Option<CaseStatus>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     comment: Option<CaseComment>,
 }
 
