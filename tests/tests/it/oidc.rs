@@ -73,6 +73,51 @@ async fn cognito_tokens_verify_against_the_jwks_and_bad_ones_are_401() {
         StatusCode::FORBIDDEN,
         "no admins group: MEMBER"
     );
+    // The customers group with custom:customer_id: a CUSTOMER of that customer, shut out
+    // of the staff's routes and of other customers' portal routes; without the id, 403.
+    let mut portal = claims(&issuer, &["customers"]);
+    portal["custom:customer_id"] = json!("001COGNITO00000AAA");
+    let portal = sign(&portal, "k1");
+    assert_eq!(
+        app.get("/tasks", &portal, None).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let other = app
+        .get("/customer/001COGNITO00000BBB/cases", &portal, None)
+        .await;
+    assert_eq!(other.status, StatusCode::NOT_FOUND, "{:?}", other.body);
+    // Its own customer, once the tenant has it.
+    let org = chronicle_tests::fake_salesforce::FakeSalesforce::start(10).await;
+    org.put(chronicle_tests::fake_salesforce::Account::new(
+        "001COGNITO00000AAA",
+        "Cognito Co",
+        "Karachi",
+        chrono::Utc::now() - chrono::Duration::hours(1),
+    ));
+    let root = chronicle_tests::SignedUp {
+        tenant_id: "acme".into(),
+        user_id: "root".into(),
+        access: app.token("acme", "root", domain::Role::Admin),
+        refresh: String::new(),
+    };
+    app.connect_and_sync(&root, &org).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let own = loop {
+        let own = app
+            .get("/customer/001COGNITO00000AAA/cases", &portal, None)
+            .await;
+        if own.status != StatusCode::NOT_FOUND || std::time::Instant::now() > deadline {
+            break own;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(own.status, StatusCode::OK, "{:?}", own.body);
+    let unbound = sign(&claims(&issuer, &["customers"]), "k1");
+    let r = app
+        .get("/customer/001COGNITO00000AAA/cases", &unbound, None)
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.body);
+
     let embedded = app.token("acme", "root", domain::Role::Admin);
     assert_eq!(
         app.get("/tasks", &embedded, None).await.status,
