@@ -436,6 +436,41 @@ impl From<commands::documents::DocumentError> for ApiError {
     }
 }
 
+impl From<commands::ledger::LedgerError> for ApiError {
+    fn from(e: commands::ledger::LedgerError) -> Self {
+        use commands::ledger::LedgerError as L;
+        match e {
+            L::Account(a) => a.into(),
+            L::NoCustomer => Self::NotFound("no such customer".into()),
+            e @ L::SameAccount => Self::Conflict(e.to_string()),
+            L::Transaction(domain::transaction::TransactionError::NotFound) => {
+                Self::NotFound("no such transaction".into())
+            }
+            L::Transaction(t) => Self::Conflict(t.to_string()),
+        }
+    }
+}
+
+impl From<domain::account::AccountError> for ApiError {
+    fn from(e: domain::account::AccountError) -> Self {
+        match e {
+            domain::account::AccountError::NotFound => Self::NotFound("no such account".into()),
+            other => Self::Conflict(other.to_string()),
+        }
+    }
+}
+
+impl From<domain::transaction::TransactionError> for ApiError {
+    fn from(e: domain::transaction::TransactionError) -> Self {
+        match e {
+            domain::transaction::TransactionError::NotFound => {
+                Self::NotFound("no such transaction".into())
+            }
+            other => Self::Conflict(other.to_string()),
+        }
+    }
+}
+
 impl From<CaseError> for ApiError {
     fn from(e: CaseError) -> Self {
         match e {

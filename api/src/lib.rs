@@ -1,6 +1,7 @@
 //! Chronicle's HTTP edge: the axum router, authentication, error mapping, and the
 //! bootstrap that wires the embedded backend together for the `chronicle` binary and tests.
 
+pub mod accounts;
 pub mod ai;
 pub mod analytics;
 pub mod app;
@@ -30,6 +31,8 @@ pub mod tasks;
 pub mod tenancy;
 pub mod tenants;
 pub mod tokens;
+pub mod transaction_logs;
+pub mod transactions;
 pub mod users;
 pub mod workers;
 

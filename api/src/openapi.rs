@@ -32,6 +32,8 @@ use utoipa::{Modify, OpenApi};
          (name = "salesforce", description = "The tenant's Salesforce org: its connection and customer syncs"),
          (name = "customers", description = "Customers as synced from the tenant's Salesforce org"),
          (name = "cases", description = "For staff: every customer's support cases, and their workflow"),
+         (name = "accounts", description = "A client's bank accounts, balances and transaction logs"),
+         (name = "transactions", description = "Postings on accounts: deposits, withdrawals, transfers, fees, interest, reversals"),
          (name = "portal", description = "A customer's portal: their own cases, opened and read by their CUSTOMER users"),
          (name = "audit", description = "For ADMINs: the tenant's event timeline, state as of a point, the history's digest"),
          (name = "ai", description = "AI queries: submitted at once, answered by the AI worker; poll for the answer"),

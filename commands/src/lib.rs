@@ -12,6 +12,7 @@ pub mod commerce;
 pub mod customers;
 pub mod documents;
 pub mod handler;
+pub mod ledger;
 pub mod pipeline;
 pub mod store;
 pub mod sync_worker;

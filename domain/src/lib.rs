@@ -2,6 +2,7 @@
 //! aggregates that decide which events a command produces. No IO, no async, no clock reads:
 //! time, ids and the acting user come in as arguments.
 
+pub mod account;
 pub mod aggregate;
 pub mod ai_query;
 pub mod ai_usage;
@@ -20,6 +21,7 @@ pub mod rules;
 pub mod salesforce;
 pub mod task;
 pub mod tenant;
+pub mod transaction;
 pub mod user;
 
 pub use aggregate::{

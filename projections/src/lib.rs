@@ -1,6 +1,8 @@
 //! The read side: the ports it owns (event feed, stream source, read-model store), the
 //! projector engine that applies each (stream, version) once, and the read models.
 
+pub mod account_lines;
+pub mod accounts;
 pub mod ai_queries;
 pub mod analytics;
 pub mod cases;
@@ -15,6 +17,7 @@ pub mod replay;
 pub mod revenue;
 pub mod tally;
 pub mod tasks;
+pub mod transactions;
 pub mod users;
 
 pub use engine::{
@@ -38,6 +41,8 @@ pub fn view_for(stream: &domain::StreamId) -> Option<&'static str> {
         "customersync" => Some(customer_syncs::VIEW),
         "case" => Some(cases::VIEW),
         "document" => Some(documents::VIEW),
+        "account" => Some(accounts::VIEW),
+        "transaction" => Some(transactions::VIEW),
         _ => None,
     }
 }
@@ -62,5 +67,8 @@ pub fn queue_fed() -> Vec<std::sync::Arc<dyn Projection>> {
         std::sync::Arc::new(customer_syncs::CustomerSyncsProjection),
         std::sync::Arc::new(cases::CasesProjection),
         std::sync::Arc::new(documents::DocumentsProjection),
+        std::sync::Arc::new(accounts::AccountsProjection),
+        std::sync::Arc::new(account_lines::AccountLinesProjection),
+        std::sync::Arc::new(transactions::TransactionsProjection),
     ]
 }

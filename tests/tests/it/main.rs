@@ -20,6 +20,7 @@ mod commerce;
 mod crash;
 mod documents;
 mod http_tasks;
+mod ledger;
 mod logs;
 mod metrics;
 mod oidc;

@@ -25,7 +25,13 @@ fn success(method: &Method, path: &str) -> StatusCode {
         ("POST", "/auth/signin" | "/auth/refresh") => StatusCode::OK,
         ("POST", "/auth/signout") => StatusCode::NO_CONTENT,
         ("POST", "/ai/query" | "/salesforce/sync") => StatusCode::ACCEPTED,
-        ("POST", p) if p.starts_with("/orders/") || p.ends_with("/inventory") => StatusCode::OK,
+        ("POST", p)
+            if p.starts_with("/orders/")
+                || p.ends_with("/inventory")
+                || p.starts_with("/accounts/") =>
+        {
+            StatusCode::OK
+        }
         ("GET", p) if p.ends_with("/download") => StatusCode::FOUND,
         ("POST", _) => StatusCode::CREATED,
         ("DELETE", _) => StatusCode::NO_CONTENT,
@@ -110,6 +116,84 @@ struct Needs {
 }
 
 async fn commerce_fixture(app: &TestApp, f: &Fixture, path: &str, unique: &str) -> Needs {
+    let ledger = path.starts_with("/accounts")
+        || path.starts_with("/transactions")
+        || path.ends_with("/accounts")
+        || path.ends_with("/transactions");
+    if ledger {
+        // A synced client with an account (frozen, for an unfreeze), and a deposit on it
+        // (for the transaction routes; an account with money in it cannot be closed).
+        let org = FakeSalesforce::start(10).await;
+        org.put(Account::new(
+            WALKED,
+            "Walked",
+            "Karachi",
+            chrono::Utc::now() - chrono::Duration::hours(1),
+        ));
+        app.connect_and_sync(&f.admin, &org).await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let opened = loop {
+            let r = app
+                .post(
+                    &format!("/customers/{WALKED}/accounts"),
+                    &f.admin.access,
+                    r#"{"type":"checking","currency":"PKR"}"#,
+                )
+                .await;
+            if r.status != StatusCode::NOT_FOUND || std::time::Instant::now() > deadline {
+                break r;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
+        assert_eq!(opened.status, StatusCode::CREATED, "{:?}", opened.body);
+        let account = opened.body["account_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let mut token = opened
+            .header("x-consistency-token")
+            .unwrap_or_default()
+            .to_owned();
+        let mut transaction = String::new();
+        if path.starts_with("/transactions") {
+            let body = json!({"kind": "deposit", "account_id": account, "amount": "10", "currency": "PKR",
+                "reference": format!("WALK-{unique}"), "value_date": "2026-12-01"});
+            let d = app
+                .post("/transactions", &f.admin.access, &body.to_string())
+                .await;
+            assert_eq!(d.status, StatusCode::CREATED, "{:?}", d.body);
+            transaction = d.body["transaction_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            token = d
+                .header("x-consistency-token")
+                .unwrap_or_default()
+                .to_owned();
+        }
+        if path.ends_with("/unfreeze") {
+            let r = app
+                .post(&format!("/accounts/{account}/freeze"), &f.admin.access, "")
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+            token = r
+                .header("x-consistency-token")
+                .unwrap_or_default()
+                .to_owned();
+        }
+        return Needs {
+            product_id: account.clone(),
+            id: if path.starts_with("/transactions") {
+                transaction
+            } else if path.starts_with("/accounts") {
+                account
+            } else {
+                WALKED.to_owned()
+            },
+            token,
+            ..Needs::default()
+        };
+    }
     if path.starts_with("/customer/") || path.starts_with("/cases") {
         let org = FakeSalesforce::start(10).await;
         org.put(Account::new(
@@ -326,7 +410,9 @@ async fn every_route_answers_every_caller_as_the_policy_says() {
                     || p.starts_with("/salesforce/")
                     || p.starts_with("/customers/")
                     || p.starts_with("/customer/")
-                    || p.starts_with("/cases/") =>
+                    || p.starts_with("/cases/")
+                    || p.starts_with("/accounts/")
+                    || p.starts_with("/transactions/") =>
                 {
                     order_id.clone()
                 }
@@ -380,6 +466,15 @@ async fn every_route_answers_every_caller_as_the_policy_says() {
                 ("POST", "/orders") => Some(order_body(&product_id)),
                 ("POST", "/ai/query") => Some(json!({"prompt": "asked by the walk"})),
                 ("POST", "/customer/{id}/cases") => Some(json!({"subject": "walked in"})),
+                ("POST", "/customers/{id}/accounts") => {
+                    Some(json!({"type": "savings", "currency": "PKR"}))
+                }
+                ("POST", "/transactions") => {
+                    Some(json!({"kind": "deposit", "account_id": product_id,
+                    "amount": "1", "currency": "PKR", "reference": format!("BY-WALK-{unique}"),
+                    "value_date": "2026-12-01"}))
+                }
+                ("POST", p) if p.starts_with("/accounts/") || p.ends_with("/reverse") => None,
                 ("PUT", "/cases/{id}") => Some(json!({"status": "WORKING", "comment": "walk"})),
                 ("POST", "/customers/{id}/portal-invitations") => {
                     Some(json!({"email": format!("portal{unique}@walk.test")}))
@@ -455,6 +550,12 @@ async fn every_route_answers_every_caller_as_the_policy_says() {
             // test follows real ones).
             if rule.path == "/downloads/{token}" {
                 allowed = vec![StatusCode::FORBIDDEN];
+            }
+            // Another tenant's account is no account to post to: as unknown as one never made.
+            if (rule.method.as_str(), rule.path) == ("POST", "/transactions")
+                && caller == Caller::OtherTenantAdmin
+            {
+                allowed = vec![StatusCode::UNPROCESSABLE_ENTITY];
             }
             // Another tenant's product is no product to order: as unknown as one never made.
             if (rule.method.as_str(), rule.path) == ("POST", "/orders")
