@@ -297,6 +297,54 @@ async fn postings_fold_into_balances_and_every_refusal_writes_nothing() {
         client.body
     );
 
+    // A statement: the month's lines in value-date order, between balances that are folds
+    // of the postings. A deposit posted later but valued in November moves December's
+    // opening balance.
+    let c = open(&app, &admin, json!({"type": "savings", "currency": "PKR"})).await;
+    let c = c["account_id"].as_str().expect("id").to_owned();
+    let mut dec = deposit(&c, "100", "C-DEC");
+    dec["value_date"] = json!("2026-12-10");
+    let mut nov = deposit(&c, "5", "C-NOV");
+    nov["value_date"] = json!("2026-11-15");
+    post(&app, &admin, dec).await;
+    let (_, _, token) = post(&app, &admin, nov).await;
+    let statement = |month: &'static str| {
+        let (app, admin, c, token) = (&app, &admin, c.clone(), token.clone());
+        async move {
+            let r = app
+                .get(
+                    &format!("/accounts/{c}/statement?month={month}"),
+                    &admin.access,
+                    Some(&token),
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+            r.body
+        }
+    };
+    let november = statement("2026-11").await;
+    assert_eq!(
+        (&november["opening_balance"], &november["closing_balance"]),
+        (&json!("0.00"), &json!("5.00"))
+    );
+    let december = statement("2026-12").await;
+    assert_eq!(december["opening_balance"], "5.00");
+    assert_eq!(december["lines"].as_array().map(Vec::len), Some(1));
+    assert_eq!(december["lines"][0]["running_balance"], "105.00");
+    assert_eq!(december["closing_balance"], "105.00");
+    assert_eq!(
+        account(&app, &admin, &c, &token).await["balance"],
+        december["closing_balance"]
+    );
+    let r = app
+        .get(
+            &format!("/accounts/{c}/statement?month=2026-13"),
+            &admin.access,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", r.body);
+
     // Closed only at zero.
     let r = app
         .post(&format!("/accounts/{a}/close"), &admin.access, "")

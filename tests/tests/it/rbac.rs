@@ -427,6 +427,9 @@ async fn every_route_answers_every_caller_as_the_policy_says() {
             if rule.path.ends_with("/state") {
                 path.push_str("?version=1");
             }
+            if rule.path.ends_with("/statement") {
+                path.push_str("?month=2026-12");
+            }
             if rule.path == "/analytics/daily" {
                 path.push_str("?from=2026-01-01&to=2026-01-31");
             }
