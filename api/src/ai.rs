@@ -12,7 +12,6 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use commands::ai::{SubmitAiQuery, query_stream};
-use domain::Role;
 use domain::ai_query::{AiQueryStatus, ModelName, Prompt};
 use projections::ai_queries::{AiQueryView, VIEW};
 use serde::{Deserialize, Serialize};
@@ -136,8 +135,7 @@ pub async fn get(
 ) -> Result<Response, ApiError> {
     let id = query_id(&id)?;
     let view: AiQueryView = row_of(&state, &principal, VIEW, &id, token, "no such query").await?;
-    if principal.actor.role != Role::Admin && view.submitted_by != principal.actor.user_id.as_str()
-    {
+    if !principal.actor.role.is_admin() && view.submitted_by != principal.actor.user_id.as_str() {
         return Err(ApiError::NotFound("no such query".into()));
     }
     Ok((write_headers(None, view.version), Json(view)).into_response())
@@ -154,7 +152,7 @@ pub async fn list(
     Consistency(token): Consistency,
 ) -> Result<Json<AiQueryPage>, ApiError> {
     let mut filters = Vec::new();
-    if principal.actor.role != Role::Admin {
+    if !principal.actor.role.is_admin() {
         filters.push((
             "submitted_by".to_owned(),
             principal.actor.user_id.to_string(),

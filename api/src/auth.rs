@@ -24,7 +24,7 @@ pub const ACCESS_TTL: Duration = Duration::from_secs(15 * 60);
 pub struct TokenResponse {
     tenant_id: String,
     user_id: String,
-    /// ADMIN, MEMBER or CUSTOMER.
+    /// OWNER, ADMIN, MEMBER or CUSTOMER.
     role: String,
     /// A CUSTOMER's customer: the `{id}` of the portal routes they may call.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -518,7 +518,9 @@ impl From<TenantError> for ApiError {
     fn from(e: TenantError) -> Self {
         match e {
             TenantError::NotFound => Self::NotFound("no such tenant".into()),
-            TenantError::AlreadyRegistered => Self::Conflict(e.to_string()),
+            TenantError::AlreadyRegistered | TenantError::LastOwner => {
+                Self::Conflict(e.to_string())
+            }
             TenantError::Deleted => Self::TenantDeleted,
             TenantError::Suspended => Self::TenantSuspended,
             TenantError::FeatureNotInTier { feature, .. } => Self::FeatureUnavailable {
@@ -548,6 +550,7 @@ impl From<AccessError> for ApiError {
                 detail: u.to_string(),
             },
             AccessError::NoCustomer => Self::NotFound("no such customer".into()),
+            e @ AccessError::NeedsOwner => Self::Forbidden(e.to_string()),
             // The code is a credential: one that opens nothing is refused, not malformed.
             AccessError::Invitation(InvitationError::Invalid) => Self::Forbidden(
                 "the invitation code is not valid (unknown, used or expired)".into(),

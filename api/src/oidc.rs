@@ -178,7 +178,9 @@ impl Oidc {
                 .chain(&c.roles)
                 .any(|g| names.contains(&g.as_str()))
         };
-        let role = if in_group(["admins", "ADMIN"]) {
+        let role = if in_group(["owners", "OWNER"]) {
+            Role::Owner
+        } else if in_group(["admins", "ADMIN"]) {
             Role::Admin
         } else if in_group(["customers", "CUSTOMER"]) {
             Role::Customer

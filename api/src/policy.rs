@@ -24,9 +24,9 @@ use std::sync::{Mutex, PoisonError};
 pub enum Access {
     /// No token needed.
     Public,
-    /// The tenant's staff: MEMBER or ADMIN.
+    /// The tenant's staff: MEMBER, ADMIN or OWNER.
     Member,
-    /// ADMIN of the tenant only.
+    /// ADMIN (or OWNER) of the tenant only.
     Admin,
     /// A portal route of one customer (`/customer/{id}/...`): a CUSTOMER of that customer
     /// (another customer's id is 404, as an unknown one is), or the tenant's staff.

@@ -49,7 +49,7 @@ pub struct Principal {
 
 impl Principal {
     pub fn is_admin(&self) -> bool {
-        self.actor.role == Role::Admin
+        self.actor.role.is_admin()
     }
 
     /// ADMIN or MEMBER: the tenant's own people.
@@ -199,7 +199,9 @@ impl TokenKeys {
             .map_err(|_| invalid_token("the token's tenant_id is not valid"))?;
         let user_id =
             UserId::parse(c.sub).map_err(|_| invalid_token("the token's sub is not valid"))?;
-        let role = if c.roles.iter().any(|r| r == "ADMIN") {
+        let role = if c.roles.iter().any(|r| r == "OWNER") {
+            Role::Owner
+        } else if c.roles.iter().any(|r| r == "ADMIN") {
             Role::Admin
         } else if c.roles.iter().any(|r| r == "MEMBER") {
             Role::Member
@@ -207,7 +209,7 @@ impl TokenKeys {
             Role::Customer
         } else {
             return Err(ApiError::Forbidden(
-                "the token carries none of the ADMIN, MEMBER and CUSTOMER roles".into(),
+                "the token carries none of the OWNER, ADMIN, MEMBER and CUSTOMER roles".into(),
             ));
         };
         let customer_id = customer_of(role, c.customer_id)?;

@@ -25,6 +25,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum StaffRole {
+    /// Only an OWNER makes or unmakes OWNERs and ADMINs.
+    Owner,
     Admin,
     Member,
 }
@@ -32,6 +34,7 @@ pub enum StaffRole {
 impl From<StaffRole> for Role {
     fn from(r: StaffRole) -> Self {
         match r {
+            StaffRole::Owner => Role::Owner,
             StaffRole::Admin => Role::Admin,
             StaffRole::Member => Role::Member,
         }

@@ -65,6 +65,19 @@ pub enum AccessError {
     /// A portal invitation for a customer the tenant does not have.
     #[error("no such customer")]
     NoCustomer,
+    /// Only an OWNER creates, promotes to, demotes from or disables ADMIN and OWNER users.
+    #[error("only an OWNER manages ADMIN and OWNER users")]
+    NeedsOwner,
+}
+
+/// Refuses an actor who is no OWNER a change that makes, unmakes or touches an ADMIN or an
+/// OWNER (`roles`: the user's role before and after).
+fn owner_needed(actor: &Actor, roles: [Option<Role>; 2]) -> Result<(), CommandError<AccessError>> {
+    let touches_admins = roles.iter().flatten().any(|r| r.is_admin());
+    if touches_admins && actor.role != Role::Owner {
+        return Err(CommandError::Rejected(AccessError::NeedsOwner));
+    }
+    Ok(())
 }
 
 impl<E: std::error::Error + 'static> From<CommandError<E>> for AccessError
@@ -354,12 +367,16 @@ impl Command for RegisterTenant<'_> {
             user_id: self.user_id.clone(),
         };
         tenant_events.extend(t.decide(&seat, &ctx).map_err(rejected)?);
+        let owner = TenantCommand::AddOwner {
+            user_id: self.user_id.clone(),
+        };
+        tenant_events.extend(t.decide(&owner, &ctx).map_err(rejected)?);
         tx.write::<Tenant>(&tenant_stream(self.tenant), &tenant_events);
         write_account(
             tx,
             self.user_id,
             self.admin_email,
-            (Role::Admin, None),
+            (Role::Owner, None),
             self.password_hash,
         )?;
         self.session.write(tx, self.user_id)
@@ -395,6 +412,10 @@ impl Command for AddUser<'_> {
         }
         let mut role = self.role;
         let mut customer_id = None;
+        // An invitation was checked when it was issued.
+        if self.invitation.is_none() {
+            owner_needed(&ctx.actor, [None, Some(role)])?;
+        }
         if let Some((stream, code)) = &self.invitation {
             let (invitation, _) = tx.load::<Invitation>(stream).await.map_err(lift)?;
             let issued = invitation
@@ -416,7 +437,8 @@ impl Command for AddUser<'_> {
             tx.write::<Invitation>(stream, &accepted);
         }
         if role.is_staff() {
-            let seat = t
+            let mut t = t;
+            let mut tenant_events = t
                 .decide(
                     &TenantCommand::TakeSeat {
                         user_id: self.user_id.clone(),
@@ -424,7 +446,16 @@ impl Command for AddUser<'_> {
                     &ctx,
                 )
                 .map_err(rejected)?;
-            tx.write::<Tenant>(&t_stream, &seat);
+            if role == Role::Owner {
+                for e in &tenant_events {
+                    t.apply(e);
+                }
+                let owner = TenantCommand::AddOwner {
+                    user_id: self.user_id.clone(),
+                };
+                tenant_events.extend(t.decide(&owner, &ctx).map_err(rejected)?);
+            }
+            tx.write::<Tenant>(&t_stream, &tenant_events);
         } else {
             t.check_active().map_err(rejected)?;
         }
@@ -477,29 +508,97 @@ impl Command for UpdateUser<'_> {
             disabled: self.disabled,
         };
         let events = user.decide(&command, &ctx).map_err(rejected)?;
+        let before = (user.role, user.disabled);
         let staff = user.role.is_some_and(Role::is_staff);
-        let seat_change = events.iter().filter(|_| staff).find_map(|e| match e {
-            domain::user::UserEvent::Disabled(_) => Some(TenantCommand::ReleaseSeat {
-                user_id: self.user_id.clone(),
-            }),
-            domain::user::UserEvent::Enabled(_) => Some(TenantCommand::TakeSeat {
-                user_id: self.user_id.clone(),
-            }),
-            _ => None,
-        });
-        // Only a seat change touches the tenant (and checks it is active); the request
-        // already passed the tenant gate.
-        if let Some(change) = seat_change {
-            let t_stream = tenant_stream(&tx.meta().tenant_id);
-            let (t, _) = tx.load::<Tenant>(&t_stream).await.map_err(lift)?;
-            let seat = t.decide(&change, &ctx).map_err(rejected)?;
-            tx.write::<Tenant>(&t_stream, &seat);
-        }
-        tx.write::<User>(&u_stream, &events);
+        let mut changes: Vec<TenantCommand> = events
+            .iter()
+            .filter(|_| staff)
+            .filter_map(|e| match e {
+                domain::user::UserEvent::Disabled(_) => Some(TenantCommand::ReleaseSeat {
+                    user_id: self.user_id.clone(),
+                }),
+                domain::user::UserEvent::Enabled(_) => Some(TenantCommand::TakeSeat {
+                    user_id: self.user_id.clone(),
+                }),
+                _ => None,
+            })
+            .collect();
         for e in &events {
             user.apply(e);
         }
+        if !events.is_empty() {
+            owner_needed(&ctx.actor, [before.0, user.role])?;
+        }
+        let active_owner =
+            |(role, disabled): (Option<Role>, bool)| role == Some(Role::Owner) && !disabled;
+        match (
+            active_owner(before),
+            active_owner((user.role, user.disabled)),
+        ) {
+            (true, false) => changes.push(TenantCommand::RemoveOwner {
+                user_id: self.user_id.clone(),
+            }),
+            (false, true) => changes.push(TenantCommand::AddOwner {
+                user_id: self.user_id.clone(),
+            }),
+            _ => {}
+        }
+        // Only a seat or owner change touches the tenant (and checks it is active); the
+        // request already passed the tenant gate.
+        if !changes.is_empty() {
+            let t_stream = tenant_stream(&tx.meta().tenant_id);
+            let (mut t, _) = tx.load::<Tenant>(&t_stream).await.map_err(lift)?;
+            let mut tenant_events = Vec::new();
+            for change in &changes {
+                let made = t.decide(change, &ctx).map_err(rejected)?;
+                for e in &made {
+                    t.apply(e);
+                }
+                tenant_events.extend(made);
+            }
+            tx.write::<Tenant>(&t_stream, &tenant_events);
+        }
+        tx.write::<User>(&u_stream, &events);
         Ok((user, version + events.len() as u64))
+    }
+}
+
+/// The first ADMIN of a tenant with no OWNER becomes its OWNER: the role change and the
+/// tenant's owner in one append, only while the tenant still has none.
+struct ClaimOwnership<'a> {
+    user_id: &'a UserId,
+}
+
+impl Command for ClaimOwnership<'_> {
+    type Output = ();
+    type Error = AccessError;
+    const NAME: &'static str = "user";
+
+    async fn decide(&self, tx: &mut Tx<'_>) -> Result<(), CommandError<AccessError>> {
+        let ctx = tx.ctx().clone();
+        let t_stream = tenant_stream(&tx.meta().tenant_id);
+        let (t, _) = tx.load::<Tenant>(&t_stream).await.map_err(lift)?;
+        if !t.owners.is_empty() {
+            return Ok(());
+        }
+        let u_stream = user_stream(self.user_id);
+        let (user, _) = tx.load::<User>(&u_stream).await.map_err(lift)?;
+        let promote = UserCommand::Update {
+            role: Some(Role::Owner),
+            disabled: None,
+        };
+        let events = user.decide(&promote, &ctx).map_err(rejected)?;
+        let owner = t
+            .decide(
+                &TenantCommand::AddOwner {
+                    user_id: self.user_id.clone(),
+                },
+                &ctx,
+            )
+            .map_err(rejected)?;
+        tx.write::<User>(&u_stream, &events);
+        tx.write::<Tenant>(&t_stream, &owner);
+        Ok(())
     }
 }
 
@@ -565,6 +664,9 @@ impl Command for IssueInvitation<'_> {
             return Err(rejected(TenantError::NotFound));
         }
         t.check_active().map_err(rejected)?;
+        if let InvitationCommand::Issue { role, .. } = &self.command {
+            owner_needed(&tx.ctx().actor, [None, Some(*role)])?;
+        }
         if let Some(id) = self.customer_id {
             let stream = crate::customers::customer_stream(id);
             let (customer, _) = tx
@@ -631,7 +733,7 @@ impl AccessService {
         let user_id = UserId::parse(Uuid::now_v7().to_string())?;
         let actor = Actor {
             user_id: user_id.clone(),
-            role: Role::Admin,
+            role: Role::Owner,
         };
         let password_hash = blocking(move || hash_password(&admin_password)).await??;
         let session = NewSession::mint(&tenant, self.commands.now());
@@ -653,7 +755,7 @@ impl AccessService {
         Ok(SignedIn {
             tenant_id: tenant,
             user_id,
-            role: Role::Admin,
+            role: Role::Owner,
             customer_id: None,
             tier,
             refresh_token: session.token,
@@ -841,7 +943,26 @@ impl AccessService {
         };
         let (t, _) = self.tenant(tenant).await?;
         t.check_active()?;
-        let role = user.role.unwrap_or(Role::Member);
+        let mut role = user.role.unwrap_or(Role::Member);
+        let first_admin = t.owners.is_empty()
+            && role == Role::Admin
+            && t.registered
+                .as_ref()
+                .zip(user.registered.as_ref())
+                .is_some_and(|(r, u)| r.admin_email == u.email.as_str());
+        let actor = Actor {
+            user_id: user_id.clone(),
+            role,
+        };
+        if first_admin {
+            // A tenant from before the OWNER role: its first ADMIN becomes its OWNER, by
+            // events, at their next sign-in.
+            let meta = CommandMeta::of(tenant.clone(), actor.clone(), ids, None);
+            self.run(&meta, &ClaimOwnership { user_id: &user_id })
+                .await?;
+            tracing::info!(tenant_id = %tenant, user_id = %user_id, "the tenant's first ADMIN became its OWNER");
+            role = Role::Owner;
+        }
         let actor = Actor {
             user_id: user_id.clone(),
             role,

@@ -10,6 +10,9 @@ use serde_json::Value;
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Role {
+    /// The tenant's Root Administrator (seed 002): everything an ADMIN may, and the only
+    /// role that manages ADMINs and OWNERs. A tenant always has an active one.
+    Owner,
     Admin,
     Member,
     /// A contact of one of the tenant's customers, signed up through a portal invitation:
@@ -20,11 +23,17 @@ pub enum Role {
 impl Role {
     /// The tenant's own people (ADMIN, MEMBER), as against its customers' contacts.
     pub fn is_staff(self) -> bool {
-        matches!(self, Role::Admin | Role::Member)
+        matches!(self, Role::Owner | Role::Admin | Role::Member)
+    }
+
+    /// ADMIN or OWNER: what the ADMIN routes and rules admit.
+    pub fn is_admin(self) -> bool {
+        matches!(self, Role::Owner | Role::Admin)
     }
 
     pub fn as_str(self) -> &'static str {
         match self {
+            Role::Owner => "OWNER",
             Role::Admin => "ADMIN",
             Role::Member => "MEMBER",
             Role::Customer => "CUSTOMER",
@@ -33,6 +42,7 @@ impl Role {
 
     pub fn parse(s: &str) -> Option<Self> {
         match s {
+            "OWNER" => Some(Role::Owner),
             "ADMIN" => Some(Role::Admin),
             "MEMBER" => Some(Role::Member),
             "CUSTOMER" => Some(Role::Customer),

@@ -3,7 +3,7 @@
 //! reserves stock on every product and cancelling releases it, each in the same atomic
 //! append as the order (the command side writes both; this file decides the order's part).
 
-use crate::aggregate::{Aggregate, CommandContext, Role};
+use crate::aggregate::{Aggregate, CommandContext};
 use crate::ids::{UserId, ValidationError};
 use crate::money::{Currency, Money};
 use crate::rules::TextRule;
@@ -217,7 +217,7 @@ impl Aggregate for Order {
         command: &OrderCommand,
         ctx: &CommandContext,
     ) -> Result<Vec<OrderEvent>, OrderError> {
-        let admin = ctx.actor.role == Role::Admin;
+        let admin = ctx.actor.role.is_admin();
         match command {
             OrderCommand::Place {
                 order_id,

@@ -4,7 +4,7 @@
 //! The SKU is unique per tenant through a `SkuReservation` stream written in the same
 //! append as the product.
 
-use crate::aggregate::{Aggregate, CommandContext, Role};
+use crate::aggregate::{Aggregate, CommandContext};
 use crate::ids::{UserId, ValidationError};
 use crate::money::{Amount, Currency, Money};
 use crate::rules::{Pattern, TextRule};
@@ -308,7 +308,7 @@ impl Aggregate for Product {
         ctx: &CommandContext,
     ) -> Result<Vec<ProductEvent>, ProductError> {
         let now = ctx.now;
-        let admin = ctx.actor.role == Role::Admin;
+        let admin = ctx.actor.role.is_admin();
         match command {
             ProductCommand::Create {
                 product_id,
@@ -521,6 +521,7 @@ impl Aggregate for SkuReservation {
 mod tests {
     use super::*;
     use crate::aggregate::Actor;
+    use crate::aggregate::Role;
 
     fn ctx(role: Role) -> CommandContext {
         CommandContext {

@@ -2,7 +2,7 @@
 //! delete. A MEMBER may change only tasks they created or are assigned; only an ADMIN
 //! deletes.
 
-use crate::aggregate::{Aggregate, CommandContext, DomainEvent, Role, UpcastError};
+use crate::aggregate::{Aggregate, CommandContext, DomainEvent, UpcastError};
 use crate::ids::{UserId, ValidationError};
 use crate::rules::TextRule;
 use chrono::{DateTime, Utc};
@@ -250,7 +250,7 @@ impl Task {
     }
 
     fn may_change(&self, ctx: &CommandContext) -> bool {
-        ctx.actor.role == Role::Admin
+        ctx.actor.role.is_admin()
             || self
                 .created
                 .as_ref()
@@ -331,7 +331,7 @@ impl Aggregate for Task {
         }
         match command {
             TaskCommand::Create { .. } => Err(TaskError::AlreadyExists),
-            TaskCommand::Delete if ctx.actor.role != Role::Admin => {
+            TaskCommand::Delete if !ctx.actor.role.is_admin() => {
                 Err(TaskError::NotAllowed("only an ADMIN may delete tasks"))
             }
             TaskCommand::Delete => Ok(vec![TaskEvent::Deleted(TaskDeleted {
@@ -394,6 +394,7 @@ impl Aggregate for Task {
 mod tests {
     use super::*;
     use crate::aggregate::Actor;
+    use crate::aggregate::Role;
 
     fn ctx(user: &str, role: Role) -> CommandContext {
         CommandContext {

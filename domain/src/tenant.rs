@@ -226,6 +226,14 @@ pub enum TenantCommand {
     ReleaseSeat {
         user_id: UserId,
     },
+    /// A user becomes an active OWNER (the first user, a promotion, an OWNER re-enabled).
+    AddOwner {
+        user_id: UserId,
+    },
+    /// An OWNER stops being one (demoted, disabled); never the last.
+    RemoveOwner {
+        user_id: UserId,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -284,6 +292,8 @@ crate::domain_events!(TenantEvent, "tenant" {
     Deleted(TenantDeleted) = "TenantDeleted",
     SeatTaken(TenantSeat) = "TenantSeatTaken",
     SeatReleased(TenantSeat) = "TenantSeatReleased",
+    OwnerAdded(TenantSeat) = "TenantOwnerAdded",
+    OwnerRemoved(TenantSeat) = "TenantOwnerRemoved",
 });
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -307,6 +317,11 @@ pub enum TenantError {
         value: u32,
         needed: u32,
     },
+    /// The tenant's last active OWNER cannot be demoted or disabled.
+    #[error(
+        "the tenant's last active OWNER cannot be demoted or disabled: make another user OWNER first"
+    )]
+    LastOwner,
 }
 
 /// The registration, as kept in state.
@@ -326,6 +341,9 @@ pub struct Tenant {
     pub settings: Settings,
     /// Active users.
     pub seats: BTreeSet<UserId>,
+    /// Active OWNERs (empty for a tenant from before the role, until its first ADMIN is
+    /// made OWNER at a sign-in).
+    pub owners: BTreeSet<UserId>,
     pub updated_at: Option<DateTime<Utc>>,
 }
 
@@ -495,6 +513,25 @@ impl Aggregate for Tenant {
                     user_id: user_id.clone(),
                 })])
             }
+            TenantCommand::AddOwner { user_id } => {
+                if self.owners.contains(user_id) {
+                    return Ok(vec![]);
+                }
+                Ok(vec![TenantEvent::OwnerAdded(TenantSeat {
+                    user_id: user_id.clone(),
+                })])
+            }
+            TenantCommand::RemoveOwner { user_id } => {
+                if !self.owners.contains(user_id) {
+                    return Ok(vec![]);
+                }
+                if self.owners.len() == 1 {
+                    return Err(TenantError::LastOwner);
+                }
+                Ok(vec![TenantEvent::OwnerRemoved(TenantSeat {
+                    user_id: user_id.clone(),
+                })])
+            }
         }
     }
 
@@ -541,6 +578,12 @@ impl Aggregate for Tenant {
             }
             TenantEvent::SeatReleased(e) => {
                 self.seats.remove(&e.user_id);
+            }
+            TenantEvent::OwnerAdded(e) => {
+                self.owners.insert(e.user_id.clone());
+            }
+            TenantEvent::OwnerRemoved(e) => {
+                self.owners.remove(&e.user_id);
             }
         }
     }

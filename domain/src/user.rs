@@ -245,7 +245,7 @@ impl Aggregate for User {
                     if role == Role::Customer || self.role == Some(Role::Customer) {
                         return Err(UserError::PortalRole);
                     }
-                    if itself && role != Role::Admin {
+                    if itself && !role.is_admin() {
                         return Err(UserError::SelfLockout);
                     }
                     events.push(UserEvent::RoleChanged(UserRoleChanged {

@@ -17,7 +17,7 @@ pub struct UserView {
     pub user_id: String,
     pub tenant_id: String,
     pub email: String,
-    /// ADMIN, MEMBER or CUSTOMER.
+    /// OWNER, ADMIN, MEMBER or CUSTOMER.
     pub role: String,
     /// A CUSTOMER's customer (the Salesforce Account Id).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -59,7 +59,10 @@ async fn sign_up_gives_a_working_admin_and_the_tenant_shows_its_plan() {
 
     let users = app.get("/users", &acme.access, Some(&task.token())).await;
     assert_eq!(users.body["items"].as_array().map(Vec::len), Some(1));
-    assert_eq!(users.body["items"][0]["role"], "ADMIN");
+    assert_eq!(
+        users.body["items"][0]["role"], "OWNER",
+        "the first user owns the tenant"
+    );
     assert_eq!(users.body["items"][0]["email"], "root@acme.test");
     assert!(
         !users.body.to_string().contains("password"),
@@ -248,7 +251,7 @@ async fn sign_in_fails_alike_for_a_wrong_password_and_an_unknown_email() {
     assert_eq!(ok.status, StatusCode::OK, "{:?}", ok.body);
     let me = SignedUp::from_reply(&ok);
     assert_eq!(me.user_id, acme.user_id);
-    assert_eq!(ok.body["role"], "ADMIN");
+    assert_eq!(ok.body["role"], "OWNER");
     assert_eq!(ok.body["expires_in"], 900);
     assert_eq!(ok.header("cache-control"), Some("no-store"));
     let listed = app.get("/tasks", &me.access, None).await;
@@ -443,7 +446,7 @@ async fn admins_manage_users_and_cannot_lock_themselves_out() {
         .put(
             &format!("/users/{ann_id}"),
             &acme.access,
-            r#"{"role":"OWNER"}"#,
+            r#"{"role":"ROOT"}"#,
         )
         .await;
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -773,4 +776,313 @@ async fn every_event_carries_the_requests_actor_and_ids() {
     assert_eq!(task[0].event_type, "TaskCreated");
     assert_eq!(task[0].actor, acme.user_id);
     assert_ne!(task[0].command_id, signup[0].command_id);
+}
+
+#[tokio::test]
+async fn only_an_owner_manages_admins_and_the_last_owner_stays() {
+    let app = TestApp::start();
+    let acme = app
+        .register_tenant("Acme", "root@acme.test", "premium")
+        .await;
+    let id = |r: chronicle_tests::Reply| r.body["user_id"].as_str().expect("user_id").to_owned();
+    let admin_id = id(add_user(&app, &acme.access, "ada@acme.test", "ADMIN").await);
+    let member_id = id(add_user(&app, &acme.access, "max@acme.test", "MEMBER").await);
+    let signed = sign_in(&app, &acme.tenant_id, "ada@acme.test", PASSWORD).await;
+    assert_eq!(signed.body["role"], "ADMIN", "{:?}", signed.body);
+    let ada = SignedUp::from_reply(&signed);
+
+    // An ADMIN manages MEMBERs, and everything else of the tenant...
+    let r = app
+        .put(
+            &format!("/users/{member_id}"),
+            &ada.access,
+            r#"{"disabled":true}"#,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let body = json!({"email": "mo@acme.test", "password": PASSWORD, "role": "MEMBER"});
+    let r = app.post("/users", &ada.access, &body.to_string()).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    // ...but never an ADMIN or an OWNER: none made, promoted, demoted or disabled.
+    let refused = [
+        (
+            "POST",
+            "/users".to_owned(),
+            json!({"email": "eve@acme.test", "password": PASSWORD, "role": "ADMIN"}),
+        ),
+        (
+            "POST",
+            "/users/invitations".to_owned(),
+            json!({"role": "ADMIN"}),
+        ),
+        (
+            "PUT",
+            format!("/users/{member_id}"),
+            json!({"role": "ADMIN"}),
+        ),
+        (
+            "PUT",
+            format!("/users/{}", acme.user_id),
+            json!({"disabled": true}),
+        ),
+        (
+            "PUT",
+            format!("/users/{}", acme.user_id),
+            json!({"role": "MEMBER"}),
+        ),
+    ];
+    for (method, path, body) in refused {
+        let r = app
+            .send(
+                method.parse().expect("method"),
+                &path,
+                Some(&ada.access),
+                &[],
+                Some(&body.to_string()),
+            )
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::FORBIDDEN,
+            "{method} {path} {body}: {:?}",
+            r.body
+        );
+        assert!(r.problem().ends_with("forbidden"));
+    }
+    // The OWNER may; and the tenant keeps an active OWNER whatever happens.
+    let r = app
+        .put(
+            &format!("/users/{}", acme.user_id),
+            &acme.access,
+            r#"{"role":"ADMIN"}"#,
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::CONFLICT,
+        "the only OWNER demoting themselves: {:?}",
+        r.body
+    );
+    let r = app
+        .put(
+            &format!("/users/{admin_id}"),
+            &acme.access,
+            r#"{"role":"OWNER"}"#,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["role"], "OWNER");
+    let signed = sign_in(&app, &acme.tenant_id, "ada@acme.test", PASSWORD).await;
+    let ada = SignedUp::from_reply(&signed);
+    assert_eq!(signed.body["role"], "OWNER");
+    // Two OWNERs: one may now step down, the other then not.
+    let r = app
+        .put(
+            &format!("/users/{}", acme.user_id),
+            &ada.access,
+            r#"{"role":"ADMIN"}"#,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let r = app
+        .put(
+            &format!("/users/{}", acme.user_id),
+            &ada.access,
+            r#"{"disabled":true}"#,
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "an ADMIN disabled by an OWNER: {:?}",
+        r.body
+    );
+    let root = sign_in(&app, &acme.tenant_id, "root@acme.test", PASSWORD).await;
+    assert_eq!(root.status, StatusCode::UNAUTHORIZED);
+    let r = app
+        .put(
+            &format!("/users/{}", acme.user_id),
+            &ada.access,
+            r#"{"disabled":false,"role":"OWNER"}"#,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let r = app
+        .put(
+            &format!("/users/{admin_id}"),
+            &acme.access,
+            r#"{"disabled":true}"#,
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "root, an OWNER again, disables ada: {:?}",
+        r.body
+    );
+    let r = app
+        .put(
+            &format!("/users/{}", acme.user_id),
+            &acme.access,
+            r#"{"role":"MEMBER"}"#,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.body);
+}
+
+/// A tenant as sign-up wrote it before the OWNER role: its first user an ADMIN, no owner.
+struct LegacySignUp {
+    tenant: domain::TenantId,
+    user: domain::UserId,
+    email: domain::user::Email,
+    hash: String,
+}
+
+impl commands::Command for LegacySignUp {
+    type Output = ();
+    type Error = std::convert::Infallible;
+    const NAME: &'static str = "tenant";
+
+    async fn decide(
+        &self,
+        tx: &mut commands::Tx<'_>,
+    ) -> Result<(), commands::CommandError<std::convert::Infallible>> {
+        use domain::Aggregate;
+        use domain::tenant::{CompanyName, Tenant, TenantCommand};
+        use domain::user::{Credential, EmailReservation, User, UserCommand};
+        let ctx = tx.ctx().clone();
+        let mut t = Tenant::default();
+        let mut events = t
+            .decide(
+                &TenantCommand::Register {
+                    tenant_id: self.tenant.clone(),
+                    company_name: CompanyName::parse("Legacy").expect("name"),
+                    admin_email: self.email.as_str().to_owned(),
+                    tier: domain::Tier::Premium,
+                },
+                &ctx,
+            )
+            .expect("register");
+        for e in &events {
+            t.apply(e);
+        }
+        events.extend(
+            t.decide(
+                &TenantCommand::TakeSeat {
+                    user_id: self.user.clone(),
+                },
+                &ctx,
+            )
+            .expect("seat"),
+        );
+        let user = User::default()
+            .decide(
+                &UserCommand::Register {
+                    user_id: self.user.clone(),
+                    email: self.email.clone(),
+                    role: domain::Role::Admin,
+                    customer_id: None,
+                },
+                &ctx,
+            )
+            .expect("user");
+        let email = EmailReservation::default()
+            .decide(&self.user, &ctx)
+            .expect("email");
+        let credential = Credential::default()
+            .decide(&self.hash, &ctx)
+            .expect("credential");
+        use domain::StreamId;
+        tx.write::<Tenant>(
+            &StreamId::for_aggregate(Tenant::KIND, &self.tenant),
+            &events,
+        );
+        tx.write::<User>(&StreamId::for_aggregate(User::KIND, &self.user), &user);
+        tx.write::<EmailReservation>(
+            &StreamId::for_aggregate(EmailReservation::KIND, self.email.reservation_id()),
+            &email,
+        );
+        tx.write::<Credential>(
+            &StreamId::for_aggregate(Credential::KIND, &self.user),
+            &credential,
+        );
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_tenant_from_before_owners_gets_its_first_admin_as_owner_by_an_event() {
+    let app = TestApp::start();
+    let tenant = domain::TenantId::parse(uuid::Uuid::now_v7().to_string()).expect("tenant");
+    let user = domain::UserId::parse(uuid::Uuid::now_v7().to_string()).expect("user");
+    let legacy = LegacySignUp {
+        tenant: tenant.clone(),
+        user: user.clone(),
+        email: domain::user::Email::parse("old@legacy.test").expect("email"),
+        hash: commands::access::hash_password(PASSWORD).expect("hash"),
+    };
+    let meta = commands::CommandMeta::of(
+        tenant.clone(),
+        domain::Actor {
+            user_id: user.clone(),
+            role: domain::Role::Admin,
+        },
+        commands::RequestIds::fresh(),
+        None,
+    );
+    app.embedded
+        .state
+        .commands
+        .run(&meta, &legacy)
+        .await
+        .expect("legacy sign-up");
+
+    let first = sign_in(&app, tenant.as_str(), "old@legacy.test", PASSWORD).await;
+    assert_eq!(first.status, StatusCode::OK, "{:?}", first.body);
+    assert_eq!(first.body["role"], "OWNER", "promoted at sign-in");
+    let me = SignedUp::from_reply(&first);
+    // By events on the user's and the tenant's streams, not by a rewrite.
+    let audit = app
+        .get(
+            &format!("/audit/events?stream=user-{user}"),
+            &me.access,
+            None,
+        )
+        .await;
+    let types: Vec<&str> = audit.body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|e| e["event_type"].as_str())
+        .collect();
+    assert_eq!(
+        types,
+        ["UserRegistered", "UserRoleChanged"],
+        "{:?}",
+        audit.body
+    );
+    let owners = app
+        .get(
+            &format!("/audit/events?stream=tenant-{tenant}&type=TenantOwnerAdded"),
+            &me.access,
+            None,
+        )
+        .await;
+    assert_eq!(
+        owners.body["items"].as_array().map(Vec::len),
+        Some(1),
+        "{:?}",
+        owners.body
+    );
+    // Once: the next sign-in changes nothing.
+    let again = sign_in(&app, tenant.as_str(), "old@legacy.test", PASSWORD).await;
+    assert_eq!(again.body["role"], "OWNER");
+    let audit = app
+        .get(
+            &format!("/audit/events?stream=user-{user}"),
+            &me.access,
+            None,
+        )
+        .await;
+    assert_eq!(audit.body["items"].as_array().map(Vec::len), Some(2));
 }

@@ -28,12 +28,19 @@ async fn request_logs_carry_route_request_tenant_and_user_and_never_the_token() 
         .expect("POST");
     assert_eq!(created.status, 201, "{:?}", created.body);
     let task = created.body["task_id"].as_str().expect("id").to_owned();
+    // With the write's token: the read waits until the read model shows it.
+    let consistency = created
+        .headers
+        .get("x-consistency-token")
+        .and_then(|v| v.to_str().ok())
+        .expect("X-Consistency-Token")
+        .to_owned();
     let got = http
         .send(
             "GET",
             &server.url(&format!("/tasks/{task}")),
             &token,
-            &[],
+            &[("x-consistency-token", consistency.as_str())],
             None,
         )
         .await

@@ -1,6 +1,6 @@
-//! Walks every route of the policy table with six callers (no token, a bad token, a MEMBER,
-//! an ADMIN, a CUSTOMER of one of the tenant's customers, another tenant's ADMIN) and
-//! checks each answer against the table. The router
+//! Walks every route of the policy table with seven callers (no token, a bad token, a
+//! MEMBER, an ADMIN, the tenant's OWNER, a CUSTOMER of one of the tenant's customers,
+//! another tenant's ADMIN) and checks each answer against the table. The router
 //! registers routes only through the table, so a route cannot be missing from the walk.
 
 use api::policy::Access;
@@ -15,6 +15,7 @@ enum Caller {
     BadToken,
     Member,
     Admin,
+    Owner,
     Customer,
     OtherTenantAdmin,
 }
@@ -51,9 +52,11 @@ fn expected(access: Access, caller: Caller, has_id: bool, ok: StatusCode) -> Vec
     }
 }
 
-/// A registered tenant with an ADMIN and a MEMBER, as the walk of one route needs it.
+/// A registered tenant with its OWNER (`admin`, who signed it up), an ADMIN and a MEMBER,
+/// as the walk of one route needs it.
 struct Fixture {
     admin: SignedUp,
+    real_admin: SignedUp,
     member: SignedUp,
     member_email: String,
 }
@@ -71,8 +74,14 @@ async fn fixture(app: &TestApp, n: usize) -> Fixture {
     let created = app.post("/users", &admin.access, &body.to_string()).await;
     assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
     let member = sign_in(app, &admin.tenant_id, &member_email).await;
+    let admin_email = format!("admin{n}@walk.test");
+    let body = json!({"email": admin_email, "password": PASSWORD, "role": "ADMIN"});
+    let created = app.post("/users", &admin.access, &body.to_string()).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+    let real_admin = sign_in(app, &admin.tenant_id, &admin_email).await;
     Fixture {
         admin,
+        real_admin,
         member,
         member_email,
     }
@@ -376,6 +385,7 @@ async fn every_route_answers_every_caller_as_the_policy_says() {
             Caller::BadToken,
             Caller::Member,
             Caller::Admin,
+            Caller::Owner,
             Caller::Customer,
             Caller::OtherTenantAdmin,
         ] {
@@ -437,7 +447,8 @@ async fn every_route_answers_every_caller_as_the_policy_says() {
                 Caller::Anonymous => None,
                 Caller::BadToken => Some("not-a-token".to_owned()),
                 Caller::Member => Some(f.member.access.clone()),
-                Caller::Admin => Some(f.admin.access.clone()),
+                Caller::Admin => Some(f.real_admin.access.clone()),
+                Caller::Owner => Some(f.admin.access.clone()),
                 // A route without a customer of its own: a CUSTOMER token of the walked
                 // customer, as the server signs them; its role alone decides.
                 Caller::Customer => Some(needs.customer.clone().unwrap_or_else(|| {
@@ -554,6 +565,12 @@ async fn every_route_answers_every_caller_as_the_policy_says() {
             if rule.path == "/downloads/{token}" {
                 allowed = vec![StatusCode::FORBIDDEN];
             }
+            // The ADMIN before deleted the tenant: its OWNER finds it gone.
+            if (rule.method.as_str(), rule.path) == ("DELETE", "/tenants/{id}")
+                && caller == Caller::Owner
+            {
+                allowed = vec![StatusCode::FORBIDDEN];
+            }
             // Another tenant's account is no account to post to: as unknown as one never made.
             if (rule.method.as_str(), rule.path) == ("POST", "/transactions")
                 && caller == Caller::OtherTenantAdmin
@@ -587,5 +604,5 @@ async fn every_route_answers_every_caller_as_the_policy_says() {
             }
         }
     }
-    assert_eq!(walked, policy.rules.len() * 6);
+    assert_eq!(walked, policy.rules.len() * 7);
 }
