@@ -49,14 +49,6 @@ async fn lines(
     p: LogParams,
     token: Option<domain::ConsistencyToken>,
 ) -> Result<Json<LinePage>, ApiError> {
-    if let (Some(f), Some(t)) = (p.from, p.to)
-        && f > t
-    {
-        return Err(ApiError::Validation {
-            field: "from".into(),
-            detail: "from: after to".into(),
-        });
-    }
     let mut filters = vec![(filter.0.to_owned(), filter.1)];
     if let Some(k) = p.kind {
         filters.push(("kind".to_owned(), k.as_str().to_owned()));

@@ -19,52 +19,127 @@ use chrono::NaiveDate;
 use commands::CommandError;
 use commands::ledger::{LedgerError, PostTransaction, legs, transaction_stream};
 use domain::account::Kind;
-use domain::money::{Currency, Money};
+use domain::money::{Currency, PositiveMoney};
 use domain::transaction::{NewTransaction, Reference, Transaction};
 use projections::transactions::{TransactionView, VIEW};
 use serde::Deserialize;
 
-/// What `POST /transactions` posts (a reversal is `POST /transactions/{id}/reverse`).
+/// The money a posting moves, and what it is.
+struct Movement {
+    amount: PositiveMoney,
+    currency: Currency,
+    reference: Reference,
+    value_date: NaiveDate,
+}
+
+/// What a posting on one account is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum PostedKind {
+pub enum OnAccountKind {
     Deposit,
     Withdrawal,
-    Transfer,
     Fee,
     Interest,
 }
 
-impl From<PostedKind> for Kind {
-    fn from(k: PostedKind) -> Self {
-        match k {
-            PostedKind::Deposit => Kind::Deposit,
-            PostedKind::Withdrawal => Kind::Withdrawal,
-            PostedKind::Transfer => Kind::Transfer,
-            PostedKind::Fee => Kind::Fee,
-            PostedKind::Interest => Kind::Interest,
-        }
-    }
+/// A transfer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TransferKind {
+    Transfer,
 }
 
-/// A deposit, withdrawal, fee or interest names `account_id`; a transfer `from` and `to`.
+/// A posting on one account: a deposit, a withdrawal, a fee or interest.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct PostBody {
-    kind: PostedKind,
-    #[serde(default)]
-    account_id: Option<uuid::Uuid>,
-    #[serde(default)]
-    from: Option<uuid::Uuid>,
-    #[serde(default)]
-    to: Option<uuid::Uuid>,
-    /// More than zero.
-    amount: Money,
+pub struct OnAccount {
+    kind: OnAccountKind,
+    account_id: uuid::Uuid,
+    amount: PositiveMoney,
     /// The account's currency.
     currency: Currency,
     reference: Reference,
     /// The day the money counts from (YYYY-MM-DD).
     value_date: NaiveDate,
+}
+
+/// A transfer from one account to another (two different accounts of the tenant).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Between {
+    /// Always `transfer`: it tells this shape apart.
+    #[allow(dead_code)]
+    kind: TransferKind,
+    from: uuid::Uuid,
+    to: uuid::Uuid,
+    amount: PositiveMoney,
+    /// Both accounts' currency.
+    currency: Currency,
+    reference: Reference,
+    /// The day the money counts from (YYYY-MM-DD).
+    value_date: NaiveDate,
+}
+
+/// What `POST /transactions` posts: one of the two shapes, told apart by `kind` (a
+/// reversal is `POST /transactions/{id}/reverse`).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(untagged, try_from = "serde_json::Value")]
+pub enum PostBody {
+    OnAccount(OnAccount),
+    Transfer(Between),
+}
+
+/// Reads the shape `kind` names, so that a refusal names what is wrong with it.
+impl TryFrom<serde_json::Value> for PostBody {
+    type Error = String;
+
+    fn try_from(v: serde_json::Value) -> Result<Self, String> {
+        let read = |e: serde_json::Error| e.to_string();
+        match v.get("kind").and_then(serde_json::Value::as_str) {
+            Some("transfer") => Between::deserialize(v).map(Self::Transfer).map_err(read),
+            Some(_) => OnAccount::deserialize(v).map(Self::OnAccount).map_err(read),
+            None => Err("missing field `kind`".into()),
+        }
+    }
+}
+
+impl PostBody {
+    fn kind(&self) -> Kind {
+        match self {
+            Self::OnAccount(a) => match a.kind {
+                OnAccountKind::Deposit => Kind::Deposit,
+                OnAccountKind::Withdrawal => Kind::Withdrawal,
+                OnAccountKind::Fee => Kind::Fee,
+                OnAccountKind::Interest => Kind::Interest,
+            },
+            Self::Transfer(_) => Kind::Transfer,
+        }
+    }
+
+    /// The legs and the movement.
+    fn split(&self) -> (Vec<domain::transaction::Leg>, Movement) {
+        let kind = self.kind();
+        match self {
+            Self::OnAccount(a) => (
+                legs(kind, Some(&a.account_id.to_string()), None),
+                Movement {
+                    amount: a.amount,
+                    currency: a.currency.clone(),
+                    reference: a.reference.clone(),
+                    value_date: a.value_date,
+                },
+            ),
+            Self::Transfer(b) => (
+                legs(kind, None, Some((&b.from.to_string(), &b.to.to_string()))),
+                Movement {
+                    amount: b.amount,
+                    currency: b.currency.clone(),
+                    reference: b.reference.clone(),
+                    value_date: b.value_date,
+                },
+            ),
+        }
+    }
 }
 
 fn invalid(field: &str, detail: impl Into<String>) -> ApiError {
@@ -148,39 +223,16 @@ pub async fn create(
     idempotency: IdempotencyKey,
     body: JsonBody<PostBody>,
 ) -> Result<Response, ApiError> {
-    let b = &body.value;
-    let kind = Kind::from(b.kind);
-    let (account, from_to) = match (b.kind, b.account_id, b.from, b.to) {
-        (PostedKind::Transfer, None, Some(f), Some(t)) => (None, Some((f, t))),
-        (PostedKind::Transfer, ..) => {
-            return Err(invalid(
-                "from",
-                "a transfer names from and to, and no account_id",
-            ));
-        }
-        (_, Some(a), None, None) => (Some(a), None),
-        _ => {
-            return Err(invalid(
-                "account_id",
-                "a deposit, withdrawal, fee or interest names account_id, and no from or to",
-            ));
-        }
-    };
-    let account = account.map(|a| a.to_string());
-    let from_to = from_to.map(|(f, t)| (f.to_string(), t.to_string()));
-    let legs = legs(
-        kind,
-        account.as_deref(),
-        from_to.as_ref().map(|(f, t)| (f.as_str(), t.as_str())),
-    );
+    let kind = body.value.kind();
+    let (legs, m) = body.value.split();
     let transaction = NewTransaction {
-        transaction_id: b.reference.transaction_id(),
+        transaction_id: m.reference.transaction_id(),
         kind,
         legs,
-        amount: b.amount,
-        currency: b.currency.clone(),
-        reference: b.reference.as_str().to_owned(),
-        value_date: b.value_date,
+        amount: m.amount.get(),
+        currency: m.currency,
+        reference: m.reference.as_str().to_owned(),
+        value_date: m.value_date,
         reverses: None,
     };
     let idem = idempotency.with_request(

@@ -101,6 +101,46 @@ impl serde::Serialize for Money {
 
 crate::rules::text_schema!(Money, "Money");
 
+/// An amount more than zero (what a posting moves): "0.01" to "999999999.99".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PositiveMoney(Money);
+
+static POSITIVE_MONEY: Pattern =
+    Pattern::new(r"^(?:[1-9][0-9]{0,8}(?:\.[0-9]{1,2})?|0\.(?:[1-9][0-9]?|0[1-9]))$");
+
+impl PositiveMoney {
+    pub const RULE: TextRule = TextRule {
+        pattern: Some(&POSITIVE_MONEY),
+        ..TextRule::chars(
+            1,
+            12,
+            "a decimal string of at most two places, more than zero, as in \"19.99\": 0.01 to 999999999.99",
+        )
+    };
+
+    pub fn parse(value: &str) -> Result<Self, ValidationError> {
+        Self::RULE.check("amount", value)?;
+        Money::parse(value).map(Self)
+    }
+
+    pub fn get(self) -> Money {
+        self.0
+    }
+
+    pub fn as_str(&self) -> String {
+        self.0.as_string()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PositiveMoney {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(d)?;
+        Self::parse(&raw).map_err(|e| serde::de::Error::custom(e.reason))
+    }
+}
+
+crate::rules::text_schema!(PositiveMoney, "PositiveMoney");
+
 /// An amount in a currency, as every answer shows money: `{"amount": "19.99", "currency": "USD"}`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -87,6 +87,12 @@ def filter_failure(context, failure, case, response) -> bool:
     # the answer is 422 naming the field, as issue 12 asks.
     if kind == PROBLEM + "validation-failed" and _problem(response).get("field") in ("items", "delta"):
         return _drop(f"{_problem(response).get('field')}-judged-against-the-catalogue")
+    # A posting is judged against the ledger's state: an account that does not exist (the
+    # generator's ids name none), is frozen or closed, holds another currency, would go
+    # below its overdraft, or a transfer's two accounts being one. No schema can say that;
+    # the answer is 422 with the reason, as issue 17 asks.
+    if kind == PROBLEM + "validation-failed" and case.operation.path == "/transactions" and _problem(response).get("field") in ("account_id", "from", "to", "amount"):
+        return _drop("posting-judged-against-the-ledger")
     # The audit timeline's cursor is the event store's own feed cursor (a position on
     # SQLite, one event id per shard on DynamoDB), base64url-wrapped: the schema gives its
     # alphabet, but only the store can tell a cursor it issued. One it did not is 422.
