@@ -24,6 +24,19 @@ pub(crate) fn account_of(id: &str) -> Result<String, ApiError> {
     crate::extract::canonical_uuid(id, "no such account").map(|u| u.to_string())
 }
 
+/// The account `id` names, once the read model shows the token's write: 404 for an id that
+/// is no account of the caller's tenant.
+pub(crate) async fn account_row(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+    token: Option<domain::ConsistencyToken>,
+) -> Result<(String, AccountView), ApiError> {
+    let id = account_of(id)?;
+    let view = row_of(state, principal, VIEW, &id, token, "no such account").await?;
+    Ok((id, view))
+}
+
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OpenAccountBody {
@@ -150,8 +163,7 @@ pub async fn get(
     PathId(id): PathId,
     Consistency(token): Consistency,
 ) -> Result<Response, ApiError> {
-    let id = account_of(&id)?;
-    let view: AccountView = row_of(&state, &principal, VIEW, &id, token, "no such account").await?;
+    let (_, view) = account_row(&state, &principal, &id, token).await?;
     Ok((write_headers(None, view.version), Json(view)).into_response())
 }
 

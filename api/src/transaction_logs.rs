@@ -2,12 +2,12 @@
 //! the account's balance after it; and a client's, over all their accounts. Read-only for
 //! everyone: a posting is never edited, a mistake is reversed.
 
-use crate::accounts::account_of;
+use crate::accounts::account_row;
 use crate::app::{AppState, Routes};
 use crate::customer_cases::portal_customer;
 use crate::error::ApiError;
 use crate::extract::{Consistency, PathId, QueryParams};
-use crate::query::{Cursor, PageLimit, page_of, row_of};
+use crate::query::{Cursor, PageLimit, page_of};
 use crate::tokens::Principal;
 use axum::Json;
 use axum::extract::{Path, State};
@@ -76,18 +76,8 @@ pub async fn account_log(
     QueryParams(p): QueryParams<LogParams>,
     Consistency(token): Consistency,
 ) -> Result<Json<LinePage>, ApiError> {
-    let id = account_of(&id)?;
-    // An account unknown to the tenant is 404, not an empty log (read once the token's
-    // write is in).
-    let _: projections::accounts::AccountView = row_of(
-        &state,
-        &principal,
-        projections::accounts::VIEW,
-        &id,
-        token,
-        "no such account",
-    )
-    .await?;
+    // An account unknown to the tenant is 404, not an empty log.
+    let (id, _) = account_row(&state, &principal, &id, token).await?;
     lines(&state, &principal, ("account_id", id), p, None).await
 }
 
@@ -223,16 +213,7 @@ pub async fn statement(
     QueryParams(p): QueryParams<StatementParams>,
     Consistency(token): Consistency,
 ) -> Result<Json<Statement>, ApiError> {
-    let id = account_of(&id)?;
-    let account: projections::accounts::AccountView = row_of(
-        &state,
-        &principal,
-        projections::accounts::VIEW,
-        &id,
-        token,
-        "no such account",
-    )
-    .await?;
+    let (id, account) = account_row(&state, &principal, &id, token).await?;
     let (start, end) = (p.month.0, p.month.end());
     let mut lines = all_lines(&state, &principal, &id).await?;
     // In value-date order, postings of one day in the order they were posted.
