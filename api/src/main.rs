@@ -340,7 +340,7 @@ struct TokenArgs {
     tenant: String,
     #[arg(long, env = "CHRONICLE_USER")]
     user: String,
-    /// ADMIN or MEMBER.
+    /// OWNER, ADMIN or MEMBER.
     #[arg(long, env = "CHRONICLE_ROLE", value_parser = parse_role)]
     role: Role,
     /// The tenant's tier, which sets its rate limit: basic, premium or enterprise.
@@ -359,8 +359,11 @@ fn parse_tier(s: &str) -> Result<domain::Tier, String> {
     domain::Tier::parse(s).ok_or_else(|| format!("{s:?} is not basic, premium or enterprise"))
 }
 
+/// A staff role: a CUSTOMER's token must name its customer, which this command does not.
 fn parse_role(s: &str) -> Result<Role, String> {
-    Role::parse(&s.to_ascii_uppercase()).ok_or_else(|| format!("{s:?} is not ADMIN or MEMBER"))
+    Role::parse(&s.to_ascii_uppercase())
+        .filter(|r| r.is_staff())
+        .ok_or_else(|| format!("{s:?} is not OWNER, ADMIN or MEMBER"))
 }
 
 fn init_tracing() {

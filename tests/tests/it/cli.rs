@@ -72,14 +72,14 @@ fn token_prints_only_a_token_that_the_server_accepts() {
             "--user",
             "alice",
             "--role",
-            "OWNER",
+            "CUSTOMER",
             "--data-dir",
         ])
         .arg(dir.path())
         .output()
         .expect("run");
     assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("ADMIN or MEMBER"));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("OWNER, ADMIN or MEMBER"));
 }
 
 /// Runs `chronicle tenant <action> --tenant <tenant> --data-dir <dir>`; its JSON line.
