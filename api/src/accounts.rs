@@ -4,7 +4,7 @@
 //! `GET /accounts/{id}/transactions`.
 
 use crate::app::{AppState, Routes};
-use crate::customer_cases::portal_customer;
+use crate::customers::tenant_customer;
 use crate::error::{ApiError, Problem};
 use crate::extract::{Consistency, IdempotencyKey, Ids, JsonBody, PathId, QueryParams};
 use crate::query::{Cursor, PageLimit, meta, page_of, row_of, write_headers};
@@ -70,7 +70,7 @@ pub async fn open(
     idempotency: IdempotencyKey,
     body: JsonBody<OpenAccountBody>,
 ) -> Result<Response, ApiError> {
-    let customer_id = portal_customer(&state, &principal, &id).await?;
+    let customer_id = tenant_customer(&state, &principal, &id).await?;
     let b = body.value;
     let route = format!("POST /customers/{customer_id}/accounts");
     let idem = idempotency.with_request(&route, principal.actor.user_id.as_str(), &body.bytes);
@@ -138,7 +138,7 @@ pub async fn list(
     QueryParams(params): QueryParams<ListParams>,
     Consistency(token): Consistency,
 ) -> Result<Json<AccountPage>, ApiError> {
-    let customer_id = portal_customer(&state, &principal, &id).await?;
+    let customer_id = tenant_customer(&state, &principal, &id).await?;
     let (items, next_cursor) = page_of(
         &state,
         &principal,

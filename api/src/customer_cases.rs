@@ -6,7 +6,7 @@
 
 use crate::app::{AppState, Routes};
 use crate::cases::{CasePage, filters, stream_of};
-use crate::customers::customer_id;
+use crate::customers::tenant_customer;
 use crate::error::{ApiError, Problem};
 use crate::extract::{Consistency, IdempotencyKey, Ids, JsonBody, QueryParams};
 use crate::query::{Cursor, PageLimit, meta, page_of, row_of, write_headers};
@@ -21,26 +21,6 @@ use domain::case::{CaseDescription, CasePriority, CaseStatus, CaseSubject};
 use projections::cases::{CaseView, VIEW};
 use serde::Deserialize;
 use uuid::Uuid;
-
-/// The customer of a portal route, if the tenant has it: an unknown or deleted customer
-/// (or another tenant's) is 404 for staff, as another customer's id is for a CUSTOMER.
-pub(crate) async fn portal_customer(
-    state: &AppState,
-    principal: &Principal,
-    id: &str,
-) -> Result<String, ApiError> {
-    let id = customer_id(id)?;
-    let known = state
-        .views
-        .get(projections::customers::VIEW, &principal.tenant_id, &id)
-        .await?
-        .is_some_and(|r| r.doc.is_some());
-    if known {
-        Ok(id)
-    } else {
-        Err(ApiError::NotFound("no such customer".into()))
-    }
-}
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -65,7 +45,7 @@ pub async fn list(
     QueryParams(params): QueryParams<ListParams>,
     Consistency(token): Consistency,
 ) -> Result<Response, ApiError> {
-    let id = portal_customer(&state, &principal, &id).await?;
+    let id = tenant_customer(&state, &principal, &id).await?;
     let (items, next_cursor) = page_of(
         &state,
         &principal,
@@ -93,7 +73,7 @@ pub async fn get(
     Path((id, case_id)): Path<(String, String)>,
     Consistency(token): Consistency,
 ) -> Result<Response, ApiError> {
-    let id = portal_customer(&state, &principal, &id).await?;
+    let id = tenant_customer(&state, &principal, &id).await?;
     stream_of(&case_id)?;
     let view: CaseView = row_of(&state, &principal, VIEW, &case_id, token, "no such case").await?;
     // Another customer's case is as unknown here as one never opened.
@@ -134,7 +114,7 @@ pub async fn open(
     idempotency: IdempotencyKey,
     body: JsonBody<OpenCaseBody>,
 ) -> Result<Response, ApiError> {
-    let id = portal_customer(&state, &principal, &id).await?;
+    let id = tenant_customer(&state, &principal, &id).await?;
     let OpenCaseBody {
         subject,
         description,

@@ -5,7 +5,7 @@
 //! customer's access log, which the audit timeline shows.
 
 use crate::app::{AppState, Routes};
-use crate::customer_cases::portal_customer;
+use crate::customers::tenant_customer;
 use crate::error::{ApiError, Problem};
 use crate::extract::{Consistency, Ids, QueryParams};
 use crate::query::{Cursor, PageLimit, meta, page_of, row_of};
@@ -78,7 +78,7 @@ pub async fn list(
     QueryParams(params): QueryParams<ListParams>,
     Consistency(token): Consistency,
 ) -> Result<Response, ApiError> {
-    let id = portal_customer(&state, &principal, &id).await?;
+    let id = tenant_customer(&state, &principal, &id).await?;
     let filters = vec![("customer_id".to_owned(), id.clone())];
     let (items, next_cursor): (Vec<DocumentView>, _) = page_of(
         &state,
@@ -114,12 +114,8 @@ pub async fn download(
     principal: Principal,
     Path((id, document_id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let id = portal_customer(&state, &principal, &id).await?;
-    let ok = (15..=18).contains(&document_id.len())
-        && document_id.bytes().all(|b| b.is_ascii_alphanumeric());
-    if !ok {
-        return Err(ApiError::NotFound("no such document".into()));
-    }
+    let id = tenant_customer(&state, &principal, &id).await?;
+    let document_id = crate::customers::salesforce_id(&document_id, "no such document")?;
     let doc: DocumentView = row_of(
         &state,
         &principal,

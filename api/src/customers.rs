@@ -100,11 +100,38 @@ pub async fn list(
     Ok((synced, Json(CustomerPage { items, next_cursor })).into_response())
 }
 
-/// A Salesforce Account Id (15 or 18 characters); anything else names no customer.
-pub(crate) fn customer_id(id: &str) -> Result<String, ApiError> {
+/// A Salesforce record Id (15 or 18 characters); anything else names no record: 404
+/// saying `missing`.
+pub(crate) fn salesforce_id(id: &str, missing: &str) -> Result<String, ApiError> {
     let ok = (15..=18).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric());
     if ok {
         Ok(id.to_owned())
+    } else {
+        Err(ApiError::NotFound(missing.to_owned()))
+    }
+}
+
+/// A Salesforce Account Id; anything else names no customer.
+pub(crate) fn customer_id(id: &str) -> Result<String, ApiError> {
+    salesforce_id(id, "no such customer")
+}
+
+/// The customer `id` names, if the tenant has it (the portal's, the accounts' and the
+/// logs' routes): an unknown or deleted customer, or another tenant's, is 404 for staff,
+/// as another customer's id is for a CUSTOMER.
+pub(crate) async fn tenant_customer(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+) -> Result<String, ApiError> {
+    let id = customer_id(id)?;
+    let known = state
+        .views
+        .get(VIEW, &principal.tenant_id, &id)
+        .await?
+        .is_some_and(|r| r.doc.is_some());
+    if known {
+        Ok(id)
     } else {
         Err(ApiError::NotFound("no such customer".into()))
     }

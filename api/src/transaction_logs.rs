@@ -4,7 +4,7 @@
 
 use crate::accounts::account_row;
 use crate::app::{AppState, Routes};
-use crate::customer_cases::portal_customer;
+use crate::customers::tenant_customer;
 use crate::error::ApiError;
 use crate::extract::{Consistency, PathId, QueryParams};
 use crate::query::{Cursor, PageLimit, page_of};
@@ -92,7 +92,7 @@ pub async fn customer_log(
     QueryParams(p): QueryParams<LogParams>,
     Consistency(token): Consistency,
 ) -> Result<Json<LinePage>, ApiError> {
-    let id = portal_customer(&state, &principal, &id).await?;
+    let id = tenant_customer(&state, &principal, &id).await?;
     lines(&state, &principal, ("customer_id", id), p, token).await
 }
 
