@@ -60,8 +60,9 @@ fn draw_number() -> AccountNumber {
             ("X-Consistency-Token" = String, description = "send it with a query to read this write"),
             ("ETag" = String, description = "the account's version"),
             ("Location" = String, description = "the account's path"))),
+        (status = 403, body = Problem, description = "a MEMBER who is not the client's agent"),
         (status = 404, body = Problem, description = "no such client in this tenant")),
-    security(("bearer" = ["ADMIN"])))]
+    security(("bearer" = [])))]
 pub async fn open(
     State(state): State<AppState>,
     principal: Principal,

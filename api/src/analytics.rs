@@ -84,6 +84,7 @@ pub async fn summary(
         let query = ListQuery {
             filters: vec![],
             search: None,
+            within: None,
             after: after.take(),
             limit: PAGE,
         };
@@ -268,6 +269,7 @@ pub async fn daily(
         let query = ListQuery {
             filters: vec![],
             search: None,
+            within: None,
             after: after.take(),
             limit: PAGE,
         };

@@ -127,6 +127,7 @@ fn all_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(crate::ai::routes())
         .merge(crate::salesforce::routes())
         .merge(crate::customers::routes())
+        .merge(crate::agents::routes())
         .merge(crate::cases::routes())
         .merge(crate::customer_cases::routes())
         .merge(crate::customer_documents::routes())

@@ -130,6 +130,17 @@ pub async fn update(
             detail: "send at least one of status, comment".into(),
         });
     }
+    if principal.scope != crate::scope::ClientScope::All {
+        // A case's customer never changes: the case as the store has it names it.
+        let (case, _) = state
+            .commands
+            .state::<Case>(&principal.tenant_id, &stream)
+            .await?;
+        let customer = case.opened.as_ref().map(|o| o.customer_id.as_str());
+        if !crate::scope::sees(&state, &principal, customer.unwrap_or_default()).await? {
+            return Err(ApiError::NotFound("no such case".into()));
+        }
+    }
     let route = format!("PUT /cases/{id}");
     let idem = idempotency.with_request(&route, principal.actor.user_id.as_str(), &body.bytes);
     let done = state

@@ -56,6 +56,9 @@ pub struct ListParams {
     q: Option<SearchText>,
     #[param(inline)]
     city: Option<City>,
+    /// Only the customers of this agent (`PUT /customers/{id}/agent`).
+    #[param(inline)]
+    agent_id: Option<domain::UserId>,
     #[param(inline)]
     limit: Option<PageLimit>,
     #[param(inline)]
@@ -79,11 +82,15 @@ pub async fn list(
     QueryParams(params): QueryParams<ListParams>,
     Consistency(token): Consistency,
 ) -> Result<Response, ApiError> {
-    let filters = params
-        .city
-        .map(|c| ("billing_city".to_owned(), c.0))
-        .into_iter()
-        .collect();
+    let filters = [
+        params.city.map(|c| ("billing_city".to_owned(), c.0)),
+        params
+            .agent_id
+            .map(|a| ("agent_id".to_owned(), a.as_str().to_owned())),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     let search = params.q.map(|q| q.over(&["name", "contact_email"]));
     let (items, next_cursor) = page_of(
         &state,
@@ -116,21 +123,23 @@ pub(crate) fn customer_id(id: &str) -> Result<String, ApiError> {
     salesforce_id(id, "no such customer")
 }
 
-/// The customer `id` names, if the tenant has it (the portal's, the accounts' and the
-/// logs' routes): an unknown or deleted customer, or another tenant's, is 404 for staff,
-/// as another customer's id is for a CUSTOMER.
+/// The customer `id` names, if the tenant has it and the caller sees it (the portal's, the
+/// accounts' and the logs' routes): an unknown or deleted customer, another tenant's, or
+/// one outside a MEMBER's scope is 404 for staff, as another customer's id is for a
+/// CUSTOMER.
 pub(crate) async fn tenant_customer(
     state: &AppState,
     principal: &Principal,
     id: &str,
 ) -> Result<String, ApiError> {
     let id = customer_id(id)?;
-    let known = state
+    let seen = state
         .views
         .get(VIEW, &principal.tenant_id, &id)
         .await?
-        .is_some_and(|r| r.doc.is_some());
-    if known {
+        .and_then(|r| r.doc)
+        .is_some_and(|doc| crate::scope::sees_customer(principal, &doc));
+    if seen {
         Ok(id)
     } else {
         Err(ApiError::NotFound("no such customer".into()))

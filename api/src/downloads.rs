@@ -99,6 +99,7 @@ pub async fn fetch(
         },
         customer_id: Some(claims.customer_id.clone()),
         tier: Tier::default(),
+        scope: crate::scope::ClientScope::All,
     };
     let access = RecordAccess {
         kind: AccessKind::Downloaded,

@@ -411,6 +411,21 @@ impl From<CrmCommandError> for ApiError {
                 Self::Conflict(e.to_string())
             }
             CrmCommandError::Case(c) => c.into(),
+            CrmCommandError::Customer(c) => Self::NotFound(c.to_string()),
+        }
+    }
+}
+
+impl From<commands::agents::AgentError> for ApiError {
+    fn from(e: commands::agents::AgentError) -> Self {
+        use commands::agents::AgentError as A;
+        match e {
+            A::Customer(c) => Self::NotFound(c.to_string()),
+            e @ A::NotStaff(_) => Self::Validation {
+                field: "user_id".into(),
+                detail: e.to_string(),
+            },
+            A::User(u) => Self::internal(u.to_string()),
         }
     }
 }
@@ -442,6 +457,7 @@ impl From<commands::ledger::LedgerError> for ApiError {
         match e {
             L::Account(a) => a.into(),
             L::NoCustomer => Self::NotFound("no such customer".into()),
+            e @ L::NotTheAgent => Self::Forbidden(e.to_string()),
             e @ L::SameAccount => Self::Conflict(e.to_string()),
             L::Transaction(domain::transaction::TransactionError::NotFound) => {
                 Self::NotFound("no such transaction".into())

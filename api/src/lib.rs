@@ -2,6 +2,7 @@
 //! bootstrap that wires the embedded backend together for the `chronicle` binary and tests.
 
 pub mod accounts;
+pub mod agents;
 pub mod ai;
 pub mod analytics;
 pub mod app;
@@ -27,6 +28,7 @@ pub mod products;
 mod query;
 pub mod replay;
 pub mod salesforce;
+pub mod scope;
 pub mod tasks;
 pub mod tenancy;
 pub mod tenants;

@@ -197,6 +197,7 @@ impl Oidc {
                 .as_deref()
                 .and_then(Tier::parse)
                 .unwrap_or_default(),
+            scope: crate::scope::ClientScope::All,
         })
     }
 }

@@ -166,7 +166,11 @@ pub async fn authorize(
             .admit(&state.access, &principal.tenant_id, principal.tier)
             .await
         {
-            Ok(tier) => principal.tier = tier,
+            Ok(admitted) => {
+                principal.tier = admitted.tier;
+                principal.scope =
+                    crate::scope::ClientScope::of(&principal, admitted.customer_access);
+            }
             Err(e) => return e.into_response(),
         }
         if let Err(refused) = admits(rule, &principal, req.uri().path()) {

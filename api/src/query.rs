@@ -86,7 +86,7 @@ pub(crate) async fn wait_fresh(
 }
 
 /// One row of `view` for the caller's tenant (after waiting for `token`), or 404 with
-/// `missing`.
+/// `missing`; a row of a customer outside the caller's scope (`scope`) is 404 too.
 pub(crate) async fn row_of<T: DeserializeOwned>(
     state: &AppState,
     principal: &Principal,
@@ -102,11 +102,15 @@ pub(crate) async fn row_of<T: DeserializeOwned>(
         .await?
         .and_then(|r| r.doc)
         .ok_or_else(|| ApiError::NotFound(missing.to_owned()))?;
+    if !crate::scope::sees_row(state, principal, &doc).await? {
+        return Err(ApiError::NotFound(missing.to_owned()));
+    }
     serde_json::from_value(doc).map_err(ApiError::internal)
 }
 
-/// One page of `view` for the caller's tenant: the rows after `cursor` (after waiting for
-/// `token`), and the cursor of the next page when there is one.
+/// One page of `view` for the caller's tenant, within the caller's scope (`scope`): the
+/// rows after `cursor` (after waiting for `token`), and the cursor of the next page when
+/// there is one.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn page_of<T: serde::de::DeserializeOwned>(
     state: &AppState,
@@ -124,6 +128,7 @@ pub(crate) async fn page_of<T: serde::de::DeserializeOwned>(
     let query = ListQuery {
         search,
         filters,
+        within: crate::scope::within(state, principal).await?,
         after,
         limit: limit + 1,
     };

@@ -1,6 +1,6 @@
 //! The tenant gate: every authenticated request passes the tenant's lifecycle check (a
-//! suspended or deleted tenant's tokens are refused with 403) and takes its tier from the
-//! tenant aggregate, not from the token.
+//! suspended or deleted tenant's tokens are refused with 403) and takes its tier and its
+//! `customer_access` setting from the tenant aggregate, not from the token.
 //!
 //! The tenant's state is read from the event store (consistent) and cached briefly. This
 //! process's own tenant commands update the cache at once; a change made elsewhere (the
@@ -8,7 +8,7 @@
 
 use crate::error::ApiError;
 use commands::AccessService;
-use domain::tenant::{Tenant, TenantError, TenantStatus};
+use domain::tenant::{CustomerAccess, Tenant, TenantError, TenantStatus};
 use domain::{TenantId, Tier};
 use std::collections::HashMap;
 use std::sync::RwLock;
@@ -16,7 +16,23 @@ use std::time::{Duration, Instant};
 
 /// What the gate needs of a tenant; `None` for a tenant that was never registered (tokens
 /// an operator minted with `chronicle token`, which carry their own tier).
-type Known = Option<(TenantStatus, Tier)>;
+type Known = Option<(TenantStatus, Admitted)>;
+
+/// What a request of an active tenant runs under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admitted {
+    pub tier: Tier,
+    pub customer_access: CustomerAccess,
+}
+
+impl Admitted {
+    fn of(t: &Tenant) -> Self {
+        Self {
+            tier: t.tier,
+            customer_access: t.customer_access(),
+        }
+    }
+}
 
 pub struct TenantGate {
     ttl: Duration,
@@ -34,18 +50,18 @@ impl TenantGate {
         }
     }
 
-    /// The tier to apply to a request of `tenant`, or the 403 that refuses it.
+    /// What a request of `tenant` runs under, or the 403 that refuses it.
     pub async fn admit(
         &self,
         access: &AccessService,
         tenant: &TenantId,
         token_tier: Tier,
-    ) -> Result<Tier, ApiError> {
+    ) -> Result<Admitted, ApiError> {
         let known = match self.cached(tenant) {
             Some(k) => k,
             None => {
                 let known = match access.tenant(tenant).await {
-                    Ok((t, _)) => Some((t.status, t.tier)),
+                    Ok((t, _)) => Some((t.status, Admitted::of(&t))),
                     Err(commands::AccessError::Tenant(TenantError::NotFound)) => None,
                     Err(e) => return Err(e.into()),
                 };
@@ -54,8 +70,11 @@ impl TenantGate {
             }
         };
         match known {
-            None => Ok(token_tier),
-            Some((TenantStatus::Active, tier)) => Ok(tier),
+            None => Ok(Admitted {
+                tier: token_tier,
+                customer_access: CustomerAccess::default(),
+            }),
+            Some((TenantStatus::Active, admitted)) => Ok(admitted),
             Some((TenantStatus::Suspended, _)) => Err(ApiError::TenantSuspended),
             Some((TenantStatus::Deleted, _)) => Err(ApiError::TenantDeleted),
         }
@@ -66,7 +85,7 @@ impl TenantGate {
         let known = state
             .registered
             .as_ref()
-            .map(|_| (state.status, state.tier));
+            .map(|_| (state.status, Admitted::of(state)));
         self.store(tenant, known);
     }
 

@@ -45,6 +45,9 @@ pub struct Principal {
     /// A CUSTOMER's customer, from the verified token; `None` for staff.
     pub customer_id: Option<String>,
     pub tier: Tier,
+    /// Which of the tenant's customers the caller sees: set by `policy::authorize` from
+    /// the tenant's `customer_access`.
+    pub scope: crate::scope::ClientScope,
 }
 
 impl Principal {
@@ -223,6 +226,7 @@ impl TokenKeys {
             actor: Actor { user_id, role },
             customer_id,
             tier,
+            scope: crate::scope::ClientScope::All,
         };
         self.verified.put(token, &principal, exp);
         Ok(principal)

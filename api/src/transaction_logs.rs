@@ -180,6 +180,7 @@ async fn all_lines(
         let query = projections::ListQuery {
             filters: vec![("account_id".to_owned(), account_id.to_owned())],
             search: None,
+            within: None,
             after: after.clone(),
             limit: 500,
         };

@@ -309,7 +309,12 @@ pub async fn get(
     Consistency(token): Consistency,
 ) -> Result<Json<TransactionView>, ApiError> {
     let id = transaction_id(&id)?;
-    let view = row_of(&state, &principal, VIEW, &id, token, "no such transaction").await?;
+    let view: TransactionView =
+        row_of(&state, &principal, VIEW, &id, token, "no such transaction").await?;
+    let accounts: Vec<String> = view.legs.iter().map(|l| l.account_id.clone()).collect();
+    if !crate::scope::sees_any_account(&state, &principal, &accounts).await? {
+        return Err(ApiError::NotFound("no such transaction".into()));
+    }
     Ok(Json(view))
 }
 

@@ -98,6 +98,14 @@ where
     }
 }
 
+impl From<domain::customer::CustomerError> for AccessError {
+    fn from(e: domain::customer::CustomerError) -> Self {
+        match e {
+            domain::customer::CustomerError::NotFound => Self::NoCustomer,
+        }
+    }
+}
+
 impl From<std::convert::Infallible> for AccessError {
     fn from(e: std::convert::Infallible) -> Self {
         match e {}

@@ -26,6 +26,14 @@ pub enum CaseCommandError {
     NoCustomer,
 }
 
+impl From<domain::customer::CustomerError> for CaseCommandError {
+    fn from(e: domain::customer::CustomerError) -> Self {
+        match e {
+            domain::customer::CustomerError::NotFound => Self::NoCustomer,
+        }
+    }
+}
+
 impl From<std::convert::Infallible> for CaseCommandError {
     fn from(e: std::convert::Infallible) -> Self {
         match e {}

@@ -27,6 +27,8 @@ pub enum CrmCommandError {
     Slot(#[from] SlotError),
     #[error(transparent)]
     Case(#[from] domain::case::CaseError),
+    #[error(transparent)]
+    Customer(#[from] domain::customer::CustomerError),
 }
 
 impl From<std::convert::Infallible> for CrmCommandError {

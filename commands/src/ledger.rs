@@ -24,9 +24,20 @@ pub enum LedgerError {
     Transaction(#[from] TransactionError),
     #[error("no such customer")]
     NoCustomer,
+    /// A MEMBER opening an account for a customer they are not the agent of.
+    #[error("only an ADMIN or the customer's agent opens its accounts")]
+    NotTheAgent,
     /// A transfer from an account to itself.
     #[error("a transfer needs two different accounts")]
     SameAccount,
+}
+
+impl From<domain::customer::CustomerError> for LedgerError {
+    fn from(e: domain::customer::CustomerError) -> Self {
+        match e {
+            domain::customer::CustomerError::NotFound => Self::NoCustomer,
+        }
+    }
 }
 
 impl From<std::convert::Infallible> for LedgerError {
@@ -62,8 +73,9 @@ pub fn transaction_stream(id: &str) -> StreamId {
     StreamId::for_aggregate(Transaction::KIND, id)
 }
 
-/// OpenAccount: a new account of a customer the tenant has, under a number no other
-/// account of the tenant holds (a taken number fails with `Taken`: draw another).
+/// OpenAccount: a new account of a customer the tenant has, by an ADMIN or the customer's
+/// agent, under a number no other account of the tenant holds (a taken number fails with
+/// `Taken`: draw another).
 pub struct OpenAccount {
     pub account_id: String,
     pub customer_id: String,
@@ -83,6 +95,10 @@ impl Command for OpenAccount {
         let (c, _) = tx.load::<Customer>(&customer).await.map_err(lift)?;
         if c.customer_id.is_none() || c.deleted {
             return Err(rejected(LedgerError::NoCustomer));
+        }
+        let actor = &tx.ctx().actor;
+        if !actor.role.is_admin() && c.agent_id.as_ref() != Some(&actor.user_id) {
+            return Err(rejected(LedgerError::NotTheAgent));
         }
         let mut account = Account::default();
         let events = account

@@ -3,6 +3,7 @@
 //! retry on conflict and idempotency.
 
 pub mod access;
+pub mod agents;
 pub mod ai;
 pub mod ai_worker;
 pub mod audit;

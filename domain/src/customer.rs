@@ -4,6 +4,7 @@
 //! changed, or nothing when nothing did. A deleted Account becomes CustomerDeleted.
 
 use crate::aggregate::{Aggregate, CommandContext};
+use crate::ids::UserId;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -99,6 +100,16 @@ pub enum CustomerCommand {
         system_modstamp: DateTime<Utc>,
         sync_id: String,
     },
+    /// An ADMIN makes `agent` (a staff user) the customer's agent, or leaves it with none.
+    AssignAgent { agent: Option<UserId> },
+}
+
+/// Why a command on a customer was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CustomerError {
+    /// Never synced, or deleted in Salesforce.
+    #[error("no such customer")]
+    NotFound,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,10 +137,21 @@ pub struct CustomerDeleted {
     pub at: DateTime<Utc>,
 }
 
+/// The customer's agent changed: `agent_id` now serves it (`None`: nobody does).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerAgentAssigned {
+    pub agent_id: Option<UserId>,
+    /// The agent before (`None`: there was none).
+    pub previous: Option<UserId>,
+    pub by: UserId,
+    pub at: DateTime<Utc>,
+}
+
 crate::domain_events!(CustomerEvent, "customer" {
     Imported(CustomerImported) = "CustomerImported",
     Updated(CustomerUpdated) = "CustomerUpdated",
     Deleted(CustomerDeleted) = "CustomerDeleted",
+    AgentAssigned(CustomerAgentAssigned) = "CustomerAgentAssigned",
 });
 
 /// A customer as folded from its events.
@@ -142,6 +164,9 @@ pub struct Customer {
     pub imported_at: Option<DateTime<Utc>>,
     pub updated_at: Option<DateTime<Utc>>,
     pub last_sync_id: Option<String>,
+    /// The staff user who serves it (seed 002's agent), if any: under the tenant's
+    /// `customer_access: assigned`, the only MEMBER who sees it.
+    pub agent_id: Option<UserId>,
 }
 
 impl Customer {
@@ -154,7 +179,7 @@ impl Aggregate for Customer {
     const KIND: &'static str = "customer";
     type Command = CustomerCommand;
     type Event = CustomerEvent;
-    type Error = std::convert::Infallible;
+    type Error = CustomerError;
 
     fn decide(
         &self,
@@ -204,6 +229,21 @@ impl Aggregate for Customer {
                     vec![]
                 }
             }
+            CustomerCommand::AssignAgent { agent } => {
+                if !self.is_live() {
+                    return Err(CustomerError::NotFound);
+                }
+                if *agent == self.agent_id {
+                    vec![]
+                } else {
+                    vec![CustomerEvent::AgentAssigned(CustomerAgentAssigned {
+                        agent_id: agent.clone(),
+                        previous: self.agent_id.clone(),
+                        by: ctx.actor.user_id.clone(),
+                        at: ctx.now,
+                    })]
+                }
+            }
         })
     }
 
@@ -232,6 +272,10 @@ impl Aggregate for Customer {
                 self.updated_at = Some(e.at);
                 self.last_sync_id = Some(e.sync_id.clone());
             }
+            CustomerEvent::AgentAssigned(e) => {
+                self.agent_id = e.agent_id.clone();
+                self.updated_at = Some(e.at);
+            }
         }
     }
 }
@@ -240,7 +284,6 @@ impl Aggregate for Customer {
 mod tests {
     use super::*;
     use crate::aggregate::{Actor, Role};
-    use crate::ids::UserId;
 
     fn ctx() -> CommandContext {
         CommandContext {
@@ -290,5 +333,48 @@ mod tests {
         );
         c.apply(&events[0]);
         assert_eq!(c.fields, changed);
+    }
+
+    #[test]
+    fn an_agent_is_assigned_changed_and_removed_once_each_and_only_to_a_live_customer() {
+        let agent = UserId::parse("0190d0b8-0000-7000-8000-000000000001").expect("id");
+        let assign = |agent: Option<&UserId>| CustomerCommand::AssignAgent {
+            agent: agent.cloned(),
+        };
+        let mut c = Customer::default();
+        assert_eq!(
+            c.decide(&assign(Some(&agent)), &ctx()),
+            Err(CustomerError::NotFound)
+        );
+        let imported = c
+            .decide(
+                &CustomerCommand::Sync {
+                    customer_id: "001A".into(),
+                    fields: CustomerFields::default(),
+                    system_modstamp: Utc::now(),
+                    sync_id: "s".into(),
+                },
+                &ctx(),
+            )
+            .expect("import");
+        c.apply(&imported[0]);
+        let events = c.decide(&assign(Some(&agent)), &ctx()).expect("assign");
+        let [CustomerEvent::AgentAssigned(a)] = events.as_slice() else {
+            panic!("{events:?}");
+        };
+        assert_eq!(
+            (a.agent_id.as_ref(), a.previous.as_ref()),
+            (Some(&agent), None)
+        );
+        c.apply(&events[0]);
+        assert_eq!(c.agent_id.as_ref(), Some(&agent));
+        assert!(
+            c.decide(&assign(Some(&agent)), &ctx())
+                .expect("same")
+                .is_empty()
+        );
+        let events = c.decide(&assign(None), &ctx()).expect("remove");
+        c.apply(&events[0]);
+        assert_eq!(c.agent_id, None);
     }
 }

@@ -16,6 +16,8 @@ pub const COMPANY_NAME_MAX_CHARS: usize = 200;
 pub const BRANDING_KEY: &str = "branding";
 /// The settings key of the tenant's currency (ISO 4217; USD when absent).
 pub const CURRENCY_KEY: &str = "currency";
+/// The settings key of what a MEMBER sees of the tenant's customers (`CustomerAccess`).
+pub const CUSTOMER_ACCESS_KEY: &str = "customer_access";
 /// Largest `settings` document, serialized.
 pub const SETTINGS_MAX_BYTES: usize = 16 * 1024;
 
@@ -126,8 +128,18 @@ impl utoipa::PartialSchema for Settings {
         utoipa::openapi::schema::ObjectBuilder::new()
             .schema_type(utoipa::openapi::schema::Type::Object)
             .property(CURRENCY_KEY, crate::money::Currency::RULE.schema())
+            .property(
+                CUSTOMER_ACCESS_KEY,
+                utoipa::openapi::schema::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .enum_values(Some(["all", "assigned"]))
+                    .default(Some(Value::from("all")))
+                    .description(Some(
+                        "what a MEMBER sees of the tenant's customers: `all`, or only those assigned to them (`PUT /customers/{id}/agent`), with their accounts, transactions, cases, documents and portal users; the rest is 404",
+                    )),
+            )
             .description(Some(format!(
-                "A JSON object of at most {SETTINGS_MAX_BYTES} bytes; the `{BRANDING_KEY}` key needs the custom_branding feature; `{CURRENCY_KEY}` (ISO 4217, default USD) is the currency of prices and orders."
+                "A JSON object of at most {SETTINGS_MAX_BYTES} bytes; the `{BRANDING_KEY}` key needs the custom_branding feature; `{CURRENCY_KEY}` (ISO 4217, default USD) is the currency of prices and orders; `{CUSTOMER_ACCESS_KEY}` scopes what MEMBERs see of customers."
             )))
             .into()
     }
@@ -146,6 +158,14 @@ impl Settings {
                 .map(crate::money::Currency::parse)
                 .transpose()?
                 .ok_or_else(|| ValidationError::new("settings", "currency: must be a string"))?;
+        }
+        if let Some(a) = value.get(CUSTOMER_ACCESS_KEY) {
+            a.as_str().and_then(CustomerAccess::parse).ok_or_else(|| {
+                ValidationError::new(
+                    "settings",
+                    "customer_access: must be \"all\" or \"assigned\"",
+                )
+            })?;
         }
         let size = value.to_string().len();
         if size > SETTINGS_MAX_BYTES {
@@ -178,6 +198,26 @@ impl TryFrom<Value> for Settings {
 impl From<Settings> for Value {
     fn from(value: Settings) -> Self {
         value.0
+    }
+}
+
+/// What a MEMBER (the seed's agent) sees of the tenant's customers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CustomerAccess {
+    /// Every customer of the tenant.
+    #[default]
+    All,
+    /// Only the customers assigned to them, and what belongs to those.
+    Assigned,
+}
+
+impl CustomerAccess {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "all" => Some(Self::All),
+            "assigned" => Some(Self::Assigned),
+            _ => None,
+        }
     }
 }
 
@@ -359,6 +399,16 @@ impl Tenant {
             .get(CURRENCY_KEY)
             .and_then(|c| c.as_str())
             .and_then(|c| crate::money::Currency::parse(c).ok())
+            .unwrap_or_default()
+    }
+
+    /// What its MEMBERs see of its customers (`all` when the setting is absent).
+    pub fn customer_access(&self) -> CustomerAccess {
+        self.settings
+            .as_value()
+            .get(CUSTOMER_ACCESS_KEY)
+            .and_then(|a| a.as_str())
+            .and_then(CustomerAccess::parse)
             .unwrap_or_default()
     }
 
@@ -778,6 +828,12 @@ mod tests {
             assert_eq!(back, e);
         }
         assert!(Settings::parse(serde_json::json!([1])).is_err());
+        assert!(Settings::parse(serde_json::json!({"customer_access": "some"})).is_err());
+        assert!(Settings::parse(serde_json::json!({"customer_access": true})).is_err());
+        let mut t = Tenant::default();
+        assert_eq!(t.customer_access(), CustomerAccess::All);
+        t.settings = Settings::parse(serde_json::json!({"customer_access": "assigned"})).unwrap();
+        assert_eq!(t.customer_access(), CustomerAccess::Assigned);
         assert!(CompanyName::parse("  ").is_err());
     }
 }

@@ -30,6 +30,8 @@ pub struct CustomerView {
     pub imported_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub last_sync_id: String,
+    /// The staff user who serves the customer (`PUT /customers/{id}/agent`), if any.
+    pub agent_id: Option<String>,
     pub version: u64,
 }
 
@@ -52,12 +54,19 @@ impl CustomerView {
             imported_at: c.imported_at?,
             updated_at: c.updated_at?,
             last_sync_id: c.last_sync_id.clone()?,
+            agent_id: c.agent_id.as_ref().map(ToString::to_string),
             version,
         })
     }
 
-    fn state(self) -> Customer {
-        Customer {
+    fn state(self) -> Result<Customer, ProjectionError> {
+        let agent_id = self
+            .agent_id
+            .as_deref()
+            .map(domain::UserId::parse)
+            .transpose()
+            .map_err(|e| ProjectionError(e.to_string()))?;
+        Ok(Customer {
             customer_id: Some(self.customer_id),
             fields: CustomerFields {
                 name: self.name,
@@ -74,7 +83,8 @@ impl CustomerView {
             imported_at: Some(self.imported_at),
             updated_at: Some(self.updated_at),
             last_sync_id: Some(self.last_sync_id),
-        }
+            agent_id,
+        })
     }
 }
 
@@ -94,6 +104,6 @@ impl crate::ports::StateView for CustomerView {
     }
 
     fn into_state(self) -> Result<Customer, ProjectionError> {
-        Ok(self.state())
+        self.state()
     }
 }

@@ -26,7 +26,7 @@ pub use engine::{
 };
 pub use ports::{
     DeadLetter, EventFeed, ListQuery, Projection, ProjectionError, ReadModelError, ReadModelStore,
-    RowKey, RowWrite, Search, StoredRow, StreamSource,
+    RowKey, RowWrite, Search, StoredRow, StreamSource, Within,
 };
 
 /// The view that holds the row of a stream, by the stream's aggregate kind.

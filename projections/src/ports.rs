@@ -82,12 +82,13 @@ pub struct DeadLetter {
     pub error: String,
 }
 
-/// A page request on a view: equality filters on top-level fields, an optional search,
-/// rows after `after`.
+/// A page request on a view: equality filters on top-level fields, an optional search, an
+/// optional scope, rows after `after`.
 #[derive(Debug, Clone, Default)]
 pub struct ListQuery {
     pub filters: Vec<(String, String)>,
     pub search: Option<Search>,
+    pub within: Option<Within>,
     pub after: Option<String>,
     pub limit: usize,
 }
@@ -98,6 +99,25 @@ pub struct Search {
     pub fields: Vec<String>,
     /// Lower-case (ASCII).
     pub text: String,
+}
+
+/// Rows whose top-level `field` is absent or null, or one of `values`: what a caller who
+/// may see only some customers sees of a view (`field`: `customer_id`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Within {
+    pub field: String,
+    pub values: std::collections::BTreeSet<String>,
+}
+
+impl Within {
+    /// Whether a row's `doc` is inside.
+    pub fn admits(&self, doc: &Value) -> bool {
+        match doc.get(&self.field) {
+            None | Some(Value::Null) => true,
+            Some(Value::String(v)) => self.values.contains(v),
+            Some(_) => false,
+        }
+    }
 }
 
 /// The read-model store.
@@ -111,6 +131,7 @@ pub struct Search {
 /// - A tally adds its counts into its summary row (`Tally::absorb`), created when absent;
 ///   the summary row's version counts the changes it took.
 /// - Reads MUST never return another tenant's rows, nor tombstones from `list`.
+/// - `list` MUST return only rows its `within` admits (`Within::admits`).
 #[async_trait]
 pub trait ReadModelStore: Send + Sync {
     async fn load(

@@ -604,7 +604,16 @@ impl ReadModelStore for DynamoReadModelStore {
                 .map_err(|e| error(sdk_error(e)))?;
             for item in out.items() {
                 if rows.len() < query.limit {
-                    rows.push(stored_row(item)?);
+                    let row = stored_row(item)?;
+                    // A scope is a set of any size, past what one filter expression holds
+                    // (100 values to an IN): applied to each row the query returns.
+                    let inside = match (&query.within, &row.doc) {
+                        (Some(w), Some(doc)) => w.admits(doc),
+                        _ => true,
+                    };
+                    if inside {
+                        rows.push(row);
+                    }
                 }
             }
             match out.last_evaluated_key() {

@@ -509,6 +509,15 @@ impl ReadModelStore for SqliteReadModelStore {
                 args.push(search.text.to_ascii_lowercase());
             }
         }
+        if let Some(within) = &query.within {
+            sql.push_str(
+                " AND (json_type(doc, ?) IS NULL OR json_type(doc, ?) = 'null' \
+                 OR (json_type(doc, ?) = 'text' AND json_extract(doc, ?) IN (SELECT value FROM json_each(?))))",
+            );
+            let path = format!("$.{}", within.field);
+            args.extend([path.clone(), path.clone(), path.clone(), path]);
+            args.push(serde_json::Value::from_iter(within.values.iter().cloned()).to_string());
+        }
         if let Some(after) = &query.after {
             sql.push_str(" AND row_id > ?");
             args.push(after.clone());

@@ -142,6 +142,7 @@ async fn rows(
     let all = ListQuery {
         filters: vec![],
         search: None,
+        within: None,
         after: None,
         limit: 10_000,
     };

@@ -556,6 +556,7 @@ async fn no_overselling_under_contention_and_the_read_models_equal_a_replay() {
         let all = ListQuery {
             filters: vec![],
             search: None,
+            within: None,
             after: None,
             limit: 1000,
         };

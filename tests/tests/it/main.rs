@@ -2,6 +2,7 @@
 //! build time and disk use down (each test binary links the AWS SDKs).
 
 mod access;
+mod agents;
 mod ai;
 mod analytics;
 mod audit;

@@ -489,6 +489,7 @@ async fn every_route_answers_every_caller_as_the_policy_says() {
                     "value_date": "2026-12-01"}))
                 }
                 ("POST", p) if p.starts_with("/accounts/") || p.ends_with("/reverse") => None,
+                ("PUT", "/customers/{id}/agent") => Some(json!({"user_id": f.member.user_id})),
                 ("PUT", "/cases/{id}") => Some(json!({"status": "WORKING", "comment": "walk"})),
                 ("POST", "/customers/{id}/portal-invitations") => {
                     Some(json!({"email": format!("portal{unique}@walk.test")}))
@@ -576,6 +577,13 @@ async fn every_route_answers_every_caller_as_the_policy_says() {
                 && caller == Caller::OtherTenantAdmin
             {
                 allowed = vec![StatusCode::UNPROCESSABLE_ENTITY];
+            }
+            // A MEMBER opens accounts only for the clients they are the agent of; the walked
+            // one has none (the ledger test assigns one).
+            if (rule.method.as_str(), rule.path) == ("POST", "/customers/{id}/accounts")
+                && caller == Caller::Member
+            {
+                allowed = vec![StatusCode::FORBIDDEN];
             }
             // Another tenant's product is no product to order: as unknown as one never made.
             if (rule.method.as_str(), rule.path) == ("POST", "/orders")
