@@ -264,24 +264,7 @@ pub async fn reverse(
     let posted = original
         .posted
         .ok_or_else(|| ApiError::NotFound("no such transaction".into()))?;
-    let reference = Reference::parse(&format!("reversal:{id}"))?;
-    let transaction = NewTransaction {
-        transaction_id: reference.transaction_id(),
-        kind: Kind::Reversal,
-        legs: posted
-            .legs
-            .iter()
-            .map(|l| domain::transaction::Leg {
-                account_id: l.account_id.clone(),
-                credit: !l.credit,
-            })
-            .collect(),
-        amount: posted.amount,
-        currency: posted.currency,
-        reference: reference.as_str().to_owned(),
-        value_date: state.commands.now().date_naive(),
-        reverses: Some(id),
-    };
+    let transaction = posted.reversal(state.commands.now().date_naive());
     post(&state, &principal, ids, None, transaction).await
 }
 

@@ -103,6 +103,31 @@ impl TransactionPosted {
     }
 }
 
+impl TransactionPosted {
+    /// The reversal of this transaction: the opposite legs, the same amount, under the
+    /// reference `reversal:{id}` (so a transaction is reversed once), valued on `value_date`.
+    pub fn reversal(&self, value_date: NaiveDate) -> NewTransaction {
+        let reference = Reference(format!("reversal:{}", self.transaction_id));
+        NewTransaction {
+            transaction_id: reference.transaction_id(),
+            kind: Kind::Reversal,
+            legs: self
+                .legs
+                .iter()
+                .map(|l| Leg {
+                    account_id: l.account_id.clone(),
+                    credit: !l.credit,
+                })
+                .collect(),
+            amount: self.amount,
+            currency: self.currency.clone(),
+            reference: reference.0,
+            value_date,
+            reverses: Some(self.transaction_id.clone()),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TransactionReversed {
     pub reversal_id: String,

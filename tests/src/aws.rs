@@ -55,3 +55,35 @@ pub async fn kinesis_shards(aws: &Aws) -> Vec<(String, Vec<aws_sdk_kinesis::type
     }
     out
 }
+
+/// Pumps the relay and polls an SQS projector of `projections` (fed through EventBridge, as
+/// deployed) until the DynamoDB read models of `tenant` equal `replayed`, for three minutes
+/// at most.
+pub async fn converge(
+    aws: &Aws,
+    tenant: &domain::TenantId,
+    projections: Vec<std::sync::Arc<dyn projections::Projection>>,
+    replayed: &[crate::replayed::Row],
+) {
+    use std::time::{Duration, Instant};
+    let relay = infra::aws::Relay::new(aws);
+    let projector = infra::aws::SqsProjector::new(aws, projections.clone(), Duration::from_secs(1))
+        .await
+        .expect("projector");
+    let views = infra::aws::DynamoReadModelStore::new(aws);
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        relay.pump().await.expect("relay");
+        while projector.poll_once().await.expect("poll") > 0 {}
+        let live = crate::replayed::rows(&views, tenant, &projections).await;
+        if live == replayed {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the live read models did not converge on the replay: {} rows live, {} replayed",
+            live.len(),
+            replayed.len()
+        );
+    }
+}

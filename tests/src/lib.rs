@@ -5,6 +5,8 @@ pub mod aws;
 pub mod conformance;
 pub mod fake_openai;
 pub mod fake_salesforce;
+pub mod ledger;
+pub mod replayed;
 
 use api::{Embedded, EmbeddedConfig, app};
 use axum::Router;

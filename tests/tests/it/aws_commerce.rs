@@ -4,7 +4,8 @@
 //! the SQS projector keeps in DynamoDB (fed by the relay through EventBridge) equal a fresh
 //! replay of the store.
 
-use chronicle_tests::aws::test_aws;
+use chronicle_tests::aws::{converge, test_aws};
+use chronicle_tests::replayed::replay;
 use commands::commerce::{ChangeOrder, CreateProduct, LineRequest, PlaceOrder, product_stream};
 use commands::{Clock, CommandError, CommandHandler, CommandMeta, RequestIds};
 use domain::money::{Amount, Currency, Money};
@@ -12,14 +13,11 @@ use domain::order::{OrderCommand, OrderStatus, ShippingAddress};
 use domain::product::{Category, Product, ProductCommand, ProductDescription, ProductName, Sku};
 use domain::user::Email;
 use domain::{Actor, Role, TenantId, UserId};
-use infra::aws::{DynamoEventStore, DynamoReadModelStore, Relay, SqsProjector};
-use infra::sqlite::SqliteReadModelStore;
+use infra::aws::DynamoEventStore;
+use projections::Projection;
 use projections::orders::OrdersProjection;
 use projections::products::ProductsProjection;
-use projections::{ListQuery, Projection, ProjectionProgress, Projector, ProjectorConfig};
-use projections::{ReadModelStore, StoredRow};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 struct Now;
 
@@ -133,95 +131,16 @@ async fn no_overselling_on_dynamodb() {
     read_models_equal_a_replay(&aws, &tenant).await;
 }
 
-/// Every row of `views` the read models hold for `tenant`: stream rows with their versions,
-/// summary rows by their figures (their versions count the changes, which batching sets).
-async fn rows(
-    store: &dyn ReadModelStore,
-    tenant: &TenantId,
-) -> Vec<(String, String, Option<u64>, StoredRow)> {
-    let all = ListQuery {
-        filters: vec![],
-        search: None,
-        within: None,
-        after: None,
-        limit: 10_000,
-    };
-    let mut out = Vec::new();
-    for projection in projections_under_test() {
-        for view in
-            std::iter::once(projection.name()).chain(projection.tally_views().iter().copied())
-        {
-            let summary = view != projection.name();
-            for row in store.list(view, tenant, &all).await.expect("list") {
-                let version = (!summary).then_some(row.version);
-                out.push((
-                    view.to_owned(),
-                    row.row_id.clone(),
-                    version,
-                    StoredRow { version: 0, ..row },
-                ));
-            }
-        }
-    }
-    out
-}
-
 fn projections_under_test() -> Vec<Arc<dyn Projection>> {
     vec![Arc::new(ProductsProjection), Arc::new(OrdersProjection)]
 }
 
 async fn read_models_equal_a_replay(aws: &infra::aws::Aws, tenant: &TenantId) {
     let events = Arc::new(DynamoEventStore::new(aws));
-    let mut all = Vec::new();
-    let mut cursor = commands::FeedCursor::start();
-    loop {
-        let page = commands::EventStore::read_tenant_feed(events.as_ref(), tenant, &cursor, 1000)
-            .await
-            .expect("feed");
-        if page.events.is_empty() {
-            break;
-        }
-        all.extend(page.events);
-        cursor = page.next;
-    }
-    let fresh_dir = tempfile::tempdir().expect("dir");
-    let fresh = SqliteReadModelStore::open(&fresh_dir.path().join("views.db")).expect("views");
-    for projection in projections_under_test() {
-        Projector::new(
-            projection,
-            Arc::new(fresh.clone()),
-            events.clone(),
-            ProjectionProgress::default(),
-            ProjectorConfig::default(),
-        )
-        .apply_batch(&all, None)
-        .await
-        .expect("replay");
-    }
-    let replayed = rows(&fresh, tenant).await;
+    let replayed = replay(events, tenant, &projections_under_test()).await;
     assert!(
         replayed.iter().any(|r| r.0 == "revenue"),
         "the replay has revenue rows"
     );
-
-    let relay = Relay::new(aws);
-    let projector = SqsProjector::new(aws, projections_under_test(), Duration::from_secs(1))
-        .await
-        .expect("projector");
-    let views = DynamoReadModelStore::new(aws);
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        relay.pump().await.expect("relay");
-        while projector.poll_once().await.expect("poll") > 0 {}
-        let live = rows(&views, tenant).await;
-        if live == replayed {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the live read models did not converge on the replay: {} rows live, {} replayed",
-            live.len(),
-            replayed.len()
-        );
-    }
+    converge(aws, tenant, projections_under_test(), &replayed).await;
 }
