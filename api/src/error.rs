@@ -509,6 +509,12 @@ impl From<CommerceError> for ApiError {
 
 /// A command's failure: the domain's rejection as its own error says, the rest alike for
 /// every command.
+impl From<std::convert::Infallible> for ApiError {
+    fn from(e: std::convert::Infallible) -> Self {
+        match e {}
+    }
+}
+
 impl<E: std::error::Error + 'static> From<CommandError<E>> for ApiError
 where
     ApiError: From<E>,

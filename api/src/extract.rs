@@ -279,18 +279,24 @@ impl<S: Send + Sync> FromRequestParts<S> for Ids {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self::of(&parts.headers))
+    }
+}
+
+impl Ids {
+    /// The ids of a command of the request with `headers`.
+    pub fn of(headers: &axum::http::HeaderMap) -> Self {
         let command_id = uuid::Uuid::now_v7();
-        let correlation_id = parts
-            .headers
+        let correlation_id = headers
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| uuid::Uuid::try_parse(v).ok())
             .unwrap_or(command_id);
-        Ok(Self(RequestIds {
+        Self(RequestIds {
             command_id,
             correlation_id,
             causation_id: None,
-        }))
+        })
     }
 }
 

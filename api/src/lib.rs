@@ -14,6 +14,7 @@ pub mod cases;
 pub mod customer_cases;
 pub mod customer_documents;
 pub mod customers;
+pub mod data_reads;
 pub mod downloads;
 pub mod embedded;
 pub mod error;

@@ -39,7 +39,14 @@ pub struct Rule {
     pub path: &'static str,
     pub operation: &'static str,
     pub access: Access,
+    /// A read of a client's data (a GET of a route tagged with one of `CLIENT_DATA_TAGS`):
+    /// recorded when a staff user calls it in a tenant with `settings.audit_reads` on.
+    pub reads_client_data: bool,
 }
+
+/// The OpenAPI tags of the routes that serve a client's data.
+pub const CLIENT_DATA_TAGS: [&str; 5] =
+    ["customers", "accounts", "transactions", "cases", "portal"];
 
 /// The policy: role × operation, for every route the router has.
 #[derive(Debug, Default)]
@@ -67,7 +74,13 @@ impl Policy {
                     .unwrap_or_else(|| panic!("{method} {path} has no operation_id"));
                 let access = access_of(&op["security"])
                     .unwrap_or_else(|why| panic!("{method} {path}: {why}"));
+                let tagged = op["tags"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|t| CLIENT_DATA_TAGS.iter().any(|c| t == c));
                 rules.push(Rule {
+                    reads_client_data: tagged && method == Method::GET,
                     method,
                     path: intern(path),
                     operation: intern(operation),
@@ -155,6 +168,7 @@ pub async fn authorize(
         .into_response();
     };
     if rule.access != Access::Public {
+        let audited;
         let mut principal = match crate::tokens::authenticate(state, req.headers()).await {
             Ok(p) => p,
             Err(e) => return e.into_response(),
@@ -170,6 +184,7 @@ pub async fn authorize(
                 principal.tier = admitted.tier;
                 principal.scope =
                     crate::scope::ClientScope::of(&principal, admitted.customer_access);
+                audited = admitted.audit_reads && rule.reads_client_data && principal.is_staff();
             }
             Err(e) => return e.into_response(),
         }
@@ -189,8 +204,16 @@ pub async fn authorize(
             Some(Ok(allowed)) => Some(allowed),
             None => None,
         };
+        let read = audited.then(|| crate::data_reads::Pending::of(rule, &req, &principal));
         req.extensions_mut().insert(principal);
         let mut response = next.run(req).await;
+        if let Some(read) = read
+            && response.status().is_success()
+            && let Err(e) = read.record(state).await
+        {
+            // A read that could not be recorded is not served.
+            return e.into_response();
+        }
         if let Some(a) = allowed {
             let headers = response.headers_mut();
             for (name, value) in [

@@ -1,6 +1,6 @@
 //! The tenant gate: every authenticated request passes the tenant's lifecycle check (a
 //! suspended or deleted tenant's tokens are refused with 403) and takes its tier and its
-//! `customer_access` setting from the tenant aggregate, not from the token.
+//! `customer_access` and `audit_reads` settings from the tenant aggregate, not from the token.
 //!
 //! The tenant's state is read from the event store (consistent) and cached briefly. This
 //! process's own tenant commands update the cache at once; a change made elsewhere (the
@@ -23,6 +23,8 @@ type Known = Option<(TenantStatus, Admitted)>;
 pub struct Admitted {
     pub tier: Tier,
     pub customer_access: CustomerAccess,
+    /// Whether staff reads of client data are recorded.
+    pub audit_reads: bool,
 }
 
 impl Admitted {
@@ -30,6 +32,7 @@ impl Admitted {
         Self {
             tier: t.tier,
             customer_access: t.customer_access(),
+            audit_reads: t.audit_reads(),
         }
     }
 }
@@ -73,6 +76,7 @@ impl TenantGate {
             None => Ok(Admitted {
                 tier: token_tier,
                 customer_access: CustomerAccess::default(),
+                audit_reads: false,
             }),
             Some((TenantStatus::Active, admitted)) => Ok(admitted),
             Some((TenantStatus::Suspended, _)) => Err(ApiError::TenantSuspended),

@@ -10,6 +10,7 @@ pub mod case;
 pub mod case_intake;
 pub mod customer;
 pub mod customer_sync;
+pub mod data_read;
 pub mod document;
 pub mod envelope;
 pub mod ids;

@@ -18,6 +18,8 @@ pub const BRANDING_KEY: &str = "branding";
 pub const CURRENCY_KEY: &str = "currency";
 /// The settings key of what a MEMBER sees of the tenant's customers (`CustomerAccess`).
 pub const CUSTOMER_ACCESS_KEY: &str = "customer_access";
+/// The setting that records every staff read of a client's data (`true`; off by default).
+pub const AUDIT_READS_KEY: &str = "audit_reads";
 /// Largest `settings` document, serialized.
 pub const SETTINGS_MAX_BYTES: usize = 16 * 1024;
 
@@ -138,8 +140,17 @@ impl utoipa::PartialSchema for Settings {
                         "what a MEMBER sees of the tenant's customers: `all`, or only those assigned to them (`PUT /customers/{id}/agent`), with their accounts, transactions, cases, documents and portal users; the rest is 404",
                     )),
             )
+            .property(
+                AUDIT_READS_KEY,
+                utoipa::openapi::schema::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::Boolean)
+                    .default(Some(Value::Bool(false)))
+                    .description(Some(
+                        "`true`: every read of a client's data by staff (customers, accounts, transactions, cases, documents) appends a ClientDataRead event, shown by `GET /audit/events?type=ClientDataRead`; it costs a write per read",
+                    )),
+            )
             .description(Some(format!(
-                "A JSON object of at most {SETTINGS_MAX_BYTES} bytes; the `{BRANDING_KEY}` key needs the custom_branding feature; `{CURRENCY_KEY}` (ISO 4217, default USD) is the currency of prices and orders; `{CUSTOMER_ACCESS_KEY}` scopes what MEMBERs see of customers."
+                "A JSON object of at most {SETTINGS_MAX_BYTES} bytes; the `{BRANDING_KEY}` key needs the custom_branding feature; `{CURRENCY_KEY}` (ISO 4217, default USD) is the currency of prices and orders; `{CUSTOMER_ACCESS_KEY}` scopes what MEMBERs see of customers; `{AUDIT_READS_KEY}` records staff reads of client data."
             )))
             .into()
     }
@@ -166,6 +177,12 @@ impl Settings {
                     "customer_access: must be \"all\" or \"assigned\"",
                 )
             })?;
+        }
+        if value.get(AUDIT_READS_KEY).is_some_and(|a| !a.is_boolean()) {
+            return Err(ValidationError::new(
+                "settings",
+                "audit_reads: must be true or false",
+            ));
         }
         let size = value.to_string().len();
         if size > SETTINGS_MAX_BYTES {
@@ -410,6 +427,15 @@ impl Tenant {
             .and_then(|a| a.as_str())
             .and_then(CustomerAccess::parse)
             .unwrap_or_default()
+    }
+
+    /// Whether staff reads of its clients' data are recorded (off when the setting is absent).
+    pub fn audit_reads(&self) -> bool {
+        self.settings
+            .as_value()
+            .get(AUDIT_READS_KEY)
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
     }
 
     /// `Err(LimitReached)` naming `limit` when the tier's `value` would be passed.
@@ -834,6 +860,10 @@ mod tests {
         assert_eq!(t.customer_access(), CustomerAccess::All);
         t.settings = Settings::parse(serde_json::json!({"customer_access": "assigned"})).unwrap();
         assert_eq!(t.customer_access(), CustomerAccess::Assigned);
+        assert!(!t.audit_reads());
+        assert!(Settings::parse(serde_json::json!({"audit_reads": "yes"})).is_err());
+        t.settings = Settings::parse(serde_json::json!({"audit_reads": true})).unwrap();
+        assert!(t.audit_reads());
         assert!(CompanyName::parse("  ").is_err());
     }
 }

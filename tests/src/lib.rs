@@ -232,6 +232,18 @@ impl TestApp {
     }
 
     /// Registers a tenant through `POST /tenants`; its first ADMIN's tokens.
+    /// A MEMBER `admin` adds to its tenant under `email`, signed in.
+    pub async fn member(&self, admin: &SignedUp, email: &str) -> SignedUp {
+        let body = serde_json::json!({"email": email, "password": PASSWORD, "role": "MEMBER"});
+        let added = self.post("/users", &admin.access, &body.to_string()).await;
+        assert_eq!(added.status, StatusCode::CREATED, "{:?}", added.body);
+        let body =
+            serde_json::json!({"tenant_id": admin.tenant_id, "email": email, "password": PASSWORD});
+        let reply = self.post_public("/auth/signin", &body.to_string()).await;
+        assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+        SignedUp::from_reply(&reply)
+    }
+
     pub async fn register_tenant(&self, company: &str, email: &str, tier: &str) -> SignedUp {
         let body = serde_json::json!({
             "company_name": company,

@@ -7,7 +7,7 @@
 
 use axum::http::StatusCode;
 use chronicle_tests::fake_salesforce::{Account, FakeSalesforce};
-use chronicle_tests::{PASSWORD, Reply, SignedUp, TestApp};
+use chronicle_tests::{Reply, SignedUp, TestApp};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -16,16 +16,6 @@ const THEIRS: &str = "001AGENT000000BBB";
 const NOBODYS: &str = "001AGENT000000CCC";
 /// A well-formed id the tenant does not have: what every hidden client must look like.
 const UNKNOWN: &str = "001AGENT000000ZZZ";
-
-async fn member(app: &TestApp, admin: &SignedUp, email: &str) -> SignedUp {
-    let body = json!({"email": email, "password": PASSWORD, "role": "MEMBER"});
-    let created = app.post("/users", &admin.access, &body.to_string()).await;
-    assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
-    let body = json!({"tenant_id": admin.tenant_id, "email": email, "password": PASSWORD});
-    let reply = app.post_public("/auth/signin", &body.to_string()).await;
-    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
-    SignedUp::from_reply(&reply)
-}
 
 /// Retries `call` while it answers 404 (the read model a moment behind a write).
 async fn until_found<F, Fut>(mut call: F) -> Reply
@@ -94,8 +84,8 @@ async fn under_assigned_access_an_agent_sees_only_their_clients_and_what_belongs
         org.put(Account::new(id, name, "Karachi", an_hour_ago));
     }
     app.connect_and_sync(&admin, &org).await;
-    let agent = member(&app, &admin, "agent@agents.test").await;
-    let other = member(&app, &admin, "other@agents.test").await;
+    let agent = app.member(&admin, "agent@agents.test").await;
+    let other = app.member(&admin, "other@agents.test").await;
 
     // Assignments: ADMIN only; to an active staff user of this tenant; to a customer it has.
     let assign = |customer: &str, user: &str| {

@@ -3,7 +3,7 @@
 //! under concurrency, with read models that equal a fresh replay of the store.
 
 use axum::http::{Method, StatusCode};
-use chronicle_tests::{PASSWORD, SignedUp, TestApp};
+use chronicle_tests::{SignedUp, TestApp};
 use commands::EventStore;
 use domain::TenantId;
 use infra::sqlite::SqliteReadModelStore;
@@ -43,22 +43,13 @@ async fn stock(app: &TestApp, who: &SignedUp, id: &str) -> u64 {
     reply.body["inventory"].as_u64().expect("inventory")
 }
 
-async fn member(app: &TestApp, admin: &SignedUp, tenant: &str, email: &str) -> SignedUp {
-    let body = json!({"email": email, "password": PASSWORD, "role": "MEMBER"});
-    let added = app.post("/users", &admin.access, &body.to_string()).await;
-    assert_eq!(added.status, StatusCode::CREATED, "{:?}", added.body);
-    let body = json!({"tenant_id": tenant, "email": email, "password": PASSWORD});
-    let reply = app.post_public("/auth/signin", &body.to_string()).await;
-    SignedUp::from_reply(&reply)
-}
-
 #[tokio::test]
 async fn the_catalogue_keeps_skus_unique_money_exact_and_stock_above_zero() {
     let app = TestApp::start();
     let shop = app
         .register_tenant("Shop", "root@shop.test", "premium")
         .await;
-    let ann = member(&app, &shop, &shop.tenant_id, "ann@shop.test").await;
+    let ann = app.member(&shop, "ann@shop.test").await;
     let laptop = product(&app, &shop, "LAP-1", "999.99", 3).await;
     let dup = json!({"name": "Other", "price": "1.00", "category": "X", "sku": "LAP-1"});
     let reply = app.post("/products", &shop.access, &dup.to_string()).await;
@@ -284,8 +275,8 @@ async fn the_workflow_moves_orders_on_and_a_cancel_gives_the_stock_back() {
     let shop = app
         .register_tenant("Shop", "root@shop.test", "premium")
         .await;
-    let ann = member(&app, &shop, &shop.tenant_id, "ann@shop.test").await;
-    let bob = member(&app, &shop, &shop.tenant_id, "bob@shop.test").await;
+    let ann = app.member(&shop, "ann@shop.test").await;
+    let bob = app.member(&shop, "bob@shop.test").await;
     let a = product(&app, &shop, "A-1", "5.00", 3).await;
     let first = app.post("/orders", &ann.access, &order(&[(&a, 1)])).await;
     assert_eq!(first.status, StatusCode::CREATED, "MEMBERs place orders");

@@ -8,9 +8,9 @@ use chronicle_tests::fake_salesforce::{Account, FakeSalesforce};
 use chronicle_tests::{SignedUp, TestApp};
 use serde_json::{Value, json};
 
-const CLIENT: &str = "001LEDGER00000AAA";
+pub(crate) const CLIENT: &str = "001LEDGER00000AAA";
 
-async fn bank(app: &TestApp, name: &str) -> SignedUp {
+pub(crate) async fn bank(app: &TestApp, name: &str) -> SignedUp {
     let admin = app
         .register_tenant(name, &format!("root@{name}.test"), "enterprise")
         .await;
@@ -25,7 +25,7 @@ async fn bank(app: &TestApp, name: &str) -> SignedUp {
     admin
 }
 
-async fn open(app: &TestApp, admin: &SignedUp, body: Value) -> Value {
+pub(crate) async fn open(app: &TestApp, admin: &SignedUp, body: Value) -> Value {
     // The customer reaches the read model a moment after the sync's end.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {

@@ -20,6 +20,7 @@ mod case_delivery;
 mod cli;
 mod commerce;
 mod crash;
+mod data_reads;
 mod documents;
 mod http_tasks;
 mod ledger;
