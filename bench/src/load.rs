@@ -154,3 +154,78 @@ async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// What a load phase measured: the latency of every request that got `expect`, sorted,
+/// and how many got anything else.
+pub struct Phase {
+    pub latencies: Vec<Duration>,
+    pub errors: u64,
+    pub run_for: Duration,
+}
+
+impl Phase {
+    /// Requests/s, p50, p99 and max, as one line's tail.
+    pub fn figures(&self, unit: &str) -> String {
+        let l = &self.latencies;
+        format!(
+            "{:.0} {unit}/s ({} done, {} refused or failed), latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            l.len() as f64 / self.run_for.as_secs_f64(),
+            l.len(),
+            self.errors,
+            crate::ms(crate::percentile(l, 0.50)),
+            crate::ms(crate::percentile(l, 0.99)),
+            crate::ms(l.last().copied().unwrap_or_default()),
+        )
+    }
+}
+
+/// `connections` keep-alive connections for `run_for`, each sending `POST path` with the
+/// body `body(connection, i)` for its i-th request, one request in flight per connection.
+pub async fn phase<F>(
+    base: &str,
+    headers: &[&str],
+    connections: usize,
+    run_for: Duration,
+    path: &'static str,
+    expect: u16,
+    body: F,
+) -> anyhow::Result<Phase>
+where
+    F: Fn(usize, usize) -> String + Send + Sync + 'static,
+{
+    let body = std::sync::Arc::new(body);
+    let headers: Vec<String> = headers.iter().map(|h| (*h).to_owned()).collect();
+    let deadline = Instant::now() + run_for;
+    let mut tasks = Vec::new();
+    for c in 0..connections {
+        let mut conn = Connection::new(base)?;
+        let (body, headers) = (body.clone(), headers.clone());
+        tasks.push(tokio::spawn(async move {
+            let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
+            let (mut latencies, mut errors, mut i) = (Vec::new(), 0u64, 0);
+            while Instant::now() < deadline {
+                let b = body(c, i);
+                let reply = conn.send("POST", path, &headers, b.as_bytes()).await?;
+                if reply.status == expect {
+                    latencies.push(reply.latency);
+                } else {
+                    errors += 1;
+                }
+                i += 1;
+            }
+            anyhow::Ok((latencies, errors))
+        }));
+    }
+    let (mut latencies, mut errors) = (Vec::new(), 0);
+    for t in tasks {
+        let (l, e) = t.await??;
+        latencies.extend(l);
+        errors += e;
+    }
+    latencies.sort();
+    Ok(Phase {
+        latencies,
+        errors,
+        run_for,
+    })
+}

@@ -7,6 +7,8 @@
 //!   model) under that load, read from the server's `/metrics`.
 //! - `orders`: `POST /orders` (PlaceOrder, one line of one unit) requests/s and p50/p99 at
 //!   64 connections, all on one hot product and spread over 1,000 products.
+//! - `ledger`: `POST /transactions` transfers/s and p50/p99/max at 64 connections,
+//!   spread over 1,000 accounts and between two hot accounts.
 //! - `replay`: a rebuild of every read model over a store of a million events (events/s,
 //!   peak RSS), and `audit verify` over it.
 //! - `aws` (run under `scripts/with-aws-emulator`): DynamoDB requests per command by kind,
@@ -73,6 +75,16 @@ enum Bench {
         #[arg(long, default_value_t = 1000)]
         products: usize,
     },
+    /// Transfers against the release binary: spread over many accounts, and between two.
+    Ledger {
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Accounts the spread run transfers between.
+        #[arg(long, default_value_t = 1000)]
+        accounts: usize,
+    },
     /// A store of many events: rebuild of every read model (events/s, peak RSS), and a
     /// full audit verify over it.
     Replay {
@@ -112,6 +124,11 @@ async fn main() -> anyhow::Result<()> {
             seconds,
             products,
         } => orders::run(connections, Duration::from_secs(seconds), products).await,
+        Bench::Ledger {
+            connections,
+            seconds,
+            accounts,
+        } => ledger::run(connections, Duration::from_secs(seconds), accounts).await,
         Bench::Aws { tasks } => aws::run(tasks).await,
         Bench::Replay {
             events,
@@ -123,6 +140,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 mod aws;
+mod ledger;
 mod load;
 mod orders;
 mod replay;

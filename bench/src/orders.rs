@@ -3,10 +3,10 @@
 //! conflicts with every other on that product's stream), then spread over `products`.
 
 use crate::load::Connection;
-use crate::{ms, percentile, start_server};
+use crate::start_server;
 use anyhow::Context;
 use domain::{Role, TenantId, Tier, UserId};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub async fn run(connections: usize, run_for: Duration, products: usize) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
@@ -35,44 +35,26 @@ pub async fn run(connections: usize, run_for: Duration, products: usize) -> anyh
         ids.push(v["product_id"].as_str().context("product id")?.to_owned());
     }
     for (name, spread) in [("one hot product", 1), ("spread", products)] {
-        let deadline = Instant::now() + run_for;
-        let mut tasks = Vec::new();
-        for c in 0..connections {
-            let mut conn = Connection::new(&base)?;
-            let (auth, ids) = (auth.clone(), ids[..spread].to_vec());
-            tasks.push(tokio::spawn(async move {
-                let headers = [auth.as_str(), "Content-Type: application/json"];
-                let (mut latencies, mut errors, mut i) = (Vec::new(), 0u64, c);
-                while Instant::now() < deadline {
-                    let body = format!(
-                        r#"{{"customer_email":"c{c}@bench.test","items":[{{"product_id":"{}","quantity":1}}],"shipping_address":{{"street":"1 Bench Road","city":"Karachi","state":"Sindh","zip":"75500"}}}}"#,
-                        ids[i % ids.len()]
-                    );
-                    let reply = conn.send("POST", "/orders", &headers, body.as_bytes()).await?;
-                    if reply.status == 201 {
-                        latencies.push(reply.latency);
-                    } else {
-                        errors += 1;
-                    }
-                    i += connections;
-                }
-                anyhow::Ok((latencies, errors))
-            }));
-        }
-        let (mut all, mut errors) = (Vec::new(), 0);
-        for t in tasks {
-            let (l, e) = t.await??;
-            all.extend(l);
-            errors += e;
-        }
-        all.sort();
+        let ids = ids[..spread].to_vec();
+        let phase = crate::load::phase(
+            &base,
+            &headers,
+            connections,
+            run_for,
+            "/orders",
+            201,
+            move |c, i| {
+                format!(
+                    r#"{{"customer_email":"c{c}@bench.test","items":[{{"product_id":"{}","quantity":1}}],"shipping_address":{{"street":"1 Bench Road","city":"Karachi","state":"Sindh","zip":"75500"}}}}"#,
+                    ids[(c + i * connections) % ids.len()]
+                )
+            },
+        )
+        .await?;
         println!(
-            "orders: PlaceOrder, {name} ({spread} products), {connections} connections, {:.0}s: {:.0} orders/s ({} placed, {errors} refused or failed), latency p50 {:.2} ms, p99 {:.2} ms",
+            "orders: PlaceOrder, {name} ({spread} products), {connections} connections, {:.0}s: {}",
             run_for.as_secs_f64(),
-            all.len() as f64 / run_for.as_secs_f64(),
-            all.len(),
-            ms(percentile(&all, 0.50)),
-            ms(percentile(&all, 0.99)),
+            phase.figures("orders"),
         );
     }
     let _ = std::process::Command::new("kill")
