@@ -136,6 +136,14 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// 48 runs, or `PROPTEST_CASES` of them.
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(48)
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -145,7 +153,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
     #[test]
     fn the_ledger_holds_its_invariants_over_any_run(ops in prop::collection::vec(op(), 1..60)) {
