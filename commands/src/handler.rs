@@ -153,8 +153,11 @@ pub struct CommandHandler {
     clock: Arc<dyn Clock>,
     max_attempts: u32,
     metrics: Arc<CommandMetrics>,
+    hot: Arc<crate::hot::HotStreams>,
+    states: Arc<crate::states::States>,
 }
 
+#[derive(Clone)]
 pub(crate) struct Loaded<A> {
     pub(crate) state: A,
     pub(crate) version: u64,
@@ -168,6 +171,8 @@ impl CommandHandler {
             clock,
             max_attempts: 5,
             metrics: Arc::default(),
+            hot: Arc::default(),
+            states: Arc::default(),
         }
     }
 
@@ -184,6 +189,10 @@ impl CommandHandler {
         self.max_attempts
     }
 
+    pub(crate) fn hot(&self) -> &Arc<crate::hot::HotStreams> {
+        &self.hot
+    }
+
     pub(crate) fn metrics(&self) -> &CommandMetrics {
         &self.metrics
     }
@@ -194,11 +203,16 @@ impl CommandHandler {
         stream: &StreamId,
         up_to: u64,
     ) -> Result<Loaded<A>, CommandError<A::Error>> {
-        let mut loaded = Loaded {
-            state: A::default(),
-            version: 0,
-            last: None,
-        };
+        // Only the latest state is kept: a load up to a version folds from the start.
+        let latest = up_to == u64::MAX;
+        let mut loaded = latest
+            .then(|| self.states.get::<A>(tenant, stream))
+            .flatten()
+            .unwrap_or_else(|| Loaded {
+                state: A::default(),
+                version: 0,
+                last: None,
+            });
         loop {
             let page = self
                 .store
@@ -217,6 +231,9 @@ impl CommandHandler {
                 loaded.last = Some(envelope);
             }
             if !full || loaded.version >= up_to {
+                if latest && loaded.version > 0 {
+                    self.states.put(tenant, stream, &loaded);
+                }
                 return Ok(loaded);
             }
         }

@@ -1,7 +1,9 @@
 //! The one command pipeline. Every command, on one stream or several of a tenant, runs
 //! here: replay an idempotent retry, load the streams the decision reads, let the domain
 //! decide, append every write atomically (each stream at the version it was read at), and
-//! on a conflict read and decide again, a bounded number of times with jittered pauses.
+//! on a conflict read and decide again, a bounded number of times: this process's writers
+//! of a contended stream queue for it (`hot.rs`), other processes' are met with jittered
+//! pauses.
 //! Every event carries the request's actor and its command, correlation and causation ids,
 //! and every outcome is counted in the metrics.
 
@@ -296,6 +298,8 @@ impl CommandHandler {
             return self.replay(meta, command, events).await;
         }
         let attempts = command.attempts().unwrap_or_else(|| self.max_attempts());
+        // This writer's turns on hot streams (`hot.rs`), held to the end of the run.
+        let mut turns: Vec<crate::hot::Turn> = Vec::new();
         for attempt in 0..attempts {
             let mut tx = Tx {
                 handler: self,
@@ -316,6 +320,20 @@ impl CommandHandler {
                     events: vec![],
                     replayed: false,
                 });
+            }
+            // Writers of this process are queued on a stream this run writes: wait for a
+            // turn, then decide again on what the writers before it left.
+            if turns.is_empty() {
+                let hot: Vec<StreamId> = tx
+                    .writes
+                    .iter()
+                    .map(|w| w.stream_id.clone())
+                    .filter(|s| self.hot().is_hot(&meta.tenant_id, s))
+                    .collect();
+                if !hot.is_empty() {
+                    turns = self.hot().turns(&meta.tenant_id, &hot).await;
+                    continue;
+                }
             }
             let request = AppendRequest {
                 tenant_id: meta.tenant_id.clone(),
@@ -350,8 +368,19 @@ impl CommandHandler {
                         });
                     }
                     tracing::debug!(stream_id = %stream_id, attempt, "version conflict, deciding again");
-                    if attempt + 1 < attempts {
-                        tokio::time::sleep(backoff(attempt)).await;
+                    if turns.iter().any(|t| *t.stream() == stream_id) {
+                        // Another process's writer got there first: pause, keep the turn.
+                        if attempt + 1 < attempts {
+                            tokio::time::sleep(backoff(attempt)).await;
+                        }
+                    } else {
+                        // Queue with this process's other writers of the stream, keeping
+                        // the turns already held (all retaken at once, in stream order).
+                        let mut streams: Vec<StreamId> =
+                            turns.iter().map(|t| t.stream().clone()).collect();
+                        streams.push(stream_id);
+                        turns.clear();
+                        turns = self.hot().turns(&meta.tenant_id, &streams).await;
                     }
                 }
                 Err(StoreError::IdempotencyMismatch { .. }) => {
