@@ -6,6 +6,7 @@ pub mod access;
 pub mod agents;
 pub mod ai;
 pub mod ai_worker;
+pub mod attempts;
 pub mod audit;
 pub mod case_worker;
 pub mod cases;

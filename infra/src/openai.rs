@@ -11,7 +11,8 @@ use async_openai::middleware::HttpRequestFactory;
 use async_openai::types::chat::{
     ChatCompletionRequestUserMessage, CreateChatCompletionRequestArgs,
 };
-use commands::ai_worker::{LanguageModel, ModelFailure, ModelReply};
+use commands::ai_worker::{LanguageModel, ModelReply};
+use commands::attempts::CallFailure;
 use domain::ai_query::TokenUsage;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -82,14 +83,14 @@ impl OpenAiModel {
 
 #[async_trait::async_trait]
 impl LanguageModel for OpenAiModel {
-    async fn complete(&self, model: &str, prompt: &str) -> Result<ModelReply, ModelFailure> {
+    async fn complete(&self, model: &str, prompt: &str) -> Result<ModelReply, CallFailure> {
         let retry_after = Arc::new(Mutex::new(None));
         let client = self.client(retry_after.clone());
         let request = CreateChatCompletionRequestArgs::default()
             .model(model)
             .messages([ChatCompletionRequestUserMessage::from(prompt).into()])
             .build()
-            .map_err(|e| ModelFailure::Permanent {
+            .map_err(|e| CallFailure::Permanent {
                 reason: format!("the request could not be built: {e}"),
             })?;
         let reply = client.chat().create(request).await;
@@ -99,7 +100,7 @@ impl LanguageModel for OpenAiModel {
             .choices
             .first()
             .and_then(|c| c.message.content.clone())
-            .ok_or_else(|| ModelFailure::Permanent {
+            .ok_or_else(|| CallFailure::Permanent {
                 reason: "the model's reply had no answer".into(),
             })?;
         let usage = reply
@@ -120,7 +121,7 @@ impl LanguageModel for OpenAiModel {
 /// Which failures another attempt may fix: rate limits (but not a used-up quota), 5xx,
 /// 408/409, timeouts and connection errors. 400, 401, 403, 404 and the rest fail at once,
 /// as does an answer that cannot be read.
-fn classify(e: OpenAIError, retry_after: Option<Duration>) -> ModelFailure {
+fn classify(e: OpenAIError, retry_after: Option<Duration>) -> CallFailure {
     match e {
         OpenAIError::ApiError(r) => {
             let status = r.status_code.as_u16();
@@ -144,15 +145,15 @@ fn classify(e: OpenAIError, retry_after: Option<Duration>) -> ModelFailure {
                 s => s >= 500,
             };
             if retryable {
-                ModelFailure::Retryable {
+                CallFailure::Retryable {
                     reason,
                     retry_after,
                 }
             } else {
-                ModelFailure::Permanent { reason }
+                CallFailure::Permanent { reason }
             }
         }
-        OpenAIError::Reqwest(e) => ModelFailure::Retryable {
+        OpenAIError::Reqwest(e) => CallFailure::Retryable {
             reason: if e.is_timeout() {
                 "the model did not answer in time".to_owned()
             } else if e.is_connect() {
@@ -162,10 +163,10 @@ fn classify(e: OpenAIError, retry_after: Option<Duration>) -> ModelFailure {
             },
             retry_after: None,
         },
-        OpenAIError::JSONDeserialize(e, _) => ModelFailure::Permanent {
+        OpenAIError::JSONDeserialize(e, _) => CallFailure::Permanent {
             reason: format!("the model's reply could not be read: {e}"),
         },
-        other => ModelFailure::Permanent {
+        other => CallFailure::Permanent {
             reason: format!("the call to the model failed: {other}"),
         },
     }
