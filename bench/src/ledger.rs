@@ -104,10 +104,7 @@ pub async fn run(connections: usize, run_for: Duration, accounts: usize) -> anyh
             phase.figures("transfers"),
         );
     }
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
+    crate::stop_server(&mut child);
     Ok(())
 }
 
@@ -129,13 +126,7 @@ async fn seed_client(data_dir: &std::path::Path, tenant: &TenantId) -> anyhow::R
         customer_id: CLIENT.to_owned(),
         fields: CustomerFields {
             name: "Bench Holdings".into(),
-            industry: None,
-            phone: None,
-            website: None,
-            billing_city: Some("Karachi".into()),
-            billing_country: None,
-            contact_name: None,
-            contact_email: None,
+            ..CustomerFields::default()
         },
         system_modstamp: chrono::Utc::now(),
         sync_id: "bench".into(),

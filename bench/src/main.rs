@@ -212,6 +212,14 @@ async fn store(writers: usize, run_for: Duration) -> anyhow::Result<()> {
 
 pub(crate) const SECRET: &str = "benchmark-secret-benchmark-secret-0000";
 
+/// Stops a server `start_server` started (SIGTERM: it drains and exits) and waits for it.
+pub(crate) fn stop_server(child: &mut std::process::Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}
+
 /// The release `chronicle` binary beside this one, started on a fresh data dir.
 pub(crate) fn start_server(dir: &std::path::Path) -> anyhow::Result<(std::process::Child, String)> {
     let exe = std::env::current_exe()?;
@@ -366,10 +374,7 @@ async fn http(
         fmt(bucket_quantile(&before, &after, 0.99)),
     );
     if let Some(c) = child.as_mut() {
-        let _ = Command::new("kill")
-            .args(["-TERM", &c.id().to_string()])
-            .status();
-        let _ = c.wait();
+        stop_server(c);
     }
     Ok(())
 }

@@ -57,9 +57,6 @@ pub async fn run(connections: usize, run_for: Duration, products: usize) -> anyh
             phase.figures("orders"),
         );
     }
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
+    crate::stop_server(&mut child);
     Ok(())
 }

@@ -135,13 +135,7 @@ impl Bank {
             customer_id: CLIENT.to_owned(),
             fields: CustomerFields {
                 name: "Invariant Holdings".into(),
-                industry: None,
-                phone: None,
-                website: None,
-                billing_city: Some("Karachi".into()),
-                billing_country: None,
-                contact_name: None,
-                contact_email: None,
+                ..CustomerFields::default()
             },
             system_modstamp: chrono::Utc::now(),
             sync_id: "invariants".into(),
