@@ -14,6 +14,7 @@ pub mod data_read;
 pub mod document;
 pub mod envelope;
 pub mod ids;
+pub mod message;
 pub mod money;
 pub mod order;
 pub mod product;
