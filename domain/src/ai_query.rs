@@ -194,6 +194,15 @@ pub enum AiQueryError {
     NotThisAttempt { attempt: u32, had: u32 },
 }
 
+impl From<crate::attempt::WrongAttempt> for AiQueryError {
+    fn from(w: crate::attempt::WrongAttempt) -> Self {
+        Self::NotThisAttempt {
+            attempt: w.attempt,
+            had: w.had,
+        }
+    }
+}
+
 /// A query as folded from its events.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AiQuery {
@@ -226,12 +235,7 @@ impl AiQuery {
     /// The attempt named must be the one open now.
     fn current(&self, attempt: u32) -> Result<(), AiQueryError> {
         self.live()?;
-        if attempt != self.attempts || !self.attempt_open {
-            return Err(AiQueryError::NotThisAttempt {
-                attempt,
-                had: self.attempts,
-            });
-        }
+        crate::attempt::check_current(self.attempts, self.attempt_open, attempt)?;
         Ok(())
     }
 }
@@ -266,12 +270,7 @@ impl Aggregate for AiQuery {
             }
             AiQueryCommand::Start { attempt } => {
                 self.live()?;
-                if *attempt != self.attempts + 1 {
-                    return Err(AiQueryError::NotThisAttempt {
-                        attempt: *attempt,
-                        had: self.attempts,
-                    });
-                }
+                crate::attempt::check_next(self.attempts, *attempt)?;
                 Ok(vec![AiQueryEvent::Started(AiQueryStarted {
                     attempt: *attempt,
                     at: ctx.now,

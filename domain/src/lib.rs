@@ -6,6 +6,7 @@ pub mod account;
 pub mod aggregate;
 pub mod ai_query;
 pub mod ai_usage;
+pub mod attempt;
 pub mod case;
 pub mod case_intake;
 pub mod customer;

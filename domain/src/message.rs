@@ -177,6 +177,15 @@ pub enum MessageError {
     NotThisAttempt { attempt: u32, had: u32 },
 }
 
+impl From<crate::attempt::WrongAttempt> for MessageError {
+    fn from(w: crate::attempt::WrongAttempt) -> Self {
+        Self::NotThisAttempt {
+            attempt: w.attempt,
+            had: w.had,
+        }
+    }
+}
+
 /// A message as folded from its events.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Message {
@@ -205,12 +214,7 @@ impl Message {
     /// The attempt named must be the one open now.
     fn current(&self, attempt: u32) -> Result<(), MessageError> {
         self.live()?;
-        if attempt != self.attempts || !self.attempt_open {
-            return Err(MessageError::NotThisAttempt {
-                attempt,
-                had: self.attempts,
-            });
-        }
+        crate::attempt::check_current(self.attempts, self.attempt_open, attempt)?;
         Ok(())
     }
 }
@@ -249,12 +253,7 @@ impl Aggregate for Message {
             }
             MessageCommand::Start { attempt } => {
                 self.live()?;
-                if *attempt != self.attempts + 1 {
-                    return Err(MessageError::NotThisAttempt {
-                        attempt: *attempt,
-                        had: self.attempts,
-                    });
-                }
+                crate::attempt::check_next(self.attempts, *attempt)?;
                 Ok(vec![MessageEvent::Started(MessageSendStarted {
                     attempt: *attempt,
                     at: ctx.now,

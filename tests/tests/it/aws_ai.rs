@@ -9,7 +9,7 @@ use chronicle_tests::aws::test_aws_with_prefix;
 use chronicle_tests::conformance::{request, write};
 use chronicle_tests::fake_openai::FakeOpenAi;
 use commands::ai::{SubmitAiQuery, month_usage, query_stream};
-use commands::{Clock, CommandHandler, CommandMeta, EventStore, ExpectedVersion, NewEvent};
+use commands::{CommandHandler, CommandMeta, EventStore, ExpectedVersion, NewEvent};
 use domain::ai_query::{AiQuery, AiQueryStatus, ModelName, Prompt};
 use domain::{Actor, Role, TenantId, UserId};
 use infra::aws::{DynamoEventStore, DynamoReadModelStore, QueueWorker, Relay, SqsProjector};
@@ -19,21 +19,13 @@ use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-struct Now;
-
-impl Clock for Now {
-    fn now(&self) -> chrono::DateTime<chrono::Utc> {
-        chrono::Utc::now()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queries_run_through_the_ai_queue_and_a_bad_one_reaches_its_dlq() {
     let prefix = format!("ai{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
     let aws = test_aws_with_prefix(&prefix).await;
     let fake = FakeOpenAi::start().await;
     let store = Arc::new(DynamoEventStore::new(&aws));
-    let handler = CommandHandler::new(store.clone(), Arc::new(Now));
+    let handler = CommandHandler::new(store.clone(), Arc::new(infra::SystemClock));
     let tenant = TenantId::parse("aishop").expect("tenant");
     let meta = CommandMeta::of(
         tenant.clone(),

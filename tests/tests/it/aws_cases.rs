@@ -7,7 +7,7 @@ use chronicle_tests::aws::test_aws_with_prefix;
 use chronicle_tests::fake_salesforce::FakeSalesforce;
 use commands::cases::{OpenCase, case_stream};
 use commands::customers::{AccountRecord, apply_record, connect};
-use commands::{Clock, CommandHandler, CommandMeta};
+use commands::{CommandHandler, CommandMeta};
 use domain::case::{Case, CaseDescription, CasePriority, CaseSubject, Delivery};
 use domain::customer::CustomerFields;
 use domain::salesforce::{ApiVersion, ClientId, ConnectionCommand, LoginUrl};
@@ -16,20 +16,15 @@ use infra::aws::{CASE_VISIBILITY_SECS, DynamoEventStore, QueueWorker, Relay};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-struct Now;
-
-impl Clock for Now {
-    fn now(&self) -> chrono::DateTime<chrono::Utc> {
-        chrono::Utc::now()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_opened_case_is_delivered_once_through_the_case_queue() {
     let prefix = format!("cs{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
     let aws = test_aws_with_prefix(&prefix).await;
     let org = FakeSalesforce::start(10).await;
-    let handler = CommandHandler::new(Arc::new(DynamoEventStore::new(&aws)), Arc::new(Now));
+    let handler = CommandHandler::new(
+        Arc::new(DynamoEventStore::new(&aws)),
+        Arc::new(infra::SystemClock),
+    );
     let tenant = TenantId::parse("caseshop").expect("tenant");
     let meta = CommandMeta::of(
         tenant.clone(),

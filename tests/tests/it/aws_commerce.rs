@@ -7,7 +7,7 @@
 use chronicle_tests::aws::{converge, test_aws};
 use chronicle_tests::replayed::replay;
 use commands::commerce::{ChangeOrder, CreateProduct, LineRequest, PlaceOrder, product_stream};
-use commands::{Clock, CommandError, CommandHandler, CommandMeta, RequestIds};
+use commands::{CommandError, CommandHandler, CommandMeta, RequestIds};
 use domain::money::{Amount, Currency, Money};
 use domain::order::{OrderCommand, OrderStatus, ShippingAddress};
 use domain::product::{Category, Product, ProductCommand, ProductDescription, ProductName, Sku};
@@ -18,14 +18,6 @@ use projections::Projection;
 use projections::orders::OrdersProjection;
 use projections::products::ProductsProjection;
 use std::sync::Arc;
-
-struct Now;
-
-impl Clock for Now {
-    fn now(&self) -> chrono::DateTime<chrono::Utc> {
-        chrono::Utc::now()
-    }
-}
 
 fn meta(tenant: &TenantId, role: Role) -> CommandMeta {
     let actor = Actor {
@@ -45,7 +37,10 @@ fn address() -> ShippingAddress {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_overselling_on_dynamodb() {
     let aws = test_aws().await;
-    let handler = CommandHandler::new(Arc::new(DynamoEventStore::new(&aws)), Arc::new(Now));
+    let handler = CommandHandler::new(
+        Arc::new(DynamoEventStore::new(&aws)),
+        Arc::new(infra::SystemClock),
+    );
     let tenant = TenantId::parse("shop").expect("tenant");
     let product_id = uuid::Uuid::now_v7().to_string();
     let create = CreateProduct {

@@ -6,7 +6,7 @@
 use chronicle_tests::aws::test_aws_with_prefix;
 use chronicle_tests::fake_salesforce::{Account, FakeSalesforce};
 use commands::customers::{StartSync, connect, customer_stream, sync_stream};
-use commands::{Clock, CommandHandler, CommandMeta};
+use commands::{CommandHandler, CommandMeta};
 use domain::customer::Customer;
 use domain::customer_sync::{CustomerSync, SyncMode, SyncStatus};
 use domain::salesforce::{ApiVersion, ClientId, ConnectionCommand, LoginUrl};
@@ -14,14 +14,6 @@ use domain::{Actor, Role, TenantId, UserId};
 use infra::aws::{DynamoEventStore, QueueWorker, Relay, SYNC_VISIBILITY_SECS};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-struct Now;
-
-impl Clock for Now {
-    fn now(&self) -> chrono::DateTime<chrono::Utc> {
-        chrono::Utc::now()
-    }
-}
 
 async fn ended(handler: &CommandHandler, tenant: &TenantId, id: &str) -> bool {
     let (s, _) = handler
@@ -44,7 +36,10 @@ async fn a_sync_runs_through_the_sync_queue_and_a_tick_starts_the_poll() {
     ] {
         org.put(Account::new(id, id, "Karachi", t));
     }
-    let handler = CommandHandler::new(Arc::new(DynamoEventStore::new(&aws)), Arc::new(Now));
+    let handler = CommandHandler::new(
+        Arc::new(DynamoEventStore::new(&aws)),
+        Arc::new(infra::SystemClock),
+    );
     let tenant = TenantId::parse("sfshop").expect("tenant");
     let meta = CommandMeta::of(
         tenant.clone(),

@@ -25,7 +25,15 @@ async fn product(app: &TestApp, admin: &SignedUp, sku: &str, price: &str, stock:
         .post("/products", &admin.access, &body.to_string())
         .await;
     assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
-    reply.body["product_id"].as_str().expect("id").to_owned()
+    let id = reply.body["product_id"].as_str().expect("id").to_owned();
+    // Read once with the write's consistency token, so that later reads without one (by
+    // any caller) find the product in the read model.
+    let token = reply.token();
+    let seen = app
+        .get(&format!("/products/{id}"), &admin.access, Some(&token))
+        .await;
+    assert_eq!(seen.status, StatusCode::OK, "{:?}", seen.body);
+    id
 }
 
 fn order(lines: &[(&str, u32)]) -> String {
