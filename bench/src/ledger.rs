@@ -13,7 +13,7 @@ use crate::start_server;
 use anyhow::Context;
 use commands::CommandHandler;
 use domain::customer::{Customer, CustomerCommand, CustomerFields};
-use domain::{Actor, Role, TenantId, Tier, UserId};
+use domain::{Actor, Role, TenantId, UserId};
 use infra::sqlite::SqliteEventStore;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,14 +26,7 @@ pub async fn run(connections: usize, run_for: Duration, accounts: usize) -> anyh
     let tenant = TenantId::parse("bench-ledger")?;
     seed_client(dir.path(), &tenant).await?;
     let (mut child, base) = start_server(dir.path())?;
-    let token = api::TokenKeys::from_secret(crate::SECRET.as_bytes())?.mint_with_tier(
-        &tenant,
-        &UserId::parse("treasurer")?,
-        Role::Admin,
-        Tier::Enterprise,
-        Duration::from_secs(3600),
-    )?;
-    let auth = format!("Authorization: Bearer {token}");
+    let auth = crate::admin_header(&tenant, "treasurer")?;
     let headers = [auth.as_str(), "Content-Type: application/json"];
     let mut setup = Connection::new(&base)?;
     let mut ids = Vec::with_capacity(accounts);

@@ -212,6 +212,19 @@ async fn store(writers: usize, run_for: Duration) -> anyhow::Result<()> {
 
 pub(crate) const SECRET: &str = "benchmark-secret-benchmark-secret-0000";
 
+/// The `Authorization` header of an enterprise-tier ADMIN of `tenant` (a million orders a
+/// month, a hundred thousand products), for an hour, signed with the bench's secret.
+pub(crate) fn admin_header(tenant: &TenantId, user: &str) -> anyhow::Result<String> {
+    let token = api::TokenKeys::from_secret(SECRET.as_bytes())?.mint_with_tier(
+        tenant,
+        &UserId::parse(user)?,
+        Role::Admin,
+        domain::Tier::Enterprise,
+        Duration::from_secs(3600),
+    )?;
+    Ok(format!("Authorization: Bearer {token}"))
+}
+
 /// Stops a server `start_server` started (SIGTERM: it drains and exits) and waits for it.
 pub(crate) fn stop_server(child: &mut std::process::Child) {
     let _ = Command::new("kill")

@@ -5,21 +5,13 @@
 use crate::load::Connection;
 use crate::start_server;
 use anyhow::Context;
-use domain::{Role, TenantId, Tier, UserId};
+use domain::TenantId;
 use std::time::Duration;
 
 pub async fn run(connections: usize, run_for: Duration, products: usize) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let (mut child, base) = start_server(dir.path())?;
-    // An enterprise token: a million orders a month, a hundred thousand products.
-    let token = api::TokenKeys::from_secret(crate::SECRET.as_bytes())?.mint_with_tier(
-        &TenantId::parse("bench-orders")?,
-        &UserId::parse("buyer")?,
-        Role::Admin,
-        Tier::Enterprise,
-        Duration::from_secs(3600),
-    )?;
-    let auth = format!("Authorization: Bearer {token}");
+    let auth = crate::admin_header(&TenantId::parse("bench-orders")?, "buyer")?;
     let headers = [auth.as_str(), "Content-Type: application/json"];
     let mut setup = Connection::new(&base)?;
     let mut ids = Vec::with_capacity(products);

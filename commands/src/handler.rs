@@ -213,6 +213,7 @@ impl CommandHandler {
                 version: 0,
                 last: None,
             });
+        let kept_at = loaded.version;
         loop {
             let page = self
                 .store
@@ -231,7 +232,8 @@ impl CommandHandler {
                 loaded.last = Some(envelope);
             }
             if !full || loaded.version >= up_to {
-                if latest && loaded.version > 0 {
+                // Kept again only when it moved on: an unchanged stream costs no copy.
+                if latest && loaded.version > kept_at {
                     self.states.put(tenant, stream, &loaded);
                 }
                 return Ok(loaded);
