@@ -76,33 +76,59 @@ pub async fn submit(
     idempotency: IdempotencyKey,
     body: JsonBody<SubmitQuery>,
 ) -> Result<Response, ApiError> {
-    let provider = state.ai.as_ref().ok_or_else(|| {
-        ApiError::NotConfigured(
-            "no AI provider is configured: the server needs OPENAI_API_KEY (and OPENAI_BASE_URL for a server other than OpenAI)".into(),
-        )
-    })?;
     let idem = idempotency.with_request(
         "POST /ai/query",
         principal.actor.user_id.as_str(),
         &body.bytes,
     );
     let b = body.value;
-    let id = Uuid::now_v7().to_string();
-    let command = SubmitAiQuery {
-        query_id: id.clone(),
+    let command = submission(&state, &principal, b.prompt, b.model)?;
+    submit_query(&state, &principal, ids, idem, &command).await
+}
+
+/// 503 unless an AI provider is configured.
+pub(crate) fn provider(state: &AppState) -> Result<&AiProvider, ApiError> {
+    state.ai.as_ref().ok_or_else(|| {
+        ApiError::NotConfigured(
+            "no AI provider is configured: the server needs OPENAI_API_KEY (and OPENAI_BASE_URL for a server other than OpenAI)".into(),
+        )
+    })
+}
+
+/// SubmitAIQuery of a new query, with the provider's default model unless one is named.
+pub(crate) fn submission(
+    state: &AppState,
+    principal: &Principal,
+    prompt: Prompt,
+    model: Option<ModelName>,
+) -> Result<SubmitAiQuery, ApiError> {
+    let provider = provider(state)?;
+    Ok(SubmitAiQuery {
+        query_id: Uuid::now_v7().to_string(),
         tier: principal.tier,
-        prompt: b.prompt,
-        model: b.model.unwrap_or_else(|| provider.default_model.clone()),
-    };
+        prompt,
+        model: model.unwrap_or_else(|| provider.default_model.clone()),
+    })
+}
+
+/// Runs `command`: 202 with the query's id, its `Location` and the write's consistency
+/// token (`POST /ai/query`, and `POST /llm` with `generate`).
+pub(crate) async fn submit_query(
+    state: &AppState,
+    principal: &Principal,
+    ids: commands::RequestIds,
+    idem: Option<commands::Idempotency>,
+    command: &SubmitAiQuery,
+) -> Result<Response, ApiError> {
     let ran = state
         .commands
-        .run(&meta(&principal, ids, idem), &command)
+        .run(&meta(principal, ids, idem), command)
         .await?;
     let id = ran
         .output
         .submitted
         .as_ref()
-        .map_or(id, |s| s.query_id.clone());
+        .map_or_else(|| command.query_id.clone(), |s| s.query_id.clone());
     let stream = query_stream(&id);
     let version = ran.version_of(&stream).unwrap_or(1);
     let mut headers = write_headers(ran.token_for(&stream).as_ref(), version);

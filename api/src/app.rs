@@ -62,6 +62,8 @@ pub struct Services {
     /// Sealing of Salesforce secrets and the credentials check; `None` without a secrets
     /// key (connections are then 503).
     pub salesforce: Option<crate::salesforce::SalesforceAccess>,
+    /// The mail server; `None` without `CHRONICLE_SMTP_URL` (messages are then 503).
+    pub mail: Option<crate::messages::MailProvider>,
 }
 
 /// How long the tenant gate trusts what it read: the delay before a suspension made by
@@ -94,6 +96,7 @@ impl AppState {
             openapi: crate::openapi::Document(axum::body::Bytes::new()),
             ai: None,
             salesforce: None,
+            mail: None,
         }))
     }
 }
@@ -125,6 +128,8 @@ fn all_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(orders::routes())
         .merge(analytics::routes())
         .merge(crate::ai::routes())
+        .merge(crate::llm::routes())
+        .merge(crate::messages::routes())
         .merge(crate::salesforce::routes())
         .merge(crate::customers::routes())
         .merge(crate::agents::routes())

@@ -1,5 +1,5 @@
 //! Wires the embedded backend: the SQLite event store and read models under the data
-//! directory, the in-process projector that tails the log, and the AI worker.
+//! directory, the in-process projector that tails the log, and the AI and mail workers.
 
 use crate::app::AppState;
 use crate::tokens::TokenKeys;
@@ -21,6 +21,8 @@ pub struct EmbeddedConfig {
     pub ai: Option<crate::workers::AiConfig>,
     /// Salesforce connections, their sync worker and its schedule.
     pub salesforce: Option<crate::workers::SalesforceConfig>,
+    /// The mail worker's SMTP server and policy; without it, messages are refused (503).
+    pub mail: Option<crate::workers::MailConfig>,
 }
 
 /// A running embedded Chronicle minus the HTTP listener.
@@ -100,6 +102,13 @@ impl Embedded {
         if let Some(ai) = &config.ai {
             state.ai = Some(ai.provider());
             workers.push(tail(Arc::new(ai.worker(handler.clone())?), ai.concurrency));
+        }
+        if let Some(mail) = &config.mail {
+            state.mail = Some(mail.provider());
+            workers.push(tail(
+                Arc::new(mail.worker(handler.clone())?),
+                mail.concurrency,
+            ));
         }
         if let Some(sf) = &config.salesforce {
             let access = sf.access()?;

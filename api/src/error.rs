@@ -377,6 +377,36 @@ impl From<AiQueryError> for ApiError {
     }
 }
 
+impl From<commands::messages::MessageCommandError> for ApiError {
+    fn from(e: commands::messages::MessageCommandError) -> Self {
+        use commands::messages::MessageCommandError as M;
+        use domain::message::MessageError;
+        match e {
+            M::Message(MessageError::NotFound) => Self::NotFound("no such message".into()),
+            M::Message(e @ MessageError::NoBody) => Self::Validation {
+                field: "body".into(),
+                detail: e.to_string(),
+            },
+            M::Message(e) => Self::Conflict(e.to_string()),
+            M::Tenant(t) => t.into(),
+            M::Ai(a) => a.into(),
+            M::Suppression(s) => Self::NotFound(s.to_string()),
+            e @ M::Suppressed { .. } => Self::Validation {
+                field: "recipient".into(),
+                detail: e.to_string(),
+            },
+            M::DailyLimit {
+                limit, resets_at, ..
+            } => Self::QuotaExceeded {
+                budget: u64::from(limit),
+                used: u64::from(limit),
+                resets_at,
+                detail: e.to_string(),
+            },
+        }
+    }
+}
+
 impl From<AiError> for ApiError {
     fn from(e: AiError) -> Self {
         match e {

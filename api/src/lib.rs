@@ -21,6 +21,8 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod limits;
+pub mod llm;
+pub mod messages;
 pub mod oidc;
 pub mod openapi;
 pub mod orders;

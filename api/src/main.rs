@@ -258,6 +258,8 @@ struct WorkerArgs {
     #[command(flatten)]
     ai: api::workers::AiArgs,
     #[command(flatten)]
+    mail: api::workers::MailArgs,
+    #[command(flatten)]
     salesforce: api::workers::SalesforceArgs,
 }
 
@@ -307,6 +309,8 @@ struct ServeArgs {
     pin_threads: bool,
     #[command(flatten)]
     ai: api::workers::AiArgs,
+    #[command(flatten)]
+    mail: api::workers::MailArgs,
     #[command(flatten)]
     salesforce: api::workers::SalesforceArgs,
 }
@@ -919,6 +923,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         None => tracing::info!("no OPENAI_API_KEY: AI queries are refused (503)"),
     }
+    let mail = args.mail.config()?;
+    match &mail {
+        Some(c) => {
+            tracing::info!(smtp = %infra::smtp::redacted(&c.smtp.url), from = %c.smtp.from, "mail server configured")
+        }
+        None => tracing::info!("no CHRONICLE_SMTP_URL: messages are refused (503)"),
+    }
     let (mut state, embedded) = match args.backend.backend {
         Backend::Embedded => {
             let e = Embedded::start(EmbeddedConfig {
@@ -927,6 +938,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 consistency_timeout: timeout,
                 ai: ai.clone(),
                 salesforce: args.salesforce.config(Some(&args.data_dir))?,
+                mail: mail.clone(),
             })?;
             (e.state.clone(), Some(e))
         }
@@ -942,6 +954,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     state.metrics = Some(metrics);
     // On AWS the API queues queries; `chronicle worker` runs them.
     state.ai = ai.as_ref().map(api::workers::AiConfig::provider);
+    state.mail = mail.as_ref().map(api::workers::MailConfig::provider);
     if args.backend.backend == Backend::Aws
         && let Some(sf) = args.salesforce.config(None)?
     {
@@ -1022,12 +1035,13 @@ async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     let _metrics = install_metrics()?;
     let aws = args.backend.backend == Backend::Aws;
     let ai = args.ai.config()?;
+    let mail = args.mail.config()?;
     let sf = args
         .salesforce
         .config((!aws).then_some(args.data_dir.as_path()))?;
     anyhow::ensure!(
-        ai.is_some() || sf.is_some(),
-        "no worker to run: set OPENAI_API_KEY for the AI worker, CHRONICLE_SECRETS_KEY for the Salesforce sync worker"
+        ai.is_some() || mail.is_some() || sf.is_some(),
+        "no worker to run: set OPENAI_API_KEY for the AI worker, CHRONICLE_SMTP_URL for the mail worker, CHRONICLE_SECRETS_KEY for the Salesforce sync worker"
     );
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -1105,6 +1119,15 @@ async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
                 Arc::new(events.clone()),
                 Arc::new(views.clone()),
                 worker,
+                config.concurrency,
+                until_stopped(),
+            )));
+        }
+        if let Some(config) = &mail {
+            runs.push(Box::pin(api::workers::run_worker(
+                Arc::new(events.clone()),
+                Arc::new(views.clone()),
+                Arc::new(config.worker(handler.clone())?),
                 config.concurrency,
                 until_stopped(),
             )));

@@ -72,6 +72,8 @@ pub struct TierLimits {
     ai_tokens_per_month: u64,
     /// Cases each customer may open through the portal in any hour.
     cases_per_customer_per_hour: u32,
+    /// Emails `POST /messages` may queue in a calendar day (UTC).
+    messages_per_day: u32,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -141,6 +143,7 @@ fn tenant_view(
             max_prompt_chars: limits.max_prompt_chars,
             ai_tokens_per_month: limits.ai_tokens_per_month,
             cases_per_customer_per_hour: limits.cases_per_customer_per_hour,
+            messages_per_day: limits.messages_per_day,
         },
         features: TierFeatures {
             advanced_analytics: features.advanced_analytics,

@@ -254,6 +254,99 @@ impl AiArgs {
     }
 }
 
+/// How the mail worker reaches its SMTP server and how it retries.
+#[derive(Debug, Clone)]
+pub struct MailConfig {
+    pub smtp: infra::smtp::SmtpSettings,
+    pub policy: commands::worker::RetryPolicy,
+    /// Messages one worker sends at once.
+    pub concurrency: usize,
+}
+
+impl MailConfig {
+    /// The worker this configuration describes, over `handler`.
+    pub fn worker(
+        &self,
+        handler: commands::CommandHandler,
+    ) -> anyhow::Result<commands::mail_worker::MailWorker> {
+        let mailer = infra::smtp::SmtpMailer::new(&self.smtp)?;
+        Ok(commands::mail_worker::MailWorker::new(
+            handler,
+            Arc::new(mailer),
+            self.policy.clone(),
+        )?)
+    }
+
+    /// What the API needs to know of it.
+    pub fn provider(&self) -> crate::messages::MailProvider {
+        crate::messages::MailProvider {
+            from: self.smtp.from.clone(),
+        }
+    }
+}
+
+/// The mail server and the mail worker's policy.
+#[derive(clap::Args, Clone, Debug)]
+pub struct MailArgs {
+    /// The SMTP server: `smtp://[user:password@]host[:port]` (STARTTLS whenever the server
+    /// offers it; `?tls=required` to insist, `?tls=none` never), or `smtps://…` (TLS from
+    /// the start). Without it, messages are refused (503). Set it in the environment
+    /// rather than on the command line: it may hold a password.
+    #[arg(long, env = "CHRONICLE_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// The `From` of every message: `Name <address>` or an address.
+    #[arg(long, env = "CHRONICLE_SMTP_FROM")]
+    pub smtp_from: Option<String>,
+    /// How long the server may take to answer one SMTP command.
+    #[arg(long, env = "CHRONICLE_SMTP_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub smtp_timeout: Duration,
+    /// Deliveries of a message before it fails for good (4xx replies and broken
+    /// connections are retried with backoff; a 5xx reply fails it at once).
+    #[arg(long, env = "CHRONICLE_SMTP_MAX_ATTEMPTS", default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub smtp_max_attempts: u32,
+    /// The first pause before a retry; each next one doubles, up to 15 minutes.
+    #[arg(long, env = "CHRONICLE_SMTP_BACKOFF", default_value = "30s", value_parser = parse_duration)]
+    pub smtp_backoff: Duration,
+    /// Messages one worker sends at once.
+    #[arg(long, env = "CHRONICLE_SMTP_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub smtp_concurrency: u16,
+}
+
+impl MailArgs {
+    /// The configuration these arguments describe; `None` without a URL.
+    pub fn config(&self) -> anyhow::Result<Option<MailConfig>> {
+        let Some(url) = self.smtp_url.clone().filter(|u| !u.trim().is_empty()) else {
+            return Ok(None);
+        };
+        let from = self
+            .smtp_from
+            .clone()
+            .filter(|f| !f.trim().is_empty())
+            .ok_or_else(|| {
+                anyhow::anyhow!("CHRONICLE_SMTP_FROM is required with CHRONICLE_SMTP_URL: the From of every message")
+            })?;
+        let config = MailConfig {
+            smtp: infra::smtp::SmtpSettings {
+                url,
+                from,
+                timeout: self.smtp_timeout,
+            },
+            policy: commands::worker::RetryPolicy {
+                max_attempts: self.smtp_max_attempts,
+                // A whole delivery: connect, greet, STARTTLS, envelope, data.
+                timeout: self.smtp_timeout.saturating_mul(4),
+                base_backoff: self.smtp_backoff,
+                max_backoff: Duration::from_secs(15 * 60),
+                max_retry_after: Duration::from_secs(15 * 60),
+            },
+            concurrency: usize::from(self.smtp_concurrency),
+        };
+        // The URL and the From are checked now, not at the first message.
+        infra::smtp::SmtpMailer::new(&config.smtp)?;
+        Ok(Some(config))
+    }
+}
+
 /// A positive duration on the command line: a number with ms, s, m, h or d (seconds if
 /// bare), e.g. `500ms`, `60s`, `15m`, `1h`, `7d`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {

@@ -168,7 +168,7 @@ impl Attempted for QueryJob<'_> {
                 error,
                 retry_at: Some(retry_at),
             },
-            Step::Fail { attempt, error } => AiQueryCommand::Fail {
+            Step::Fail { attempt, error, .. } => AiQueryCommand::Fail {
                 attempt,
                 error,
                 retry_at: None,

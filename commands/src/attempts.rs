@@ -59,8 +59,13 @@ pub enum Step<R> {
         error: String,
         retry_at: DateTime<Utc>,
     },
-    /// The attempt failed, and the job with it.
-    Fail { attempt: u32, error: String },
+    /// The attempt failed, and the job with it: `permanent` when the service refused it
+    /// for good (not when the attempts ran out).
+    Fail {
+        attempt: u32,
+        error: String,
+        permanent: bool,
+    },
 }
 
 /// Whether a step was written, or another worker had claimed the attempt first.
@@ -128,6 +133,7 @@ pub async fn drive<A: Attempted>(
             let end = Step::Fail {
                 attempt: progress.attempts,
                 error: "the worker stopped during the last attempt".into(),
+                permanent: false,
             };
             return Ok(written(job.write(end).await?).unwrap_or(Driven::Finished));
         }
@@ -167,14 +173,18 @@ pub async fn drive<A: Attempted>(
                 }
             }
             Err(failure) => {
-                let error = match failure {
+                let (error, permanent) = match failure {
                     CallFailure::Retryable { reason, .. } => {
-                        format!("{reason} (after {attempt} attempts)")
+                        (format!("{reason} (after {attempt} attempts)"), false)
                     }
-                    CallFailure::Permanent { reason } => reason,
+                    CallFailure::Permanent { reason } => (reason, true),
                 };
                 tracing::warn!(%tenant_id, id, attempt, %error, "{what} failed");
-                Step::Fail { attempt, error }
+                Step::Fail {
+                    attempt,
+                    error,
+                    permanent,
+                }
             }
         };
         let retrying = matches!(end, Step::Retry { .. });

@@ -18,7 +18,7 @@ use domain::order::{
     MAX_LINES, Order, OrderCommand, OrderError, OrderEvent, OrderLine, ShippingAddress,
 };
 use domain::product::{Product, ProductCommand, ProductError, SkuReservation};
-use domain::quota::{self, QuotaCommand, QuotaShard, SHARDS, ShardFull};
+use domain::quota;
 use domain::tenant::{Tenant, TenantError};
 use domain::user::Email;
 use domain::{Aggregate, EventEnvelope, StreamId, TenantId, Tier, ValidationError};
@@ -42,13 +42,6 @@ pub enum CommerceError {
 impl From<Overflow> for CommerceError {
     fn from(e: Overflow) -> Self {
         Self::Invalid(ValidationError::new("items", e.to_string()))
-    }
-}
-
-/// Loading a shard never rejects; a full one is handled where it is taken.
-impl From<ShardFull> for CommerceError {
-    fn from(e: ShardFull) -> Self {
-        Self::Invalid(ValidationError::new("quota", e.to_string()))
     }
 }
 
@@ -84,40 +77,16 @@ fn sku_stream(sku: &domain::product::Sku) -> StreamId {
     StreamId::for_aggregate(SkuReservation::KIND, sku.reservation_id())
 }
 
-fn quota_stream(limit: &str, period: &str, shard: u32) -> StreamId {
-    StreamId::for_aggregate(QuotaShard::KIND, quota::shard_id(limit, period, shard))
-}
-
-/// Takes one unit of `limit` (of `value` in all, in `period`) for `key`: from the first
-/// shard with room, starting where `key` points. Returns the shard.
+/// Takes one unit of `limit` for `key`, or refuses with the tier's limit reached.
 async fn take_quota(
     tx: &mut Tx<'_>,
     tenant: &Tenant,
-    (limit, value, period): (&'static str, u32, &str),
+    limit: crate::quota::Limit<'_>,
     key: &str,
 ) -> Result<u32, CommandError<CommerceError>> {
-    let first = quota::first_shard(key);
-    for k in 0..SHARDS {
-        let shard = (first + k) % SHARDS;
-        let share = quota::share(value, shard);
-        if share == 0 {
-            continue;
-        }
-        let stream = quota_stream(limit, period, shard);
-        let (q, _) = tx.load_tail::<QuotaShard>(&stream).await.map_err(lift)?;
-        let take = QuotaCommand::Take {
-            key: key.to_owned(),
-            share,
-        };
-        match q.decide(&take, tx.ctx()) {
-            Ok(events) => {
-                tx.write::<QuotaShard>(&stream, &events);
-                return Ok(shard);
-            }
-            Err(ShardFull) => continue,
-        }
-    }
-    Err(rejected(tenant.limit_reached(limit, value)))
+    crate::quota::take(tx, limit, key)
+        .await?
+        .ok_or_else(|| rejected(tenant.limit_reached(limit.0, limit.1)))
 }
 
 /// A new product with its SKU and a unit of `max_products`.
@@ -215,18 +184,8 @@ impl Command for DeleteProduct {
             .decide(&ProductCommand::Delete, tx.ctx())
             .map_err(rejected)?;
         let shard = product.created.as_ref().map_or(0, |c| c.quota_shard);
-        let q_stream = quota_stream("max_products", "", shard);
-        let (q, _) = tx.load_tail::<QuotaShard>(&q_stream).await.map_err(lift)?;
-        let freed = q
-            .decide(
-                &QuotaCommand::Release {
-                    key: self.product_id.clone(),
-                },
-                tx.ctx(),
-            )
-            .map_err(|_| rejected(ProductError::NotFound))?;
+        crate::quota::release(tx, ("max_products", "", shard), &self.product_id).await?;
         tx.write::<Product>(&stream, &events);
-        tx.write::<QuotaShard>(&q_stream, &freed);
         for e in &events {
             product.apply(e);
         }

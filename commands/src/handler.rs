@@ -131,8 +131,14 @@ impl<E: std::error::Error + 'static> CommandError<E> {
         self,
         f: impl FnOnce(E) -> F,
     ) -> CommandError<F> {
-        match self {
-            Self::Rejected(e) => CommandError::Rejected(f(e)),
+        self.unless_rejected()
+            .unwrap_or_else(|e| CommandError::Rejected(f(e)))
+    }
+
+    /// The rejection (`Err`), or the same failure as one of any rejection type (`Ok`).
+    pub fn unless_rejected<F: std::error::Error + 'static>(self) -> Result<CommandError<F>, E> {
+        Ok(match self {
+            Self::Rejected(e) => return Err(e),
             Self::PreconditionFailed { expected, actual } => {
                 CommandError::PreconditionFailed { expected, actual }
             }
@@ -141,7 +147,7 @@ impl<E: std::error::Error + 'static> CommandError<E> {
             Self::Taken(what) => CommandError::Taken(what),
             Self::Corrupt(c) => CommandError::Corrupt(c),
             Self::Store(s) => CommandError::Store(s),
-        }
+        })
     }
 }
 

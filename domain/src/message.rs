@@ -3,7 +3,9 @@
 //! with MessageSendStarted at the stream's expected version (SENDING), ended by
 //! MessageSent (SENT, with the server's reply), by MessageAttemptFailed with when the next
 //! attempt comes (a 4xx reply, a connection error), or by MessageFailed (FAILED: a 5xx
-//! reply, at once, or the last attempt). A message whose body an AI query writes names it.
+//! reply, at once, or the last attempt). A message whose body an AI query writes names it
+//! and waits, QUEUED, until MessageComposed records the answer as its body (or is
+//! abandoned, FAILED, when the query fails); such a message has the query's id.
 
 use crate::aggregate::{Aggregate, CommandContext};
 use crate::ids::{UserId, ValidationError};
@@ -94,14 +96,19 @@ impl MessageStatus {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MessageCommand {
+    /// A new message: with its body, or with the AI query that is to write it.
     Queue {
         message_id: String,
         recipient: Email,
         subject: Subject,
-        body: Body,
-        /// The AI query that wrote the body, if one did.
+        body: Option<Body>,
+        /// The AI query that writes the body, if one does.
         ai_query_id: Option<String>,
     },
+    /// The AI query's answer becomes the body of a message queued without one.
+    Compose { body: Body },
+    /// A message that cannot be sent at all (its AI query failed): FAILED with `reason`.
+    Abandon { reason: String },
     /// Claims attempt `attempt`, which must be the next one.
     Start { attempt: u32 },
     /// The server accepted the message in attempt `attempt`.
@@ -120,11 +127,19 @@ pub struct MessageQueued {
     pub message_id: String,
     pub recipient: Email,
     pub subject: Subject,
-    pub body: Body,
+    /// Absent while an AI query writes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<Body>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ai_query_id: Option<String>,
     pub queued_by: UserId,
     pub queued_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageComposed {
+    pub body: Body,
+    pub at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -158,6 +173,7 @@ pub struct MessageFailed {
 
 crate::domain_events!(MessageEvent, "message" {
     Queued(MessageQueued) = "MessageQueued",
+    Composed(MessageComposed) = "MessageComposed",
     Started(MessageSendStarted) = "MessageSendStarted",
     Sent(MessageSent) = "MessageSent",
     AttemptFailed(MessageAttemptFailed) = "MessageAttemptFailed",
@@ -175,6 +191,12 @@ pub enum MessageError {
     /// Someone else holds this attempt, or the attempt named is not the current one.
     #[error("attempt {attempt} is not the message's next or current attempt (it has had {had})")]
     NotThisAttempt { attempt: u32, had: u32 },
+    #[error("the message has a body already")]
+    AlreadyComposed,
+    #[error("the message has no body yet: its AI query is still writing it")]
+    NotComposed,
+    #[error("a message needs a body, or an AI query to write it")]
+    NoBody,
 }
 
 impl From<crate::attempt::WrongAttempt> for MessageError {
@@ -190,6 +212,8 @@ impl From<crate::attempt::WrongAttempt> for MessageError {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Message {
     pub queued: Option<MessageQueued>,
+    /// The body to send: queued with the message, or composed by its AI query.
+    pub body: Option<Body>,
     pub status: Option<MessageStatus>,
     /// Attempts claimed so far.
     pub attempts: u32,
@@ -241,6 +265,9 @@ impl Aggregate for Message {
                 if self.queued.is_some() {
                     return Err(MessageError::AlreadyExists);
                 }
+                if body.is_none() && ai_query_id.is_none() {
+                    return Err(MessageError::NoBody);
+                }
                 Ok(vec![MessageEvent::Queued(MessageQueued {
                     message_id: message_id.clone(),
                     recipient: recipient.clone(),
@@ -251,8 +278,29 @@ impl Aggregate for Message {
                     queued_at: ctx.now,
                 })])
             }
+            MessageCommand::Compose { body } => {
+                self.live()?;
+                if self.body.is_some() {
+                    return Err(MessageError::AlreadyComposed);
+                }
+                Ok(vec![MessageEvent::Composed(MessageComposed {
+                    body: body.clone(),
+                    at: ctx.now,
+                })])
+            }
+            MessageCommand::Abandon { reason } => {
+                self.live()?;
+                Ok(vec![MessageEvent::Failed(MessageFailed {
+                    attempt: self.attempts,
+                    reply: reason.clone(),
+                    at: ctx.now,
+                })])
+            }
             MessageCommand::Start { attempt } => {
                 self.live()?;
+                if self.body.is_none() {
+                    return Err(MessageError::NotComposed);
+                }
                 crate::attempt::check_next(self.attempts, *attempt)?;
                 Ok(vec![MessageEvent::Started(MessageSendStarted {
                     attempt: *attempt,
@@ -295,7 +343,12 @@ impl Aggregate for Message {
             MessageEvent::Queued(e) => {
                 self.status = Some(MessageStatus::Queued);
                 self.updated_at = Some(e.queued_at);
+                self.body.clone_from(&e.body);
                 self.queued = Some(e.clone());
+            }
+            MessageEvent::Composed(e) => {
+                self.body = Some(e.body.clone());
+                self.updated_at = Some(e.at);
             }
             MessageEvent::Started(e) => {
                 self.status = Some(MessageStatus::Sending);
@@ -360,7 +413,7 @@ mod tests {
                 message_id: "m1".into(),
                 recipient: Email::parse("Ayesha@Karachi.test").unwrap(),
                 subject: Subject::parse("Your statement").unwrap(),
-                body: Body::parse("Attached.").unwrap(),
+                body: Some(Body::parse("Attached.").unwrap()),
                 ai_query_id: None,
             },
         )
@@ -426,6 +479,42 @@ mod tests {
         .unwrap();
         assert_eq!(m.status, Some(MessageStatus::Failed));
         assert_eq!(m.reply.as_deref(), Some("550 5.1.1 no such user"));
+    }
+
+    #[test]
+    fn a_message_written_by_an_ai_query_waits_for_its_body() {
+        let mut m = Message::default();
+        let queue = |ai_query_id: Option<&str>| MessageCommand::Queue {
+            message_id: "q1".into(),
+            recipient: Email::parse("ayesha@karachi.test").unwrap(),
+            subject: Subject::parse("Your summary").unwrap(),
+            body: None,
+            ai_query_id: ai_query_id.map(str::to_owned),
+        };
+        assert_eq!(run(&mut m, queue(None)), Err(MessageError::NoBody));
+        run(&mut m, queue(Some("q1"))).unwrap();
+        assert_eq!(
+            run(&mut m, MessageCommand::Start { attempt: 1 }),
+            Err(MessageError::NotComposed)
+        );
+        let body = Body::parse("Dear Ayesha, ...").unwrap();
+        run(&mut m, MessageCommand::Compose { body: body.clone() }).unwrap();
+        assert_eq!(m.body, Some(body.clone()));
+        assert_eq!(
+            run(&mut m, MessageCommand::Compose { body }),
+            Err(MessageError::AlreadyComposed)
+        );
+        run(&mut m, MessageCommand::Start { attempt: 1 }).unwrap();
+        let mut abandoned = Message::default();
+        run(&mut abandoned, queue(Some("q1"))).unwrap();
+        run(
+            &mut abandoned,
+            MessageCommand::Abandon {
+                reason: "the AI query failed".into(),
+            },
+        )
+        .unwrap();
+        assert_eq!(abandoned.status, Some(MessageStatus::Failed));
     }
 
     #[test]

@@ -38,6 +38,17 @@ pub fn month_of(t: DateTime<Utc>) -> String {
     format!("{:04}-{:02}", t.year(), t.month())
 }
 
+/// The calendar day (UTC) a daily limit counts in, as `2026-12-03`.
+pub fn day_of(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d").to_string()
+}
+
+/// When the day `t` is in ends (UTC midnight).
+pub fn next_day(t: DateTime<Utc>) -> DateTime<Utc> {
+    let midnight = t.date_naive().and_hms_opt(0, 0, 0).unwrap_or_default();
+    (midnight + chrono::Duration::days(1)).and_utc()
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum QuotaCommand {
     /// Takes one unit for `key`, if the shard's `share` has room.

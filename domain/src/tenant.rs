@@ -35,6 +35,8 @@ pub struct Limits {
     pub ai_tokens_per_month: u64,
     /// Cases each of the tenant's customers may open in any hour.
     pub cases_per_customer_per_hour: u32,
+    /// Emails the tenant may queue in a calendar day (UTC).
+    pub messages_per_day: u32,
 }
 
 /// What a tier switches on (seed 003's `features`).
@@ -55,6 +57,7 @@ impl Tier {
                 max_prompt_chars: 4_000,
                 ai_tokens_per_month: 100_000,
                 cases_per_customer_per_hour: 10,
+                messages_per_day: 100,
             },
             Tier::Premium => Limits {
                 max_products: 1_000,
@@ -63,6 +66,7 @@ impl Tier {
                 max_prompt_chars: 16_000,
                 ai_tokens_per_month: 1_000_000,
                 cases_per_customer_per_hour: 30,
+                messages_per_day: 1_000,
             },
             Tier::Enterprise => Limits {
                 max_products: 100_000,
@@ -71,6 +75,7 @@ impl Tier {
                 max_prompt_chars: 64_000,
                 ai_tokens_per_month: 10_000_000,
                 cases_per_customer_per_hour: 100,
+                messages_per_day: 10_000,
             },
         }
     }

@@ -160,13 +160,22 @@ pub struct ProjectorConfig {
     /// which cannot leave an event behind). Off for queue consumers: there the message
     /// stays on the queue and its redrive policy moves it to the dead-letter queue.
     pub record_dead_letters: bool,
+    /// The shortest time between two catch-up steps of a projector tailing the log
+    /// (`run_group`).
+    pub pace: Duration,
 }
+
+/// See `ProjectorConfig::pace`. Under 12k `POST /tasks` a second, 4 ms took the projector
+/// from 33 to 25 us of CPU per request (measured at 5 ms: ~50 events a step, not ~15),
+/// for at most 4 ms more before a write shows in the read models.
+const PACE: Duration = Duration::from_millis(4);
 
 impl Default for ProjectorConfig {
     fn default() -> Self {
         Self {
             batch_size: 512,
             record_dead_letters: true,
+            pace: PACE,
         }
     }
 }
@@ -496,7 +505,20 @@ pub async fn run_group(
     // Known after the first successful step; re-read from the store after a failure,
     // when it is not known whether the last commits landed.
     let mut checkpoints: Option<Vec<u64>> = None;
+    let pace = projectors.first().map_or(Duration::ZERO, |p| p.config.pace);
+    let mut stepped = tokio::time::Instant::now();
     loop {
+        // Under a steady stream of appends, one step per `pace` at most: each commit
+        // rewrites the read models' newest pages, so fewer, larger batches cost less
+        // per event. An idle projector wakes at once.
+        let next = stepped + pace;
+        if tokio::time::Instant::now() < next {
+            tokio::select! {
+                () = tokio::time::sleep_until(next) => {},
+                () = &mut shutdown => break,
+            }
+        }
+        stepped = tokio::time::Instant::now();
         head.borrow_and_update();
         let step = async {
             let mut cps = match checkpoints.take() {

@@ -10,6 +10,7 @@ pub mod customer_syncs;
 pub mod customers;
 pub mod documents;
 pub mod engine;
+pub mod messages;
 pub mod orders;
 pub mod ports;
 pub mod products;
@@ -43,6 +44,7 @@ pub fn view_for(stream: &domain::StreamId) -> Option<&'static str> {
         "document" => Some(documents::VIEW),
         "account" => Some(accounts::VIEW),
         "transaction" => Some(transactions::VIEW),
+        "message" => Some(messages::VIEW),
         _ => None,
     }
 }
@@ -70,5 +72,6 @@ pub fn queue_fed() -> Vec<std::sync::Arc<dyn Projection>> {
         std::sync::Arc::new(accounts::AccountsProjection),
         std::sync::Arc::new(account_lines::AccountLinesProjection),
         std::sync::Arc::new(transactions::TransactionsProjection),
+        std::sync::Arc::new(messages::MessagesProjection),
     ]
 }

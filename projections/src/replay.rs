@@ -248,6 +248,7 @@ fn projectors_over(
                 ProjectorConfig {
                     batch_size: plan.batch_size,
                     record_dead_letters: true,
+                    ..ProjectorConfig::default()
                 },
             ))
         })

@@ -7,6 +7,7 @@ pub mod fake_openai;
 pub mod fake_salesforce;
 pub mod ledger;
 pub mod replayed;
+pub mod smtp;
 
 use api::{Embedded, EmbeddedConfig, app};
 use axum::Router;
@@ -77,7 +78,7 @@ impl TestApp {
 
     /// With per-tenant rate limits (`RateLimits::parse` syntax).
     pub fn start_with_limits(spec: &str) -> Self {
-        Self::start_in(tempfile::tempdir().expect("tempdir"), spec, None)
+        Self::start_in(tempfile::tempdir().expect("tempdir"), spec, None, None)
     }
 
     /// With the AI worker calling `fake`, in a fresh data dir.
@@ -86,6 +87,21 @@ impl TestApp {
             tempfile::tempdir().expect("tempdir"),
             "off",
             Some(ai_config(fake)),
+            None,
+        )
+    }
+
+    /// With the mail worker sending through `smtp` (and the AI worker calling `ai`, when
+    /// given), in a fresh data dir.
+    pub fn start_with_mail(
+        smtp: api::workers::MailConfig,
+        ai: Option<&fake_openai::FakeOpenAi>,
+    ) -> Self {
+        Self::start_in(
+            tempfile::tempdir().expect("tempdir"),
+            "off",
+            ai.map(ai_config),
+            Some(smtp),
         )
     }
 
@@ -94,10 +110,15 @@ impl TestApp {
     pub async fn restart(self, ai: Option<api::workers::AiConfig>) -> Self {
         let Self { embedded, dir, .. } = self;
         embedded.shutdown().await;
-        Self::start_in(dir, "off", ai)
+        Self::start_in(dir, "off", ai, None)
     }
 
-    fn start_in(dir: tempfile::TempDir, spec: &str, ai: Option<api::workers::AiConfig>) -> Self {
+    fn start_in(
+        dir: tempfile::TempDir,
+        spec: &str,
+        ai: Option<api::workers::AiConfig>,
+        mail: Option<api::workers::MailConfig>,
+    ) -> Self {
         let embedded = Embedded::start(EmbeddedConfig {
             data_dir: dir.path().to_owned(),
             jwt_secret: SECRET.to_vec(),
@@ -117,6 +138,7 @@ impl TestApp {
                 },
                 breaker: (4, Duration::from_millis(400)),
             }),
+            mail,
         })
         .expect("start");
         let mut embedded = embedded;

@@ -564,6 +564,7 @@ pub fn analytics_projector(aws: &Aws) -> Projector {
         ProjectorConfig {
             batch_size: 1000,
             record_dead_letters: true,
+            ..ProjectorConfig::default()
         },
     )
 }

@@ -27,6 +27,7 @@ pub fn queue_projector(aws: &Aws, projection: Arc<dyn Projection>) -> Projector 
         ProjectorConfig {
             batch_size: 10,
             record_dead_letters: false,
+            ..ProjectorConfig::default()
         },
     )
 }

@@ -26,6 +26,7 @@ mod http_tasks;
 mod ledger;
 mod ledger_invariants;
 mod logs;
+mod messages;
 mod metrics;
 mod oidc;
 mod openapi;

@@ -25,7 +25,7 @@ fn success(method: &Method, path: &str) -> StatusCode {
     match (method.as_str(), path) {
         ("POST", "/auth/signin" | "/auth/refresh") => StatusCode::OK,
         ("POST", "/auth/signout") => StatusCode::NO_CONTENT,
-        ("POST", "/ai/query" | "/salesforce/sync") => StatusCode::ACCEPTED,
+        ("POST", "/ai/query" | "/salesforce/sync" | "/llm" | "/messages") => StatusCode::ACCEPTED,
         ("POST", p)
             if p.starts_with("/orders/")
                 || p.ends_with("/inventory")
@@ -125,6 +125,44 @@ struct Needs {
 }
 
 async fn commerce_fixture(app: &TestApp, f: &Fixture, path: &str, unique: &str) -> Needs {
+    if path.starts_with("/messages/suppressions") {
+        // A recipient the SMTP server refused for good (550), so suppressed.
+        let recipient = format!("reject-{unique}@client.test");
+        let body = json!({"recipient": recipient, "subject": "Walk", "body": "walked"});
+        let m = app
+            .post("/messages", &f.member.access, &body.to_string())
+            .await;
+        assert_eq!(m.status, StatusCode::ACCEPTED, "{:?}", m.body);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let at = format!("/messages/suppressions/{recipient}");
+        while app.get(&at, &f.admin.access, None).await.status != StatusCode::OK {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{recipient} never suppressed"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        return Needs {
+            id: recipient,
+            ..Needs::default()
+        };
+    }
+    if path.starts_with("/messages/") {
+        // A message of the MEMBER's: the ADMIN sees it too, another tenant does not.
+        let body = json!({"recipient": "walk@client.test", "subject": "Walk", "body": "walked"});
+        let m = app
+            .post("/messages", &f.member.access, &body.to_string())
+            .await;
+        assert_eq!(m.status, StatusCode::ACCEPTED, "{:?}", m.body);
+        return Needs {
+            id: m.body["message_id"].as_str().unwrap_or_default().to_owned(),
+            token: m
+                .header("x-consistency-token")
+                .unwrap_or_default()
+                .to_owned(),
+            ..Needs::default()
+        };
+    }
     let ledger = path.starts_with("/accounts")
         || path.starts_with("/transactions")
         || path.ends_with("/accounts")
@@ -372,7 +410,8 @@ async fn commerce_fixture(app: &TestApp, f: &Fixture, path: &str, unique: &str) 
 #[tokio::test]
 async fn every_route_answers_every_caller_as_the_policy_says() {
     let fake = chronicle_tests::fake_openai::FakeOpenAi::start().await;
-    let app = TestApp::start_with_ai(&fake);
+    let smtp = chronicle_tests::smtp::SmtpServer::start();
+    let app = TestApp::start_with_mail(smtp.config(), Some(&fake));
     let other = app
         .register_tenant("Globex", "root@globex.test", "enterprise")
         .await;
@@ -417,6 +456,7 @@ async fn every_route_answers_every_caller_as_the_policy_says() {
                 p if p.starts_with("/products/") => product_id.clone(),
                 p if p.starts_with("/orders/")
                     || p.starts_with("/ai/")
+                    || p.starts_with("/messages/")
                     || p.starts_with("/salesforce/")
                     || p.starts_with("/customers/")
                     || p.starts_with("/customer/")
@@ -431,6 +471,7 @@ async fn every_route_answers_every_caller_as_the_policy_says() {
             let mut path = rule
                 .path
                 .replace("{id}", &id)
+                .replace("{recipient}", &id)
                 .replace("{case_id}", &needs.case_id)
                 .replace("{document_id}", WALKED_DOCUMENT)
                 .replace("{stream_id}", &format!("task-{task_id}"));
@@ -479,6 +520,10 @@ async fn every_route_answers_every_caller_as_the_policy_says() {
                 ("POST", "/products/{id}/inventory") => Some(json!({"delta": 1, "reason": "walk"})),
                 ("POST", "/orders") => Some(order_body(&product_id)),
                 ("POST", "/ai/query") => Some(json!({"prompt": "asked by the walk"})),
+                ("POST", "/llm") => Some(json!({"action": "generate", "prompt": "walked"})),
+                ("POST", "/messages") => Some(
+                    json!({"recipient": "walk@client.test", "subject": "Walk", "body": "walked"}),
+                ),
                 ("POST", "/customer/{id}/cases") => Some(json!({"subject": "walked in"})),
                 ("POST", "/customers/{id}/accounts") => {
                     Some(json!({"type": "savings", "currency": "PKR"}))
