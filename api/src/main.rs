@@ -1081,6 +1081,19 @@ async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
                 let shutdown = until_stopped();
                 runs.push(Box::pin(async move { queue.run(shutdown).await }));
             }
+            if let Some(config) = &mail {
+                let queue = infra::aws::QueueWorker::new(
+                    &aws,
+                    &aws.names.mail_queue,
+                    Arc::new(config.worker(handler.clone())?),
+                    (wait, config.concurrency),
+                    infra::aws::MAIL_VISIBILITY_SECS,
+                )
+                .await?;
+                tracing::info!(queue = %aws.names.mail_queue, "mail worker consuming");
+                let shutdown = until_stopped();
+                runs.push(Box::pin(async move { queue.run(shutdown).await }));
+            }
             if let Some(config) = &sf {
                 let access = config.access()?;
                 let worker = Arc::new(config.worker(handler.clone(), &access)?);

@@ -25,7 +25,8 @@ pub use kinesis_consumer::{
     ConsumerConfig, KinesisConsumer, Lease, analytics_projector, apply_analytics,
 };
 pub use setup::{
-    AI_VISIBILITY_SECS, CASE_VISIBILITY_SECS, MAX_RECEIVES, SYNC_VISIBILITY_SECS, SetupError, setup,
+    AI_VISIBILITY_SECS, CASE_VISIBILITY_SECS, MAIL_VISIBILITY_SECS, MAX_RECEIVES,
+    SYNC_VISIBILITY_SECS, SetupError, setup,
 };
 pub use views::DynamoReadModelStore;
 
@@ -50,6 +51,10 @@ pub struct Names {
     pub sync_queue: String,
     pub sync_dlq: String,
     pub sync_schedule: String,
+    /// The mail worker's rule, queue and dead-letter queue.
+    pub mail_rule: String,
+    pub mail_queue: String,
+    pub mail_dlq: String,
     /// The case delivery worker's rule, queue and dead-letter queue.
     pub case_rule: String,
     pub case_queue: String,
@@ -73,6 +78,9 @@ impl Names {
             sync_queue: format!("{prefix}-salesforce-sync"),
             sync_dlq: format!("{prefix}-salesforce-sync-dlq"),
             sync_schedule: format!("{prefix}-salesforce-poll"),
+            mail_rule: format!("{prefix}-mail"),
+            mail_queue: format!("{prefix}-mail"),
+            mail_dlq: format!("{prefix}-mail-dlq"),
             case_rule: format!("{prefix}-case-delivery"),
             case_queue: format!("{prefix}-case-delivery"),
             case_dlq: format!("{prefix}-case-delivery-dlq"),

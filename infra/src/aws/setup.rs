@@ -65,6 +65,22 @@ pub async fn setup(aws: &Aws) -> Result<Vec<String>, SetupError> {
     report.extend(
         worker_queue(
             aws,
+            (&names.mail_queue, &names.mail_dlq, MAIL_VISIBILITY_SECS),
+            &[(
+                &names.mail_rule,
+                "mail-worker",
+                // A queued message, or the end of an AI query that may write one's body.
+                Trigger::Pattern(serde_json::json!({
+                    "source": [source],
+                    "detail-type": ["MessageQueued", "AIQueryCompleted", "AIQueryFailed"],
+                })),
+            )],
+        )
+        .await?,
+    );
+    report.extend(
+        worker_queue(
+            aws,
             (&names.sync_queue, &names.sync_dlq, SYNC_VISIBILITY_SECS),
             &[
                 (
@@ -395,6 +411,9 @@ pub const SYNC_VISIBILITY_SECS: u32 = 300;
 
 /// The AI queue's visibility: the worker extends it while a query runs.
 pub const AI_VISIBILITY_SECS: u32 = 120;
+
+/// The mail queue's visibility: the worker extends it while a message's attempts run.
+pub const MAIL_VISIBILITY_SECS: u32 = 120;
 
 async fn kinesis(aws: &Aws) -> Result<String, SetupError> {
     let name = &aws.names.kinesis_stream;

@@ -10,6 +10,8 @@ struct Env {
     #[command(flatten)]
     ai: api::workers::AiArgs,
     #[command(flatten)]
+    mail: api::workers::MailArgs,
+    #[command(flatten)]
     salesforce: api::workers::SalesforceArgs,
 }
 
@@ -28,6 +30,12 @@ async fn main() -> Result<(), Error> {
         .config()?
         .as_ref()
         .map(api::workers::AiConfig::provider);
+    // The API queues messages; the mail worker function sends them.
+    state.mail = env
+        .mail
+        .config()?
+        .as_ref()
+        .map(api::workers::MailConfig::provider);
     // Connections need the secrets key; the sync worker function runs the syncs.
     if let Some(sf) = env.salesforce.config(None)? {
         state.salesforce = Some(sf.access()?);

@@ -13,6 +13,7 @@ mod aws_cases;
 mod aws_commerce;
 mod aws_e2e;
 mod aws_ledger;
+mod aws_messages;
 mod aws_pipeline;
 mod aws_replay;
 mod aws_salesforce;
