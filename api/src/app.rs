@@ -64,6 +64,9 @@ pub struct Services {
     pub salesforce: Option<crate::salesforce::SalesforceAccess>,
     /// The mail server; `None` without `CHRONICLE_SMTP_URL` (messages are then 503).
     pub mail: Option<crate::messages::MailProvider>,
+    /// Sealing of SFTP secrets and the client that checks a connection; `None` without a
+    /// secrets key (connections are then 503).
+    pub sftp: Option<crate::sftp::SftpAccess>,
 }
 
 /// How long the tenant gate trusts what it read: the delay before a suspension made by
@@ -97,6 +100,7 @@ impl AppState {
             ai: None,
             salesforce: None,
             mail: None,
+            sftp: None,
         }))
     }
 }
@@ -130,6 +134,7 @@ fn all_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(crate::ai::routes())
         .merge(crate::llm::routes())
         .merge(crate::messages::routes())
+        .merge(crate::sftp::routes())
         .merge(crate::salesforce::routes())
         .merge(crate::customers::routes())
         .merge(crate::agents::routes())

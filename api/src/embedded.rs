@@ -23,6 +23,8 @@ pub struct EmbeddedConfig {
     pub salesforce: Option<crate::workers::SalesforceConfig>,
     /// The mail worker's SMTP server and policy; without it, messages are refused (503).
     pub mail: Option<crate::workers::MailConfig>,
+    /// SFTP connections and their import worker.
+    pub sftp: Option<crate::workers::SftpConfig>,
 }
 
 /// A running embedded Chronicle minus the HTTP listener.
@@ -109,6 +111,10 @@ impl Embedded {
                 Arc::new(mail.worker(handler.clone())?),
                 mail.concurrency,
             ));
+        }
+        if let Some(sftp) = &config.sftp {
+            state.sftp = Some(sftp.access());
+            workers.push(tail(Arc::new(sftp.worker(handler.clone())?), 2));
         }
         if let Some(sf) = &config.salesforce {
             let access = sf.access()?;

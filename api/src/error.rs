@@ -377,6 +377,18 @@ impl From<AiQueryError> for ApiError {
     }
 }
 
+impl From<commands::sftp::SftpError> for ApiError {
+    fn from(e: commands::sftp::SftpError) -> Self {
+        use commands::sftp::SftpError as S;
+        use domain::sftp::SftpImportError;
+        match e {
+            S::Connection(c) => Self::NotFound(c.to_string()),
+            S::Import(SftpImportError::NotFound) => Self::NotFound("no such import".into()),
+            e => Self::Conflict(e.to_string()),
+        }
+    }
+}
+
 impl From<commands::messages::MessageCommandError> for ApiError {
     fn from(e: commands::messages::MessageCommandError) -> Self {
         use commands::messages::MessageCommandError as M;

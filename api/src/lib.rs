@@ -32,6 +32,7 @@ mod query;
 pub mod replay;
 pub mod salesforce;
 pub mod scope;
+pub mod sftp;
 pub mod tasks;
 pub mod tenancy;
 pub mod tenants;

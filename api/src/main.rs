@@ -932,13 +932,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let (mut state, embedded) = match args.backend.backend {
         Backend::Embedded => {
+            let salesforce = args.salesforce.config(Some(&args.data_dir))?;
             let e = Embedded::start(EmbeddedConfig {
                 data_dir: args.data_dir.clone(),
                 jwt_secret: secret,
                 consistency_timeout: timeout,
                 ai: ai.clone(),
-                salesforce: args.salesforce.config(Some(&args.data_dir))?,
+                salesforce: salesforce.clone(),
                 mail: mail.clone(),
+                sftp: salesforce.as_ref().map(api::workers::SftpConfig::of),
             })?;
             (e.state.clone(), Some(e))
         }
@@ -959,6 +961,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         && let Some(sf) = args.salesforce.config(None)?
     {
         state.salesforce = Some(sf.access()?);
+        state.sftp = Some(api::workers::SftpConfig::of(&sf).access());
     }
     if let (Some(issuer), Some(audience)) = (&args.oidc_issuer, &args.oidc_audience) {
         tracing::info!(%issuer, %audience, "accepting RS256 tokens of this issuer");
@@ -1167,6 +1170,13 @@ async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
                 Arc::new(views.clone()),
                 Arc::new(config.case_worker(handler.clone(), &access)?),
                 4,
+                until_stopped(),
+            )));
+            runs.push(Box::pin(api::workers::run_worker(
+                Arc::new(events.clone()),
+                Arc::new(views.clone()),
+                Arc::new(api::workers::SftpConfig::of(config).worker(handler.clone())?),
+                2,
                 until_stopped(),
             )));
         }

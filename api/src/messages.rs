@@ -248,7 +248,7 @@ fn recipient_of(raw: &str) -> Result<Email, ApiError> {
 
 #[utoipa::path(get, path = "/messages/suppressions/{recipient}", tag = "messages",
     operation_id = "GetSuppression",
-    params(("recipient" = String, Path, description = "an email address")),
+    params(("recipient" = Email, Path, description = "an email address")),
     responses((status = 200, body = SuppressionView, description = "the recipient is suppressed"),
         (status = 404, body = Problem, description = "the recipient is not suppressed"),
         (status = 422, body = Problem, description = "not an email address")),
@@ -273,7 +273,7 @@ pub async fn suppression(
 
 #[utoipa::path(delete, path = "/messages/suppressions/{recipient}", tag = "messages",
     operation_id = "LiftSuppression",
-    params(("recipient" = String, Path, description = "an email address")),
+    params(("recipient" = Email, Path, description = "an email address")),
     responses((status = 204, description = "lifted: mail to the recipient is sent again"),
         (status = 404, body = Problem, description = "the recipient is not suppressed"),
         (status = 422, body = Problem, description = "not an email address")),

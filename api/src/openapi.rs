@@ -37,6 +37,7 @@ use utoipa::{Modify, OpenApi};
          (name = "portal", description = "A customer's portal: their own cases, opened and read by their CUSTOMER users"),
          (name = "audit", description = "For ADMINs: the tenant's event timeline, state as of a point, the history's digest"),
          (name = "ai", description = "AI queries: submitted at once, answered by the AI worker; poll for the answer. `POST /llm` is seed 002's service: generate, or send an email"),
+         (name = "integrations", description = "For ADMINs: the tenant's SFTP server, and the runs of its import into the ledger"),
          (name = "messages", description = "Emails: queued at once, sent over SMTP by the mail worker with retries; suppressed recipients"),
          (name = "tenants", description = "Sign-up, plan, settings and lifecycle of the caller's tenant"),
          (name = "users", description = "Users of the caller's tenant and invitations"),

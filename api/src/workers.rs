@@ -254,6 +254,53 @@ impl AiArgs {
     }
 }
 
+/// SFTP: the key that seals connection secrets (the same as Salesforce's), and how long
+/// the server may take to answer.
+#[derive(Clone)]
+pub struct SftpConfig {
+    pub secrets_key: Vec<u8>,
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for SftpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SftpConfig")
+            .field("secrets_key", &"<redacted>")
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl SftpConfig {
+    /// With the secrets key of the Salesforce connections.
+    pub fn of(sf: &SalesforceConfig) -> Self {
+        Self {
+            secrets_key: sf.secrets_key.clone(),
+            timeout: sf.timeout,
+        }
+    }
+
+    /// The sealing and client the API uses.
+    pub fn access(&self) -> crate::sftp::SftpAccess {
+        let secrets = infra::secrets::SecretBox::new(&self.secrets_key);
+        crate::sftp::SftpAccess {
+            server: Arc::new(infra::sftp::SftpClient::new(secrets.clone(), self.timeout)),
+            secrets,
+        }
+    }
+
+    /// The import worker over `handler`.
+    pub fn worker(
+        &self,
+        handler: commands::CommandHandler,
+    ) -> anyhow::Result<commands::sftp_worker::SftpWorker> {
+        Ok(commands::sftp_worker::SftpWorker::new(
+            handler,
+            self.access().server,
+        )?)
+    }
+}
+
 /// How the mail worker reaches its SMTP server and how it retries.
 #[derive(Debug, Clone)]
 pub struct MailConfig {

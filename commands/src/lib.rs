@@ -20,6 +20,8 @@ pub mod mail_worker;
 pub mod messages;
 pub mod pipeline;
 pub mod quota;
+pub mod sftp;
+pub mod sftp_worker;
 pub mod states;
 pub mod store;
 pub mod sync_worker;

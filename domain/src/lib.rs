@@ -22,6 +22,7 @@ pub mod product;
 pub mod quota;
 pub mod rules;
 pub mod salesforce;
+pub mod sftp;
 pub mod suppression;
 pub mod task;
 pub mod tenant;

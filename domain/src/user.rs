@@ -301,6 +301,7 @@ pub const PRIVATE_KINDS: &[&str] = &[
     Session::KIND,
     Invitation::KIND,
     crate::salesforce::SalesforceConnection::KIND,
+    crate::sftp::SftpConnection::KIND,
 ];
 
 /// True for a stream the relay must not publish.

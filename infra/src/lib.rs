@@ -7,6 +7,7 @@ pub mod openai;
 pub mod placement;
 pub mod salesforce;
 pub mod secrets;
+pub mod sftp;
 pub mod smtp;
 pub mod sqlite;
 

@@ -67,6 +67,13 @@ impl Projection for AccountLinesProjection {
         format!("{}:{:012}", event.stream_id.instance(), event.version)
     }
 
+    /// A line is one posting: it folds nothing before it. (Folding would read the whole
+    /// account back for every new line: an import of 3,000 postings on two accounts
+    /// took the projector 110 s in a debug build, against 5 s to post them.)
+    fn row_per_event(&self) -> bool {
+        true
+    }
+
     fn apply(
         &self,
         _row: Option<&Value>,

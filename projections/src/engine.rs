@@ -316,9 +316,10 @@ impl Projector {
             relevant.iter().map(|e| (self.key(e), e.version)).collect();
         keys.sort();
         keys.dedup_by(|later, first| later.0 == first.0);
+        let per_event = self.projection.row_per_event();
         let lookup: Vec<RowKey> = keys
             .iter()
-            .filter(|(_, first)| !assume_new_streams || *first > 1)
+            .filter(|(_, first)| !assume_new_streams || (*first > 1 && !per_event))
             .map(|(k, _)| k.clone())
             .collect();
         let mut loaded = if lookup.is_empty() {
@@ -412,7 +413,7 @@ impl Projector {
         if event.version <= w.row.version {
             return Ok(());
         }
-        while w.row.version + 1 < event.version {
+        while w.row.version + 1 < event.version && !self.projection.row_per_event() {
             let missing = self
                 .streams
                 .read_stream(&event.tenant_id, &event.stream_id, w.row.version + 1, 256)

@@ -16,6 +16,7 @@ pub mod ports;
 pub mod products;
 pub mod replay;
 pub mod revenue;
+pub mod sftp_imports;
 pub mod tally;
 pub mod tasks;
 pub mod transactions;
@@ -45,6 +46,7 @@ pub fn view_for(stream: &domain::StreamId) -> Option<&'static str> {
         "account" => Some(accounts::VIEW),
         "transaction" => Some(transactions::VIEW),
         "message" => Some(messages::VIEW),
+        "sftpimport" => Some(sftp_imports::VIEW),
         _ => None,
     }
 }
@@ -73,5 +75,6 @@ pub fn queue_fed() -> Vec<std::sync::Arc<dyn Projection>> {
         std::sync::Arc::new(account_lines::AccountLinesProjection),
         std::sync::Arc::new(transactions::TransactionsProjection),
         std::sync::Arc::new(messages::MessagesProjection),
+        std::sync::Arc::new(sftp_imports::SftpImportsProjection),
     ]
 }

@@ -203,6 +203,13 @@ pub trait Projection: Send + Sync + 'static {
     fn tally_views(&self) -> &'static [&'static str] {
         &[]
     }
+
+    /// Whether each event makes a row of its own (`row_id` names the event, as a log's
+    /// lines do), rather than one row folding its stream: a new row then needs no
+    /// earlier events of its stream, and the engine reads none.
+    fn row_per_event(&self) -> bool {
+        false
+    }
 }
 
 /// The row after `event`, for a read model whose rows show an aggregate's state: the state

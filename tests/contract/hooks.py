@@ -56,6 +56,10 @@ def _connects_an_org(case) -> bool:
     return case.operation.method.upper() == "PUT" and case.operation.path == "/salesforce/connection"
 
 
+def _connects_sftp(case) -> bool:
+    return case.operation.method.upper() == "PUT" and case.operation.path == "/integrations/sftp"
+
+
 @schemathesis.hook
 def before_call(context, case, kwargs) -> None:
     # Connecting an org checks its credentials with a token request to its login_url: the
@@ -63,6 +67,11 @@ def before_call(context, case, kwargs) -> None:
     # to a closed loopback port instead, so that the check fails there (422, login_url).
     if _connects_an_org(case) and isinstance(case.body, dict) and "login_url" in case.body:
         case.body["login_url"] = os.environ["CONTRACT_CLOSED_URL"]
+    # Likewise an SFTP connection is checked by logging in to its host: always the closed
+    # loopback port, so that the check fails there (422, host).
+    if _connects_sftp(case) and isinstance(case.body, dict) and "host" in case.body:
+        case.body["host"] = "127.0.0.1"
+        case.body["port"] = int(os.environ["CONTRACT_CLOSED_URL"].rsplit(":", 1)[1])
 
 
 @schemathesis.hook
@@ -101,6 +110,16 @@ def filter_failure(context, failure, case, response) -> bool:
     # A valid connection is refused because no org answers at the closed port (before_call).
     if _connects_an_org(case) and kind == PROBLEM + "validation-failed" and _problem(response).get("field") == "login_url":
         return _drop("no-org-behind-the-closed-port")
+    if _connects_sftp(case) and kind == PROBLEM + "validation-failed" and _problem(response).get("field") == "host":
+        return _drop("no-sftp-server-behind-the-closed-port")
+    # The body must carry a password or a private_key, one of them (the schema cannot say
+    # "exactly one" of two optional fields; the description does).
+    if _connects_sftp(case) and kind == PROBLEM + "validation-failed" and _problem(response).get("field") == "password" and isinstance(case.body, dict) and (("password" in case.body) == ("private_key" in case.body)):
+        return _drop("sftp-secret-neither-or-both")
+    # A request body that is no JSON object is not valid for any of the document's bodies
+    # (every one is an object); schemathesis still counted one as valid.
+    if kind == PROBLEM + "validation-failed" and not isinstance(case.body, dict) and case.body is not None and "must be a JSON object" in _problem(response).get("detail", ""):
+        return _drop("non-object-body-counted-valid")
     # The request was not schema-valid after all (see _breaks_its_schema): 400 is right.
     header = _breaks_its_schema(case) if kind == PROBLEM + "bad-request" else None
     if header is not None:

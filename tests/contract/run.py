@@ -93,6 +93,11 @@ def main() -> int:
                     "OPENAI_API_KEY": "sk-contract-run",
                     "OPENAI_BASE_URL": f"http://127.0.0.1:{closed_port()}/v1",
                     "CHRONICLE_AI_MAX_ATTEMPTS": "1",
+                    # A mail server likewise: messages are accepted (202) and their
+                    # delivery fails at a closed loopback port.
+                    "CHRONICLE_SMTP_URL": f"smtp://127.0.0.1:{closed_port()}",
+                    "CHRONICLE_SMTP_FROM": "contract@chronicle.test",
+                    "CHRONICLE_SMTP_MAX_ATTEMPTS": "1",
                 },
             )
         try:

@@ -7,6 +7,7 @@ pub mod fake_openai;
 pub mod fake_salesforce;
 pub mod ledger;
 pub mod replayed;
+pub mod sftp;
 pub mod smtp;
 
 use api::{Embedded, EmbeddedConfig, app};
@@ -139,6 +140,10 @@ impl TestApp {
                 breaker: (4, Duration::from_millis(400)),
             }),
             mail,
+            sftp: Some(api::workers::SftpConfig {
+                secrets_key: b"test-secrets-key".to_vec(),
+                timeout: Duration::from_secs(5),
+            }),
         })
         .expect("start");
         let mut embedded = embedded;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-fn root() -> &'static Path {
+pub(crate) fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("the workspace root")
@@ -17,7 +17,7 @@ fn root() -> &'static Path {
 
 /// The virtualenv's Python, with aiosmtpd installed (`scripts/python-tools`, serialized by
 /// a lock: test processes may start at once).
-fn python() -> PathBuf {
+pub(crate) fn python() -> PathBuf {
     let lock = root().join(".venv.lock");
     let status = Command::new("flock")
         .arg(&lock)

@@ -38,5 +38,6 @@ mod rate_limits;
 mod rbac;
 mod replay;
 mod salesforce;
+mod sftp;
 mod store_dynamodb;
 mod store_sqlite;

@@ -25,7 +25,10 @@ fn success(method: &Method, path: &str) -> StatusCode {
     match (method.as_str(), path) {
         ("POST", "/auth/signin" | "/auth/refresh") => StatusCode::OK,
         ("POST", "/auth/signout") => StatusCode::NO_CONTENT,
-        ("POST", "/ai/query" | "/salesforce/sync" | "/llm" | "/messages") => StatusCode::ACCEPTED,
+        (
+            "POST",
+            "/ai/query" | "/salesforce/sync" | "/llm" | "/messages" | "/integrations/sftp/run",
+        ) => StatusCode::ACCEPTED,
         ("POST", p)
             if p.starts_with("/orders/")
                 || p.ends_with("/inventory")
@@ -124,7 +127,57 @@ struct Needs {
     customer: Option<String>,
 }
 
+/// The walk's SFTP server, stopped at the walk's end.
+static SFTP: std::sync::Mutex<Option<chronicle_tests::sftp::SftpServer>> =
+    std::sync::Mutex::new(None);
+
 async fn commerce_fixture(app: &TestApp, f: &Fixture, path: &str, unique: &str) -> Needs {
+    if path.starts_with("/integrations/sftp") {
+        // Connected to the walk's server, with no run under way (one per tenant at a
+        // time), and one run done for the run routes.
+        let body = SFTP
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get_or_insert_with(chronicle_tests::sftp::SftpServer::start)
+            .connection();
+        let c = app
+            .put("/integrations/sftp", &f.admin.access, &body.to_string())
+            .await;
+        assert_eq!(c.status, StatusCode::OK, "{:?}", c.body);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let id = loop {
+            let run = app
+                .post("/integrations/sftp/run", &f.admin.access, "")
+                .await;
+            if run.status == StatusCode::ACCEPTED {
+                break run.body["import_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+            }
+            assert!(std::time::Instant::now() < deadline, "{:?}", run.body);
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
+        loop {
+            let r = app
+                .get(
+                    &format!("/integrations/sftp/imports/{id}"),
+                    &f.admin.access,
+                    None,
+                )
+                .await;
+            if r.status == StatusCode::OK && r.body["status"] != "RUNNING" {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{:?}", r.body);
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        return Needs {
+            product_id: body.to_string(),
+            id,
+            ..Needs::default()
+        };
+    }
     if path.starts_with("/messages/suppressions") {
         // A recipient the SMTP server refused for good (550), so suppressed.
         let recipient = format!("reject-{unique}@client.test");
@@ -455,6 +508,7 @@ async fn every_route_answers_every_caller_as_the_policy_says() {
                 p if p.starts_with("/users/") => f.member.user_id.clone(),
                 p if p.starts_with("/products/") => product_id.clone(),
                 p if p.starts_with("/orders/")
+                    || p.starts_with("/integrations/")
                     || p.starts_with("/ai/")
                     || p.starts_with("/messages/")
                     || p.starts_with("/salesforce/")
@@ -543,6 +597,10 @@ async fn every_route_answers_every_caller_as_the_policy_says() {
                     Some(serde_json::from_str(&product_id).unwrap_or_default())
                 }
                 ("POST", "/salesforce/sync") => None,
+                ("PUT", "/integrations/sftp") => {
+                    Some(serde_json::from_str(&product_id).unwrap_or_default())
+                }
+                ("POST", "/integrations/sftp/run") => None,
                 ("PUT", "/orders/{id}") => {
                     Some(json!({"shipping_address": address("2 Walk Lane")}))
                 }
@@ -638,7 +696,7 @@ async fn every_route_answers_every_caller_as_the_policy_says() {
             }
             // Another tenant has no connection of its own (unless the walk's PUT just gave
             // it one): nothing to show, remove or sync.
-            if rule.path.starts_with("/salesforce/")
+            if (rule.path.starts_with("/salesforce/") || rule.path.starts_with("/integrations/"))
                 && !rule.path.contains("{id}")
                 && caller == Caller::OtherTenantAdmin
             {
@@ -658,4 +716,7 @@ async fn every_route_answers_every_caller_as_the_policy_says() {
         }
     }
     assert_eq!(walked, policy.rules.len() * 7);
+    SFTP.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
 }
