@@ -42,6 +42,56 @@ pub struct LlmRequest {
     body: Option<Body>,
 }
 
+/// `POST /llm`'s body as the document shows it, one shape per action; `LlmRequest` reads
+/// it and checks the combinations the shapes cannot state (a body or a prompt, not both).
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum LlmBody {
+    Generate(GenerateBody),
+    Send(SendBody),
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum GenerateAction {
+    Generate,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SendAction {
+    Send,
+}
+
+/// As `POST /ai/query`.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct GenerateBody {
+    action: GenerateAction,
+    prompt: Prompt,
+    #[serde(default)]
+    model: Option<ModelName>,
+}
+
+/// As `POST /messages` with `body`; or with `prompt` (and `model`), whose answer becomes
+/// the body.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct SendBody {
+    action: SendAction,
+    recipient: Email,
+    subject: Subject,
+    #[serde(default)]
+    body: Option<Body>,
+    #[serde(default)]
+    prompt: Option<Prompt>,
+    #[serde(default)]
+    model: Option<ModelName>,
+}
+
 fn invalid(field: &str, detail: &str) -> ApiError {
     ApiError::Validation {
         field: field.to_owned(),
@@ -54,7 +104,7 @@ fn required<T>(value: Option<T>, field: &str, action: &str) -> Result<T, ApiErro
 }
 
 #[utoipa::path(post, path = "/llm", tag = "ai", operation_id = "Llm",
-    request_body = LlmRequest, params(IdempotencyKey),
+    request_body = LlmBody, params(IdempotencyKey),
     responses((status = 202, description = "`generate`: the query, queued, as `POST /ai/query` answers; `send`: the message, queued, as `POST /messages` answers (with `ai_query_id` when a prompt writes the body)", headers(
             ("X-Consistency-Token" = String, description = "send it with a query to read this write"),
             ("Location" = String, description = "the query's or the message's path"))),

@@ -47,6 +47,7 @@ fn default_port() -> u16 {
 /// `password` or `private_key`, not both.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = SftpConnectBody)]
 pub struct ConnectBody {
     host: SftpHost,
     #[serde(default = "default_port")]
@@ -68,6 +69,7 @@ pub struct ConnectBody {
 
 /// The connection as it is stored, without its secret.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = SftpConnection)]
 pub struct ConnectionView {
     host: String,
     port: u16,

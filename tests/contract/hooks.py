@@ -114,8 +114,15 @@ def filter_failure(context, failure, case, response) -> bool:
         return _drop("no-sftp-server-behind-the-closed-port")
     # The body must carry a password or a private_key, one of them (the schema cannot say
     # "exactly one" of two optional fields; the description does).
-    if _connects_sftp(case) and kind == PROBLEM + "validation-failed" and _problem(response).get("field") == "password" and isinstance(case.body, dict) and (("password" in case.body) == ("private_key" in case.body)):
+    if _connects_sftp(case) and kind == PROBLEM + "validation-failed" and _problem(response).get("field") == "password" and isinstance(case.body, dict) and ((case.body.get("password") is None) == (case.body.get("private_key") is None)):
         return _drop("sftp-secret-neither-or-both")
+    # `send` takes a body or a prompt to write it, one of them (and a model only with a
+    # prompt): the shapes of the document cannot say "exactly one" of two optional fields.
+    if case.operation.path == "/llm" and kind == PROBLEM + "validation-failed" and isinstance(case.body, dict) and (
+        (_problem(response).get("field") == "body" and (case.body.get("body") is None) == (case.body.get("prompt") is None))
+        or (_problem(response).get("field") == "model" and case.body.get("body") is not None)
+    ):
+        return _drop("llm-body-or-prompt")
     # A request body that is no JSON object is not valid for any of the document's bodies
     # (every one is an object); schemathesis still counted one as valid.
     if kind == PROBLEM + "validation-failed" and not isinstance(case.body, dict) and case.body is not None and "must be a JSON object" in _problem(response).get("detail", ""):
