@@ -226,15 +226,21 @@ impl Command for AdvanceMessage {
         let stream = message_stream(&self.message_id);
         let (mut message, _) = tx.load::<Message>(&stream).await.map_err(lift)?;
         let events = message.decide(&self.command, tx.ctx()).map_err(rejected)?;
-        let for_good = matches!(self.command, MessageCommand::Fail { retry_at: None, .. });
-        if let (true, true, Some(queued)) = (self.suppress, for_good, &message.queued) {
+        // A final failure (no retry) the server gave for good suppresses the recipient.
+        if let (
+            true,
+            MessageCommand::Fail {
+                retry_at: None,
+                reply,
+                ..
+            },
+            Some(queued),
+        ) = (self.suppress, &self.command, &message.queued)
+        {
             let recipient = queued.recipient.clone();
             let at = suppression_stream(&recipient);
             let (s, _) = tx.load_tail::<Suppression>(&at).await.map_err(lift)?;
-            let reply = match &self.command {
-                MessageCommand::Fail { reply, .. } => reply.clone(),
-                _ => String::new(),
-            };
+            let reply = reply.clone();
             let suppressed = s
                 .decide(
                     &SuppressionCommand::Suppress {

@@ -12,7 +12,7 @@
 
 use crate::attempts::CallFailure;
 use crate::handler::{CommandError, CommandHandler, CommandMeta, RequestIds};
-use crate::ledger::{LedgerError, PostTransaction, legs, number_stream};
+use crate::ledger::{PostTransaction, legs, number_stream};
 use crate::sftp::{
     AdvanceImport, Endpoint, FileServer, FileSession, SftpError, connection_of, import_stream,
     imported_by,
@@ -251,7 +251,7 @@ impl SftpWorker {
             moved_to: String::new(),
         };
         let reader = session.open(path).await.map_err(Interrupted::Server)?;
-        let mut lines = BufReader::new(reader.take(u64::MAX)).lines();
+        let mut lines = BufReader::new(reader).lines();
         let header = match lines.next_line().await {
             Ok(Some(h)) => h,
             Ok(None) => {
@@ -292,7 +292,7 @@ impl SftpWorker {
             }
             let posts = batch
                 .iter()
-                .map(|(n, line)| self.post_line(tenant, cause, &columns, *n, line));
+                .map(|(_, line)| self.post_line(tenant, cause, &columns, line));
             for (n, outcome) in batch
                 .iter()
                 .map(|(n, _)| *n)
@@ -313,7 +313,6 @@ impl SftpWorker {
         tenant: &TenantId,
         cause: &RequestIds,
         columns: &Columns,
-        _number: u64,
         line: &str,
     ) -> Result<Posted, Interrupted> {
         let transaction = match self.transaction(tenant, columns, line).await? {
@@ -328,7 +327,7 @@ impl SftpWorker {
             Ok(_) => Ok(Posted::Yes),
             // Posted already (by a run cut off mid-file, or another request).
             Err(CommandError::Taken(_)) => Ok(Posted::Already),
-            Err(CommandError::Rejected(e)) => Ok(Posted::Refused(refusal(&e))),
+            Err(CommandError::Rejected(e)) => Ok(Posted::Refused(e.to_string())),
             Err(e) => Err(e.into()),
         }
     }
@@ -418,10 +417,6 @@ enum Posted {
     /// The reference was posted already.
     Already,
     Refused(String),
-}
-
-fn refusal(e: &LedgerError) -> String {
-    e.to_string()
 }
 
 fn fail(report: &mut FileReport, line: u64, reason: String) {
