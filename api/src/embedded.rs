@@ -114,7 +114,15 @@ impl Embedded {
         }
         if let Some(sftp) = &config.sftp {
             state.sftp = Some(sftp.access());
-            workers.push(tail(Arc::new(sftp.worker(handler.clone())?), 2));
+            let worker = Arc::new(sftp.worker(handler.clone())?);
+            if let Some(every) = sftp.poll_interval {
+                workers.push(tokio::spawn(crate::workers::run_schedule(
+                    worker.clone(),
+                    every,
+                    stopped(&stop),
+                )));
+            }
+            workers.push(tail(worker, 2));
         }
         if let Some(sf) = &config.salesforce {
             let access = sf.access()?;
@@ -124,8 +132,8 @@ impl Embedded {
             workers.push(tail(worker.clone(), 4));
             sync = Some(worker.clone());
             if let Some(every) = sf.poll_interval {
-                workers.push(tokio::spawn(crate::workers::run_sync_schedule(
-                    worker,
+                workers.push(tokio::spawn(crate::workers::run_schedule(
+                    worker.clone(),
                     every,
                     stopped(&stop),
                 )));

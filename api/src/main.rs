@@ -1122,6 +1122,19 @@ async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
                 tracing::info!(queue = %aws.names.case_queue, "case delivery worker consuming");
                 let shutdown = until_stopped();
                 runs.push(Box::pin(async move { cases.run(shutdown).await }));
+                // The SFTP imports' schedule is the queue's rule (every minute): its
+                // messages are the worker's ticks.
+                let imports = infra::aws::QueueWorker::new(
+                    &aws,
+                    &aws.names.sftp_queue,
+                    Arc::new(api::workers::SftpConfig::of(config).worker(handler.clone())?),
+                    (wait, 2),
+                    infra::aws::SFTP_VISIBILITY_SECS,
+                )
+                .await?;
+                tracing::info!(queue = %aws.names.sftp_queue, "SFTP import worker consuming");
+                let shutdown = until_stopped();
+                runs.push(Box::pin(async move { imports.run(shutdown).await }));
             }
         }
     } else {
@@ -1152,7 +1165,7 @@ async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
             let access = config.access()?;
             let worker = Arc::new(config.worker(handler.clone(), &access)?);
             if let Some(every) = config.poll_interval {
-                runs.push(Box::pin(api::workers::run_sync_schedule(
+                runs.push(Box::pin(api::workers::run_schedule(
                     worker.clone(),
                     every,
                     until_stopped(),
@@ -1172,10 +1185,19 @@ async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
                 4,
                 until_stopped(),
             )));
+            let sftp = api::workers::SftpConfig::of(config);
+            let worker = Arc::new(sftp.worker(handler.clone())?);
+            if let Some(every) = sftp.poll_interval {
+                runs.push(Box::pin(api::workers::run_schedule(
+                    worker.clone(),
+                    every,
+                    until_stopped(),
+                )));
+            }
             runs.push(Box::pin(api::workers::run_worker(
                 Arc::new(events.clone()),
                 Arc::new(views.clone()),
-                Arc::new(api::workers::SftpConfig::of(config).worker(handler.clone())?),
+                worker,
                 2,
                 until_stopped(),
             )));

@@ -14,7 +14,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use commands::attempts::CallFailure;
 use commands::sftp::{
-    ConfigureSftp, Endpoint, FileServer, RemoveSftp, StartImport, connection_of, import_stream,
+    Endpoint, FileServer, StartImport, configure, connection_of, import_stream, remove,
 };
 use domain::sftp::{
     AuthMethod, HostKeyFingerprint, ImportStatus, ImportTrigger, PrivateKeyPem, RemoteDir,
@@ -183,11 +183,7 @@ pub async fn put_connection(
             .await
             .map_err(|e| refused(field, e))?;
     }
-    let stored = state
-        .commands
-        .run(&meta(&principal, ids, None), &ConfigureSftp { config })
-        .await?
-        .output;
+    let stored = configure(&state.commands, &meta(&principal, ids, None), config).await?;
     tracing::info!(tenant_id = %principal.tenant_id, host = stored.host.as_str(), "SFTP connection configured");
     Ok(Json(ConnectionView::of(&stored)).into_response())
 }
@@ -215,10 +211,7 @@ pub async fn delete_connection(
     principal: Principal,
     Ids(ids): Ids,
 ) -> Result<StatusCode, ApiError> {
-    state
-        .commands
-        .run(&meta(&principal, ids, None), &RemoveSftp)
-        .await?;
+    remove(&state.commands, &meta(&principal, ids, None)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

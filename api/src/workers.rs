@@ -25,6 +25,8 @@ pub struct SalesforceConfig {
     pub lookback: chrono::Duration,
     /// The scheduled incremental sync of every connected tenant; `None`: none.
     pub poll_interval: Option<Duration>,
+    /// How often the SFTP scheduler looks for imports that are due; `None`: never.
+    pub sftp_poll_interval: Option<Duration>,
     /// How the case delivery worker retries an upsert.
     pub delivery: commands::worker::RetryPolicy,
     /// Transient failures in a row that open an org's circuit, and how long it stays open.
@@ -38,6 +40,7 @@ impl std::fmt::Debug for SalesforceConfig {
             .field("timeout", &self.timeout)
             .field("lookback", &self.lookback)
             .field("poll_interval", &self.poll_interval)
+            .field("sftp_poll_interval", &self.sftp_poll_interval)
             .field("delivery", &self.delivery)
             .field("breaker", &self.breaker)
             .finish()
@@ -99,6 +102,10 @@ pub struct SalesforceArgs {
     /// The scheduled incremental sync of every connected tenant (`30m`, `1h`), or `off`.
     #[arg(long, env = "CHRONICLE_SF_POLL_INTERVAL", default_value = "1h", value_parser = parse_interval)]
     pub sf_poll_interval: Interval,
+    /// How often the SFTP scheduler starts the imports that are due by their connections'
+    /// schedules (`1m`), or `off`. The same key seals SFTP secrets.
+    #[arg(long, env = "CHRONICLE_SFTP_POLL_INTERVAL", default_value = "1m", value_parser = parse_interval)]
+    pub sftp_poll_interval: Interval,
     /// How far back of the watermark an incremental sync reads again.
     #[arg(long, env = "CHRONICLE_SF_LOOKBACK", default_value = "2m", value_parser = parse_duration)]
     pub sf_lookback: Duration,
@@ -142,6 +149,7 @@ impl SalesforceArgs {
             timeout: self.sf_timeout,
             lookback: chrono::Duration::from_std(self.sf_lookback)?,
             poll_interval: self.sf_poll_interval.0,
+            sftp_poll_interval: self.sftp_poll_interval.0,
             delivery: commands::worker::RetryPolicy {
                 max_attempts: 3,
                 timeout: self.sf_timeout,
@@ -152,25 +160,23 @@ impl SalesforceArgs {
     }
 }
 
-/// Starts the scheduled incremental sync of every connected tenant every `interval`, until
-/// `shutdown`.
-pub async fn run_sync_schedule(
-    worker: Arc<commands::sync_worker::SyncWorker>,
+/// Runs `worker`'s scheduled poll (its `tick`: the Salesforce syncs, the SFTP imports
+/// that are due) every `interval`, until `shutdown`.
+pub async fn run_schedule(
+    worker: Arc<dyn EventWorker>,
     interval: Duration,
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
     let mut every = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = every.tick() => {}
             () = &mut shutdown => return,
         }
-        match worker.schedule().await {
-            Ok(started) => {
-                tracing::info!(syncs = started.len(), "scheduled Salesforce syncs started")
-            }
-            Err(e) => tracing::warn!(error = %e, "scheduled Salesforce syncs not started"),
+        if let Err(e) = worker.tick().await {
+            tracing::warn!(worker = worker.name(), error = %e, "scheduled work not started");
         }
     }
 }
@@ -260,6 +266,8 @@ impl AiArgs {
 pub struct SftpConfig {
     pub secrets_key: Vec<u8>,
     pub timeout: Duration,
+    /// How often the scheduler starts the imports that are due; `None`: never.
+    pub poll_interval: Option<Duration>,
 }
 
 impl std::fmt::Debug for SftpConfig {
@@ -267,6 +275,7 @@ impl std::fmt::Debug for SftpConfig {
         f.debug_struct("SftpConfig")
             .field("secrets_key", &"<redacted>")
             .field("timeout", &self.timeout)
+            .field("poll_interval", &self.poll_interval)
             .finish()
     }
 }
@@ -277,6 +286,7 @@ impl SftpConfig {
         Self {
             secrets_key: sf.secrets_key.clone(),
             timeout: sf.timeout,
+            poll_interval: sf.sftp_poll_interval,
         }
     }
 

@@ -1,9 +1,10 @@
 //! Salesforce customers on the one pipeline: a tenant's connection (private stream), the
-//! registry of connected tenants, a sync run with the tenant's one slot, and each record
+//! a sync run with the tenant's one slot, and each record
 //! a run hands in. Also the port the Salesforce client implements (`CrmSource`).
 
 use crate::handler::{CommandError, CommandHandler, CommandMeta};
 use crate::pipeline::{Command, Tx};
+use crate::registry::{Integration, enroll, enrolled};
 use chrono::{DateTime, Utc};
 use domain::customer::{Customer, CustomerCommand, CustomerFields};
 use domain::customer_sync::{
@@ -11,8 +12,7 @@ use domain::customer_sync::{
     Watermark,
 };
 use domain::salesforce::{
-    ConnectionCommand, ConnectionError, RegistryCommand, SYSTEM_TENANT, SalesforceConnected,
-    SalesforceConnection, SyncRegistry,
+    ConnectionCommand, ConnectionError, SalesforceConnected, SalesforceConnection,
 };
 use domain::{Aggregate, StreamId, TenantId};
 
@@ -62,16 +62,6 @@ pub fn sync_stream(id: &str) -> StreamId {
 
 pub fn customer_stream(id: &str) -> StreamId {
     StreamId::for_aggregate(Customer::KIND, id)
-}
-
-pub fn registry_stream() -> StreamId {
-    StreamId::for_aggregate(SyncRegistry::KIND, "salesforce")
-}
-
-/// The system tenant, whose streams belong to no tenant.
-pub fn system_tenant() -> TenantId {
-    // A constant of the id alphabet (checked by a domain test).
-    TenantId::parse(SYSTEM_TENANT).unwrap_or_else(|_| unreachable!("a valid tenant id"))
 }
 
 /// A tenant's org, as the Salesforce client needs it; the secret still sealed.
@@ -225,33 +215,23 @@ pub async fn connect(
     meta: &CommandMeta,
     command: ConnectionCommand,
 ) -> Result<(), CommandError<CrmCommandError>> {
-    let register = match &command {
-        ConnectionCommand::Connect { .. } => RegistryCommand::Register(meta.tenant_id.clone()),
-        ConnectionCommand::Disconnect => RegistryCommand::Unregister(meta.tenant_id.clone()),
-    };
+    let enrolls = matches!(command, ConnectionCommand::Connect { .. });
     handler
         .execute::<SalesforceConnection>(meta, &connection_stream(), &command, None)
         .await
         .map_err(lift)?;
-    // The registry is the system's stream: a second append, idempotent. A tenant listed
-    // without a connection is skipped by the scheduler.
-    let system = CommandMeta::of(system_tenant(), meta.actor.clone(), meta.ids(), None);
-    handler
-        .execute::<SyncRegistry>(&system, &registry_stream(), &register, None)
+    enroll(handler, meta, Integration::Salesforce, enrolls)
         .await
-        .map_err(lift)?;
-    Ok(())
+        .map_err(lift)
 }
 
 /// The tenants with a connection.
 pub async fn connected_tenants(
     handler: &CommandHandler,
 ) -> Result<Vec<TenantId>, CommandError<CrmCommandError>> {
-    let (r, _) = handler
-        .state::<SyncRegistry>(&system_tenant(), &registry_stream())
+    enrolled(handler, Integration::Salesforce)
         .await
-        .map_err(lift)?;
-    Ok(r.tenants.into_iter().collect())
+        .map_err(lift)
 }
 
 /// A run that held the slot this long without ending is taken to have died.

@@ -20,6 +20,7 @@ pub mod mail_worker;
 pub mod messages;
 pub mod pipeline;
 pub mod quota;
+pub mod registry;
 pub mod sftp;
 pub mod sftp_worker;
 pub mod states;

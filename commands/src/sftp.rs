@@ -7,8 +7,9 @@
 //! The port to the file server (`FileServer`) is implemented over SSH in `infra::sftp`.
 
 use crate::attempts::CallFailure;
-use crate::handler::{CommandError, CommandHandler};
+use crate::handler::{CommandError, CommandHandler, CommandMeta};
 use crate::pipeline::{Command, Tx};
+use crate::registry::{Integration, enroll, enrolled};
 use domain::customer_sync::{SlotCommand, SlotError, SyncSlot};
 use domain::salesforce::SealedSecret;
 use domain::sftp::{
@@ -81,6 +82,8 @@ pub enum SftpError {
     Busy(String),
     #[error(transparent)]
     Slot(SlotError),
+    #[error("the scheduled import is not due")]
+    NotDue,
 }
 
 impl From<SlotError> for SftpError {
@@ -154,6 +157,38 @@ pub async fn imported_by(
     Ok(f.recorded.map(|r| r.import_id))
 }
 
+/// Configures (or replaces) the tenant's connection and enrolls the tenant for the
+/// scheduled imports.
+pub async fn configure(
+    handler: &CommandHandler,
+    meta: &CommandMeta,
+    config: SftpConfigured,
+) -> Result<SftpConfigured, CommandError<SftpError>> {
+    let stored = handler.run(meta, &ConfigureSftp { config }).await?.output;
+    enroll(handler, meta, Integration::Sftp, true)
+        .await
+        .map_err(lift)?;
+    Ok(stored)
+}
+
+/// Removes the tenant's connection and withdraws it from the scheduled imports.
+pub async fn remove(
+    handler: &CommandHandler,
+    meta: &CommandMeta,
+) -> Result<(), CommandError<SftpError>> {
+    handler.run(meta, &RemoveSftp).await?;
+    enroll(handler, meta, Integration::Sftp, false)
+        .await
+        .map_err(lift)
+}
+
+/// The tenants with a connection, for the scheduler.
+pub async fn configured_tenants(
+    handler: &CommandHandler,
+) -> Result<Vec<TenantId>, CommandError<SftpError>> {
+    enrolled(handler, Integration::Sftp).await.map_err(lift)
+}
+
 /// Configures (or replaces) the tenant's connection.
 pub struct ConfigureSftp {
     pub config: SftpConfigured,
@@ -212,7 +247,8 @@ impl Command for RemoveSftp {
 const STALE_AFTER_HOURS: i64 = 6;
 
 /// Starts a run of the import: the tenant must have a connection, and no other run may
-/// hold the slot.
+/// hold the slot; a scheduled run also must be due (the last run took the slot at least
+/// one period of the connection's schedule ago).
 pub struct StartImport {
     pub import_id: String,
     pub trigger: ImportTrigger,
@@ -228,16 +264,24 @@ impl Command for StartImport {
             .load_tail::<SftpConnection>(&connection_stream())
             .await
             .map_err(lift)?;
-        if c.current.is_none() {
+        let Some(connection) = c.current else {
             return Err(rejected(SftpConnectionError::NotConfigured));
-        }
+        };
         let slot = slot_stream();
         let (s, _) = tx.load::<SyncSlot>(&slot).await.map_err(lift)?;
+        let stale_after = chrono::Duration::hours(STALE_AFTER_HOURS);
+        if self.trigger == ImportTrigger::Scheduled {
+            let every = connection.schedule.minutes;
+            let period = chrono::Duration::minutes(i64::from(every));
+            if every == 0 || !s.due(tx.ctx().now, period, stale_after) {
+                return Err(rejected(SftpError::NotDue));
+            }
+        }
         let taken = s
             .decide(
                 &SlotCommand::Take {
                     sync_id: self.import_id.clone(),
-                    stale_after: chrono::Duration::hours(STALE_AFTER_HOURS),
+                    stale_after,
                 },
                 tx.ctx(),
             )

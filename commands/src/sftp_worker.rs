@@ -14,14 +14,15 @@ use crate::attempts::CallFailure;
 use crate::handler::{CommandError, CommandHandler, CommandMeta, RequestIds};
 use crate::ledger::{PostTransaction, legs, number_stream};
 use crate::sftp::{
-    AdvanceImport, Endpoint, FileServer, FileSession, SftpError, connection_of, import_stream,
-    imported_by,
+    AdvanceImport, Endpoint, FileServer, FileSession, SftpError, StartImport, configured_tenants,
+    connection_of, import_stream, imported_by,
 };
 use crate::worker::{EventWorker, WorkFailure};
 use domain::account::{AccountNumber, Kind};
 use domain::money::{Currency, PositiveMoney};
 use domain::sftp::{
-    FileReport, ImportStatus, LineFailure, MAX_REPORTED_FAILURES, SftpImport, SftpImportCommand,
+    FileReport, ImportStatus, ImportTrigger, LineFailure, MAX_REPORTED_FAILURES,
+    SftpConnectionError, SftpImport, SftpImportCommand,
 };
 use domain::transaction::{NewTransaction, Reference};
 use domain::{Actor, Aggregate, EventEnvelope, Role, TenantId, UserId};
@@ -106,6 +107,36 @@ impl SftpWorker {
             .run(&self.meta(tenant, cause), &advance)
             .await?
             .output)
+    }
+
+    /// Starts a scheduled run for every tenant with a connection whose schedule is due
+    /// and that runs none (the check is the start command's own, in its append). Returns
+    /// the runs started; the worker runs them when their start events reach it.
+    pub async fn schedule(&self) -> Result<Vec<(TenantId, String)>, CommandError<SftpError>> {
+        let mut started = Vec::new();
+        for tenant in configured_tenants(&self.handler).await? {
+            let import_id = uuid::Uuid::now_v7().to_string();
+            let start = StartImport {
+                import_id: import_id.clone(),
+                trigger: ImportTrigger::Scheduled,
+            };
+            match self
+                .handler
+                .run(&self.meta(&tenant, &RequestIds::fresh()), &start)
+                .await
+            {
+                Ok(_) => started.push((tenant, import_id)),
+                Err(CommandError::Rejected(
+                    SftpError::NotDue
+                    | SftpError::Busy(_)
+                    | SftpError::Connection(SftpConnectionError::NotConfigured),
+                )) => {}
+                Err(e) => {
+                    tracing::warn!(tenant_id = %tenant, error = %e, "scheduled SFTP import not started");
+                }
+            }
+        }
+        Ok(started)
     }
 
     /// Runs import `import_id` to its end (or, cut off, leaves it for a rerun).
@@ -531,6 +562,15 @@ impl EventWorker for SftpWorker {
             RequestIds::caused_by(event),
         )
         .await
+    }
+
+    /// The scheduled poll: a run for every tenant whose schedule is due.
+    async fn tick(&self) -> Result<(), WorkFailure> {
+        let started = self.schedule().await.map_err(crate::worker::failure)?;
+        if !started.is_empty() {
+            tracing::info!(imports = started.len(), "scheduled SFTP imports started");
+        }
+        Ok(())
     }
 }
 

@@ -265,6 +265,9 @@ pub struct SlotState {
     /// When the last run that read everything ended: how fresh the read models are.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_completed_at: Option<DateTime<Utc>>,
+    /// When the last run (ended or not) took the slot: when a schedule is next due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_taken_at: Option<DateTime<Utc>>,
     pub at: DateTime<Utc>,
 }
 
@@ -289,15 +292,32 @@ pub struct SyncSlot {
     pub running_since: Option<DateTime<Utc>>,
     pub watermark: Option<Watermark>,
     pub last_completed_at: Option<DateTime<Utc>>,
+    pub last_taken_at: Option<DateTime<Utc>>,
 }
 
 impl SyncSlot {
+    /// Whether a run every `period` is due at `now`: the slot is free (or held by a run
+    /// that has gone stale) and the last run took it at least `period` ago.
+    pub fn due(
+        &self,
+        now: DateTime<Utc>,
+        period: chrono::Duration,
+        stale_after: chrono::Duration,
+    ) -> bool {
+        let free = match self.running_since {
+            Some(since) if self.running.is_some() => now - since >= stale_after,
+            _ => true,
+        };
+        free && self.last_taken_at.is_none_or(|at| now - at >= period)
+    }
+
     fn state(&self, at: DateTime<Utc>) -> SlotState {
         SlotState {
             running: self.running.clone(),
             running_since: self.running_since,
             watermark: self.watermark.clone(),
             last_completed_at: self.last_completed_at,
+            last_taken_at: self.last_taken_at,
             at,
         }
     }
@@ -323,6 +343,7 @@ impl Aggregate for SyncSlot {
                 }
                 next.running = Some(sync_id.clone());
                 next.running_since = Some(ctx.now);
+                next.last_taken_at = Some(ctx.now);
                 SlotEvent::Taken
             }
             SlotCommand::Advance { sync_id, watermark } => {
@@ -363,6 +384,33 @@ impl TailState for SyncSlot {
             running_since: s.running_since,
             watermark: s.watermark.clone(),
             last_completed_at: s.last_completed_at,
+            last_taken_at: s.last_taken_at,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Duration;
+
+    #[test]
+    fn a_scheduled_run_is_due_a_period_after_the_last_one_took_the_slot() {
+        let t0 = Utc::now();
+        let (hour, stale) = (Duration::hours(1), Duration::hours(6));
+        let mut slot = SyncSlot::default();
+        assert!(slot.due(t0, hour, stale), "never run: due at once");
+        slot.running = Some("run-1".into());
+        slot.running_since = Some(t0);
+        slot.last_taken_at = Some(t0);
+        assert!(
+            !slot.due(t0 + Duration::hours(2), hour, stale),
+            "still running"
+        );
+        assert!(slot.due(t0 + Duration::hours(7), hour, stale), "stale");
+        slot.running = None;
+        slot.running_since = None;
+        assert!(!slot.due(t0 + Duration::minutes(59), hour, stale));
+        assert!(slot.due(t0 + Duration::minutes(60), hour, stale));
     }
 }

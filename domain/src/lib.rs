@@ -20,6 +20,7 @@ pub mod money;
 pub mod order;
 pub mod product;
 pub mod quota;
+pub mod registry;
 pub mod rules;
 pub mod salesforce;
 pub mod sftp;

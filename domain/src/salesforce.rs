@@ -1,10 +1,10 @@
 //! A tenant's Salesforce connection (each tenant is a company with its own org): where its
 //! org is, the connected app's client id and its secret, sealed (encrypted) before it gets
-//! here. It lives in a private stream, never published. The registry (`SyncRegistry`, in
-//! the system's own stream) lists the tenants with a connection, for the scheduled sync.
+//! here. It lives in a private stream, never published. The tenants with a connection are
+//! listed in the `registry` module's registry, for the scheduled sync.
 
 use crate::aggregate::{Aggregate, CommandContext, TailState};
-use crate::ids::{TenantId, UserId, ValidationError};
+use crate::ids::{UserId, ValidationError};
 use crate::rules::{Pattern, TextRule};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -245,72 +245,6 @@ impl TailState for SalesforceConnection {
     }
 }
 
-/// The tenant whose streams hold what belongs to no tenant (the sync registry).
-pub const SYSTEM_TENANT: &str = "system:chronicle";
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RegistryChanged {
-    pub tenant_id: TenantId,
-    pub at: DateTime<Utc>,
-}
-
-crate::domain_events!(RegistryEvent, "sync registry" {
-    Registered(RegistryChanged) = "SalesforceTenantRegistered",
-    Unregistered(RegistryChanged) = "SalesforceTenantUnregistered",
-});
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RegistryCommand {
-    Register(TenantId),
-    Unregister(TenantId),
-}
-
-/// The tenants with a Salesforce connection, for the scheduled sync.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SyncRegistry {
-    pub tenants: std::collections::BTreeSet<TenantId>,
-}
-
-impl Aggregate for SyncRegistry {
-    const KIND: &'static str = "sfregistry";
-    type Command = RegistryCommand;
-    type Event = RegistryEvent;
-    type Error = std::convert::Infallible;
-
-    fn decide(
-        &self,
-        c: &RegistryCommand,
-        ctx: &CommandContext,
-    ) -> Result<Vec<RegistryEvent>, Self::Error> {
-        Ok(match c {
-            RegistryCommand::Register(t) if !self.tenants.contains(t) => {
-                vec![RegistryEvent::Registered(RegistryChanged {
-                    tenant_id: t.clone(),
-                    at: ctx.now,
-                })]
-            }
-            RegistryCommand::Unregister(t) if self.tenants.contains(t) => {
-                vec![RegistryEvent::Unregistered(RegistryChanged {
-                    tenant_id: t.clone(),
-                    at: ctx.now,
-                })]
-            }
-            _ => vec![],
-        })
-    }
-
-    fn apply(&mut self, e: &RegistryEvent) {
-        match e {
-            RegistryEvent::Registered(r) => {
-                self.tenants.insert(r.tenant_id.clone());
-            }
-            RegistryEvent::Unregistered(r) => {
-                self.tenants.remove(&r.tenant_id);
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -323,6 +257,5 @@ mod tests {
         assert!(LoginUrl::parse("https://acme.test/path").is_err());
         assert!(ApiVersion::parse("60.0").is_ok());
         assert!(ApiVersion::parse("v60").is_err());
-        assert!(TenantId::parse(SYSTEM_TENANT).is_ok());
     }
 }

@@ -22,6 +22,33 @@ pub async fn test_aws_with_prefix(prefix: &str) -> Aws {
     aws
 }
 
+/// Sends an EventBridge schedule's event to `queue`, as a scheduled rule would (the
+/// emulator runs no schedules): the queue's worker takes it for its tick.
+pub async fn scheduled_tick(aws: &Aws, queue: &str) {
+    let url = aws
+        .sqs
+        .get_queue_url()
+        .queue_name(queue)
+        .send()
+        .await
+        .expect("url")
+        .queue_url()
+        .expect("url")
+        .to_owned();
+    let event = serde_json::json!({
+        "version": "0", "id": uuid::Uuid::new_v4().to_string(), "detail-type": "Scheduled Event",
+        "source": "aws.events", "account": "123456789012", "time": chrono::Utc::now().to_rfc3339(),
+        "region": "us-east-1", "resources": [format!("arn:aws:events:us-east-1:123456789012:rule/{queue}")], "detail": {}
+    });
+    aws.sqs
+        .send_message()
+        .queue_url(&url)
+        .message_body(event.to_string())
+        .send()
+        .await
+        .expect("tick");
+}
+
 /// Every record of every shard of the deployment's Kinesis stream, read from the trim
 /// horizon, by shard id (the emulator answers one GetRecords with all of a shard's).
 pub async fn kinesis_shards(aws: &Aws) -> Vec<(String, Vec<aws_sdk_kinesis::types::Record>)> {

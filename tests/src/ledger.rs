@@ -76,6 +76,8 @@ pub struct Bank {
     pub handler: CommandHandler,
     pub tenant: TenantId,
     pub ids: Vec<String>,
+    /// The accounts' numbers, as `ids`.
+    pub numbers: Vec<String>,
     specs: Vec<Spec>,
     balances: Vec<i64>,
     frozen: Vec<bool>,
@@ -144,13 +146,15 @@ impl Bank {
             .execute::<Customer>(&meta(&tenant), &customer_stream(CLIENT), &sync, None)
             .await
             .expect("the client");
-        let mut ids = Vec::new();
+        let (mut ids, mut numbers) = (Vec::new(), Vec::new());
         for spec in specs {
             let account_id = uuid::Uuid::now_v7().to_string();
+            let number = AccountNumber::with_check(rand_digits());
+            numbers.push(number.as_str().to_owned());
             let open = OpenAccount {
                 account_id: account_id.clone(),
                 customer_id: CLIENT.to_owned(),
-                number: AccountNumber::with_check(rand_digits()),
+                number,
                 account_type: AccountType::Checking,
                 currency: Currency::parse(spec.currency).expect("currency"),
                 overdraft_limit: money(spec.overdraft),
@@ -165,6 +169,7 @@ impl Bank {
             handler,
             tenant,
             ids,
+            numbers,
             specs: specs.to_vec(),
             balances: vec![0; specs.len()],
             frozen: vec![false; specs.len()],

@@ -114,11 +114,33 @@ impl TestApp {
         Self::start_in(dir, "off", ai, None)
     }
 
+    /// With the SFTP scheduler looking for due imports every `every`.
+    pub fn start_with_sftp_schedule(every: Duration) -> Self {
+        Self::start_configured(
+            tempfile::tempdir().expect("tempdir"),
+            "off",
+            (None, None),
+            Some(every),
+        )
+    }
+
     fn start_in(
         dir: tempfile::TempDir,
         spec: &str,
         ai: Option<api::workers::AiConfig>,
         mail: Option<api::workers::MailConfig>,
+    ) -> Self {
+        Self::start_configured(dir, spec, (ai, mail), None)
+    }
+
+    fn start_configured(
+        dir: tempfile::TempDir,
+        spec: &str,
+        (ai, mail): (
+            Option<api::workers::AiConfig>,
+            Option<api::workers::MailConfig>,
+        ),
+        sftp_poll: Option<Duration>,
     ) -> Self {
         let embedded = Embedded::start(EmbeddedConfig {
             data_dir: dir.path().to_owned(),
@@ -130,6 +152,7 @@ impl TestApp {
                 timeout: Duration::from_secs(5),
                 lookback: chrono::Duration::minutes(2),
                 poll_interval: None,
+                sftp_poll_interval: None,
                 delivery: commands::worker::RetryPolicy {
                     max_attempts: 2,
                     timeout: Duration::from_secs(1),
@@ -143,6 +166,7 @@ impl TestApp {
             sftp: Some(api::workers::SftpConfig {
                 secrets_key: b"test-secrets-key".to_vec(),
                 timeout: Duration::from_secs(5),
+                poll_interval: sftp_poll,
             }),
         })
         .expect("start");

@@ -26,7 +26,7 @@ pub use kinesis_consumer::{
 };
 pub use setup::{
     AI_VISIBILITY_SECS, CASE_VISIBILITY_SECS, MAIL_VISIBILITY_SECS, MAX_RECEIVES,
-    SYNC_VISIBILITY_SECS, SetupError, setup,
+    SFTP_VISIBILITY_SECS, SYNC_VISIBILITY_SECS, SetupError, setup,
 };
 pub use views::DynamoReadModelStore;
 
@@ -55,6 +55,12 @@ pub struct Names {
     pub mail_rule: String,
     pub mail_queue: String,
     pub mail_dlq: String,
+    /// The SFTP import worker's rule, queue and dead-letter queue, and the schedule that
+    /// starts the imports that are due.
+    pub sftp_rule: String,
+    pub sftp_queue: String,
+    pub sftp_dlq: String,
+    pub sftp_schedule: String,
     /// The case delivery worker's rule, queue and dead-letter queue.
     pub case_rule: String,
     pub case_queue: String,
@@ -81,6 +87,10 @@ impl Names {
             mail_rule: format!("{prefix}-mail"),
             mail_queue: format!("{prefix}-mail"),
             mail_dlq: format!("{prefix}-mail-dlq"),
+            sftp_rule: format!("{prefix}-sftp-import"),
+            sftp_queue: format!("{prefix}-sftp-import"),
+            sftp_dlq: format!("{prefix}-sftp-import-dlq"),
+            sftp_schedule: format!("{prefix}-sftp-poll"),
             case_rule: format!("{prefix}-case-delivery"),
             case_queue: format!("{prefix}-case-delivery"),
             case_dlq: format!("{prefix}-case-delivery-dlq"),

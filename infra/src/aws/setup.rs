@@ -102,6 +102,28 @@ pub async fn setup(aws: &Aws) -> Result<Vec<String>, SetupError> {
     report.extend(
         worker_queue(
             aws,
+            (&names.sftp_queue, &names.sftp_dlq, SFTP_VISIBILITY_SECS),
+            &[
+                (
+                    &names.sftp_rule,
+                    "sftp-import",
+                    Trigger::Pattern(
+                        serde_json::json!({ "source": [source], "detail-type": ["SftpImportStarted"] }),
+                    ),
+                ),
+                (
+                    &names.sftp_schedule,
+                    "sftp-poll",
+                    // The connections' schedules are in minutes: the poll starts those due.
+                    Trigger::Schedule("rate(1 minute)".into()),
+                ),
+            ],
+        )
+        .await?,
+    );
+    report.extend(
+        worker_queue(
+            aws,
             (&names.case_queue, &names.case_dlq, CASE_VISIBILITY_SECS),
             &[(
                 &names.case_rule,
@@ -408,6 +430,9 @@ pub const CASE_VISIBILITY_SECS: u32 = 120;
 
 /// The sync queue's visibility: the worker extends it while a sync runs.
 pub const SYNC_VISIBILITY_SECS: u32 = 300;
+
+/// The SFTP queue's visibility: the worker extends it while an import runs.
+pub const SFTP_VISIBILITY_SECS: u32 = 300;
 
 /// The AI queue's visibility: the worker extends it while a query runs.
 pub const AI_VISIBILITY_SECS: u32 = 120;

@@ -40,6 +40,7 @@ async fn an_opened_case_is_delivered_once_through_the_case_queue() {
         timeout: Duration::from_secs(5),
         lookback: chrono::Duration::minutes(2),
         poll_interval: None,
+        sftp_poll_interval: None,
         delivery: commands::worker::RetryPolicy {
             max_attempts: 1,
             timeout: Duration::from_secs(1),

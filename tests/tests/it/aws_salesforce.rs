@@ -3,7 +3,7 @@
 //! imports the fake org's Accounts; a scheduled tick on the same queue (as the EventBridge
 //! schedule sends it) starts the incremental poll of every connected tenant.
 
-use chronicle_tests::aws::test_aws_with_prefix;
+use chronicle_tests::aws::{scheduled_tick, test_aws_with_prefix};
 use chronicle_tests::fake_salesforce::{Account, FakeSalesforce};
 use commands::customers::{StartSync, connect, customer_stream, sync_stream};
 use commands::{CommandHandler, CommandMeta};
@@ -55,6 +55,7 @@ async fn a_sync_runs_through_the_sync_queue_and_a_tick_starts_the_poll() {
         timeout: Duration::from_secs(5),
         lookback: chrono::Duration::minutes(2),
         poll_interval: None,
+        sftp_poll_interval: None,
         delivery: Default::default(),
         breaker: (5, Duration::from_secs(30)),
     };
@@ -114,28 +115,7 @@ async fn a_sync_runs_through_the_sync_queue_and_a_tick_starts_the_poll() {
     assert_eq!(c.fields.billing_city.as_deref(), Some("Karachi"));
 
     // The EventBridge schedule's event, as it lands on the queue.
-    let url = aws
-        .sqs
-        .get_queue_url()
-        .queue_name(&aws.names.sync_queue)
-        .send()
-        .await
-        .expect("url")
-        .queue_url()
-        .expect("url")
-        .to_owned();
-    let tick = serde_json::json!({
-        "version": "0", "id": uuid::Uuid::new_v4().to_string(), "detail-type": "Scheduled Event",
-        "source": "aws.events", "account": "123456789012", "time": chrono::Utc::now().to_rfc3339(),
-        "region": "us-east-1", "resources": ["arn:aws:events:us-east-1:123456789012:rule/poll"], "detail": {}
-    });
-    aws.sqs
-        .send_message()
-        .queue_url(&url)
-        .message_body(tick.to_string())
-        .send()
-        .await
-        .expect("tick");
+    scheduled_tick(&aws, &aws.names.sync_queue).await;
     let before = org.queries().len();
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {

@@ -17,6 +17,7 @@ mod aws_messages;
 mod aws_pipeline;
 mod aws_replay;
 mod aws_salesforce;
+mod aws_sftp;
 mod case_delivery;
 mod cli;
 mod commerce;

@@ -356,3 +356,72 @@ async fn a_run_cut_off_mid_file_resumes_without_posting_twice() {
     balance_reaches(&app, &admin, &a_id, "4000.00").await;
     assert_eq!(files_in(&server.processed()), ["big.csv"]);
 }
+
+/// The imports of the tenant, newest first.
+async fn imports(app: &TestApp, admin: &SignedUp) -> Vec<Value> {
+    let r = app
+        .get("/integrations/sftp/imports", &admin.access, None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    r.body["items"].as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn imports_start_on_each_connections_schedule() {
+    let server = SftpServer::start();
+    // The scheduler looks every 100 ms; each connection says when its run is due.
+    let app = TestApp::start_with_sftp_schedule(Duration::from_millis(100));
+    let admin = bank(&app, "sftp-scheduled").await;
+    let idle = bank(&app, "sftp-unscheduled").await;
+    let a = open(&app, &admin, json!({"type": "checking", "currency": "PKR"})).await;
+    let (a_id, a_no) = (
+        a["account_id"].as_str().expect("value"),
+        a["account_number"].as_str().expect("value"),
+    );
+    let mut csv = String::from(HEADER);
+    for i in 0..20 {
+        csv.push_str(&format!(
+            "{a_no},deposit,1.00,PKR,scheduled-{i},2026-12-01\n"
+        ));
+    }
+    server.drop_file("scheduled.csv", &csv);
+    // A tenant whose schedule is off gets no run.
+    let mut off = server.connection();
+    off["schedule"] = json!("off");
+    let r = app
+        .put("/integrations/sftp", &idle.access, &off.to_string())
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["schedule"], "off");
+
+    // The default schedule (hourly): a first run is due at once.
+    connect(&app, &admin, &server).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let first = loop {
+        if let Some(i) = imports(&app, &admin).await.first() {
+            break i["import_id"].as_str().expect("id").to_owned();
+        }
+        assert!(Instant::now() < deadline, "the scheduler started no import");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let done = ended(&app, &admin, &first).await;
+    assert_eq!(done["trigger"], "scheduled", "{done:?}");
+    assert_eq!(done["requested_by"], "system:sftp-worker", "{done:?}");
+    assert_eq!(done["status"], "COMPLETED", "{done:?}");
+    assert_eq!(done["posted"], 20, "{done:?}");
+    balance_reaches(&app, &admin, a_id, "20.00").await;
+
+    // Many polls later, the next hourly run is not due yet; a manual run still is.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(imports(&app, &admin).await.len(), 1);
+    let manual = ended(&app, &admin, &run(&app, &admin).await).await;
+    assert_eq!(manual["trigger"], "manual");
+    assert_eq!(imports(&app, &admin).await.len(), 2);
+    assert!(imports(&app, &idle).await.is_empty(), "schedule off");
+
+    // Removed, the connection is withdrawn from the schedule.
+    let r = app.delete("/integrations/sftp", &admin.access).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(imports(&app, &admin).await.len(), 2);
+}
