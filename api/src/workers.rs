@@ -357,6 +357,10 @@ pub struct MailArgs {
     /// How long the server may take to answer one SMTP command.
     #[arg(long, env = "CHRONICLE_SMTP_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub smtp_timeout: Duration,
+    /// More roots (a PEM file) to trust for the server's certificate, besides the
+    /// system's: a private relay's CA.
+    #[arg(long, env = "CHRONICLE_SMTP_CA_FILE")]
+    pub smtp_ca_file: Option<std::path::PathBuf>,
     /// Deliveries of a message before it fails for good (4xx replies and broken
     /// connections are retried with backoff; a 5xx reply fails it at once).
     #[arg(long, env = "CHRONICLE_SMTP_MAX_ATTEMPTS", default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=20))]
@@ -387,6 +391,7 @@ impl MailArgs {
                 url,
                 from,
                 timeout: self.smtp_timeout,
+                ca_file: self.smtp_ca_file.clone(),
             },
             policy: commands::worker::RetryPolicy {
                 max_attempts: self.smtp_max_attempts,

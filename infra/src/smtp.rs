@@ -1,12 +1,15 @@
 //! The mail worker's SMTP client (lettre): one connection per delivery, STARTTLS whenever
 //! the server offers it (`smtp://`), required with `?tls=required`, TLS from the start with
-//! `smtps://`, none with `?tls=none`; credentials from the URL. A 5xx reply is a permanent
-//! failure; a 4xx reply, a timeout or a broken connection is retryable.
+//! `smtps://`, none with `?tls=none`; credentials from the URL. The server's certificate
+//! is checked against the system's roots, and the roots of `ca_file` when given (a private
+//! relay's CA). A 5xx reply is a permanent failure; a 4xx reply, a timeout or a broken
+//! connection is retryable.
 
 use commands::attempts::CallFailure;
 use commands::mail_worker::{Mailer, Outgoing};
 use lettre::message::Mailbox;
 use lettre::message::header::ContentType;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use std::error::Error as _;
 use std::time::Duration;
@@ -17,6 +20,8 @@ pub enum SmtpConfigError {
     Url(String),
     #[error("CHRONICLE_SMTP_FROM: {0}")]
     From(String),
+    #[error("CHRONICLE_SMTP_CA_FILE: {0}")]
+    Ca(String),
 }
 
 /// Where and as whom mail is sent.
@@ -28,6 +33,8 @@ pub struct SmtpSettings {
     pub from: String,
     /// How long the server may take to answer one command.
     pub timeout: Duration,
+    /// More roots (PEM) to trust for the server's certificate.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for SmtpSettings {
@@ -36,6 +43,7 @@ impl std::fmt::Debug for SmtpSettings {
             .field("url", &redacted(&self.url))
             .field("from", &self.from)
             .field("timeout", &self.timeout)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
@@ -83,12 +91,43 @@ impl SmtpMailer {
             .parse()
             .map_err(|e| SmtpConfigError::From(format!("{:?}: {e}", settings.from)))?;
         let url = transport_url(&settings.url);
-        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(&url)
-            .map_err(|e| SmtpConfigError::Url(format!("{}: {e}", redacted(&settings.url))))?
-            .timeout(Some(settings.timeout))
-            .build();
-        Ok(Self { transport, from })
+        let bad_url = |e: &dyn std::fmt::Display| {
+            SmtpConfigError::Url(format!("{}: {e}", redacted(&settings.url)))
+        };
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(&url)
+            .map_err(|e| bad_url(&e))?
+            .timeout(Some(settings.timeout));
+        if let Some(path) = &settings.ca_file {
+            builder = builder.tls(with_roots(&url, path)?);
+        }
+        Ok(Self {
+            transport: builder.build(),
+            from,
+        })
     }
+}
+
+/// The TLS mode `url` asks for (as `transport_url` wrote it), trusting `ca_file`'s roots
+/// besides the system's.
+fn with_roots(url: &str, ca_file: &std::path::Path) -> Result<Tls, SmtpConfigError> {
+    let ca = |e: &dyn std::fmt::Display| SmtpConfigError::Ca(format!("{}: {e}", ca_file.display()));
+    let pem = std::fs::read(ca_file).map_err(|e| ca(&e))?;
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| SmtpConfigError::Url("no scheme".into()))?;
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    let host_port = authority.rsplit('@').next().unwrap_or_default();
+    let host = host_port.split(':').next().unwrap_or_default();
+    let params = TlsParameters::builder(host.to_owned())
+        .add_root_certificate(Certificate::from_pem(&pem).map_err(|e| ca(&e))?)
+        .build()
+        .map_err(|e| ca(&e))?;
+    Ok(match scheme {
+        "smtps" => Tls::Wrapper(params),
+        _ if url.contains("tls=required") => Tls::Required(params),
+        _ if url.contains("tls=opportunistic") => Tls::Opportunistic(params),
+        _ => Tls::None,
+    })
 }
 
 /// What went wrong with a delivery, as the server said it (`550 5.1.1 …`) when it did.
@@ -166,6 +205,7 @@ mod tests {
             url: "smtp://bank:s3cret@mail.test".into(),
             from: "Bank <noreply@bank.test>".into(),
             timeout: Duration::from_secs(5),
+            ca_file: None,
         };
         assert!(!format!("{settings:?}").contains("s3cret"));
         assert!(SmtpMailer::new(&settings).is_ok());

@@ -1,7 +1,8 @@
 //! A real SMTP server for the mail tests: aiosmtpd (PyPI) running `scripts/smtp-server.py`
 //! on a loopback port, recording every message it accepts and every reply it gives to
 //! DATA. It refuses recipients whose local part starts with `reject` (550) and answers 451
-//! once to each message for a recipient starting with `flaky`.
+//! once to each message for a recipient starting with `flaky`. It offers STARTTLS with a
+//! certificate of its own throwaway CA (`ca_file`), which the mail worker is told to trust.
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
@@ -75,6 +76,7 @@ impl SmtpServer {
                 url: self.url(),
                 from: "Karachi Bank <noreply@bank.test>".into(),
                 timeout: Duration::from_secs(5),
+                ca_file: Some(self.ca_file()),
             },
             policy: commands::worker::RetryPolicy {
                 max_attempts: 3,
@@ -85,6 +87,11 @@ impl SmtpServer {
             },
             concurrency: 8,
         }
+    }
+
+    /// The certificate of the CA that issued the server's (STARTTLS) certificate.
+    pub fn ca_file(&self) -> PathBuf {
+        self.record.with_file_name("ca.pem")
     }
 
     /// Every reply the server gave to DATA, in order, with what it accepted.

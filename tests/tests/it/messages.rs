@@ -1,6 +1,7 @@
 //! Email end to end on the embedded backend, against a real SMTP server (aiosmtpd from
 //! PyPI, `chronicle_tests::smtp`): a message queued, sent and recorded by the server; a
-//! 451 retried and then accepted; a 550 failing the message at once and suppressing its
+//! 451 retried and then accepted, over STARTTLS (a server whose certificate is not trusted
+//! gets nothing); a 550 failing the message at once and suppressing its
 //! recipient until an ADMIN lifts it; the day's limit; and seed 002's `POST /llm`, whose
 //! `send` with a prompt has the AI worker write the body first.
 
@@ -110,6 +111,7 @@ async fn a_message_is_delivered_and_a_451_is_retried_until_accepted() {
     assert_eq!(plain_got.len(), 1, "{received:?}");
     let got = plain_got[0];
     assert_eq!(got["reply"], "250 2.0.0 Ok: queued");
+    assert_eq!(got["tls"], true, "the server offered STARTTLS: {got:?}");
     assert_eq!(got["rcpt_tos"], json!(["ayesha@client.test"]));
     assert_eq!(got["mail_from"], "noreply@bank.test");
     assert_eq!(got["from"], "Karachi Bank <noreply@bank.test>");
@@ -152,6 +154,27 @@ async fn a_message_is_delivered_and_a_451_is_retried_until_accepted() {
             "MessageSent"
         ]
     );
+}
+
+#[tokio::test]
+async fn a_server_whose_certificate_is_not_trusted_gets_nothing_in_plain_text() {
+    let server = SmtpServer::start();
+    let mut config = server.config();
+    // The server's CA is not among the roots: STARTTLS fails, and the message is never
+    // sent without it.
+    config.smtp.ca_file = None;
+    let app = TestApp::start_with_mail(config, None);
+    let bank = app.register_tenant("Bank", "root@bank.test", "basic").await;
+    let id = send(&app, &bank, "ayesha@client.test", "Your statement").await;
+    let m = settled(&app, &bank, &id).await;
+    assert_eq!(m["status"], "FAILED", "{m:?}");
+    assert_eq!(m["attempts"], 3, "a TLS failure is retried: {m:?}");
+    let reply = m["reply"].as_str().unwrap_or_default().to_lowercase();
+    assert!(
+        reply.contains("certificate") || reply.contains("tls"),
+        "{m:?}"
+    );
+    assert_eq!(server.received(), Vec::<Value>::new());
 }
 
 #[tokio::test]
