@@ -67,6 +67,8 @@ pub struct Services {
     /// Sealing of SFTP secrets and the client that checks a connection; `None` without a
     /// secrets key (connections are then 503).
     pub sftp: Option<crate::sftp::SftpAccess>,
+    /// The event streams open per tenant (`GET /events/stream`).
+    pub streams: Arc<crate::events::OpenStreams>,
 }
 
 /// How long the tenant gate trusts what it read: the delay before a suspension made by
@@ -101,6 +103,7 @@ impl AppState {
             salesforce: None,
             mail: None,
             sftp: None,
+            streams: Arc::default(),
         }))
     }
 }
@@ -146,6 +149,7 @@ fn all_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(crate::transactions::routes())
         .merge(crate::transaction_logs::routes())
         .merge(crate::audit::routes())
+        .merge(crate::events::routes())
         .merge(tenants::routes())
         .merge(users::routes())
         .merge(auth::routes())
@@ -212,7 +216,9 @@ pub fn app(mut state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .service(routes);
-    Router::new().fallback_service(layered)
+    Router::new()
+        .merge(crate::console::routes())
+        .fallback_service(layered)
 }
 
 /// Names the request's route on its span, which the layers outside the router open before

@@ -11,6 +11,7 @@ pub mod auth;
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod cases;
+pub mod console;
 pub mod customer_cases;
 pub mod customer_documents;
 pub mod customers;
@@ -18,6 +19,7 @@ pub mod data_reads;
 pub mod downloads;
 pub mod embedded;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod health;
 pub mod limits;

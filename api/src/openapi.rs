@@ -22,7 +22,8 @@ use utoipa::{Modify, OpenApi};
         queries that send it back wait until the read model shows the write. \
         Access: `security` names the bearer JWT; `ADMIN` in it means ADMIN only, none means the \
         tenant's staff (ADMIN or MEMBER), `CUSTOMER` marks a portal route of one customer \
-        (`/customer/{id}/...`: its CUSTOMER users, or staff); an empty `security` marks a public route."),
+        (`/customer/{id}/...`: its CUSTOMER users, or staff), `ADMIN, MEMBER, CUSTOMER` anyone of the \
+        tenant (the route narrows what each sees); an empty `security` marks a public route."),
     components(schemas(Problem)),
     modifiers(&Bearer),
     tags((name = "tasks", description = "Tasks of the caller's tenant"),
@@ -39,6 +40,7 @@ use utoipa::{Modify, OpenApi};
          (name = "ai", description = "AI queries: submitted at once, answered by the AI worker; poll for the answer. `POST /llm` is seed 002's service: generate, or send an email"),
          (name = "integrations", description = "For ADMINs: the tenant's SFTP server, and the runs of its import into the ledger"),
          (name = "messages", description = "Emails: queued at once, sent over SMTP by the mail worker with retries; suppressed recipients"),
+         (name = "events", description = "The tenant's events, live, as Server-Sent Events once the read models show them, filtered by what the caller may see"),
          (name = "tenants", description = "Sign-up, plan, settings and lifecycle of the caller's tenant"),
          (name = "users", description = "Users of the caller's tenant and invitations"),
          (name = "auth", description = "Built-in sign-in: access and rotating refresh tokens"),

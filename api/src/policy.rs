@@ -1,7 +1,8 @@
 //! Who may call what: one table of routes, each with its operation and the access it
 //! needs, read from the routes' own declarations. Each handler's `#[utoipa::path]` names its
 //! access in `security` (`("bearer" = ["ADMIN"])`, `("bearer" = [])` for any of the
-//! tenant's staff, `("bearer" = ["CUSTOMER"])` for a customer's portal route, `(())` for
+//! tenant's staff, `("bearer" = ["CUSTOMER"])` for a customer's portal route,
+//! `("bearer" = ["ADMIN", "MEMBER", "CUSTOMER"])` for anyone of the tenant, `(())` for
 //! public), so the document clients read is the policy the server
 //! applies; a route that declares none is refused at start-up (fail closed). `authorize`,
 //! run by the router's route layer (`app::track`), applies the table to every request
@@ -31,6 +32,8 @@ pub enum Access {
     /// A portal route of one customer (`/customer/{id}/...`): a CUSTOMER of that customer
     /// (another customer's id is 404, as an unknown one is), or the tenant's staff.
     Portal,
+    /// Anyone of the tenant, staff or CUSTOMER; the route itself narrows what each sees.
+    Tenant,
 }
 
 #[derive(Debug, Clone)]
@@ -128,8 +131,9 @@ fn access_of(security: &Value) -> Result<Access, String> {
             Some(roles) if roles.is_empty() => Ok(Access::Member),
             Some(roles) if roles.len() == 1 && roles[0] == "ADMIN" => Ok(Access::Admin),
             Some(roles) if roles.len() == 1 && roles[0] == "CUSTOMER" => Ok(Access::Portal),
+            Some(roles) if roles == &["ADMIN", "MEMBER", "CUSTOMER"] => Ok(Access::Tenant),
             _ => Err(format!(
-                "security {one} is not bearer with [], [\"ADMIN\"] or [\"CUSTOMER\"]"
+                "security {one} is not bearer with [], [\"ADMIN\"], [\"CUSTOMER\"] or [\"ADMIN\", \"MEMBER\", \"CUSTOMER\"]"
             )),
         },
         _ => Err("more than one security requirement".into()),
@@ -232,7 +236,7 @@ pub async fn authorize(
 /// Whether the rule lets `principal` call `path` (the request's, matched by the rule).
 fn admits(rule: &Rule, principal: &Principal, path: &str) -> Result<(), ApiError> {
     match rule.access {
-        Access::Public => Ok(()),
+        Access::Public | Access::Tenant => Ok(()),
         Access::Admin if principal.is_admin() => Ok(()),
         Access::Admin => Err(ApiError::Forbidden(format!(
             "{} needs the ADMIN role",
@@ -285,6 +289,10 @@ mod tests {
         assert_eq!(
             access_of(&json!([{"bearer": ["CUSTOMER"]}])),
             Ok(Access::Portal)
+        );
+        assert_eq!(
+            access_of(&json!([{"bearer": ["ADMIN", "MEMBER", "CUSTOMER"]}])),
+            Ok(Access::Tenant)
         );
         assert!(access_of(&json!([{"bearer": ["OWNER"]}])).is_err());
         assert!(access_of(&json!([{"other": []}])).is_err());

@@ -200,6 +200,12 @@ impl Cursor {
         ..TextRule::chars(1, 1024, "the next_cursor of the previous page (base64url)")
     };
 
+    /// `raw` as a cursor, or why not, naming `field`.
+    pub(crate) fn parse(field: &'static str, raw: &str) -> Result<Self, ApiError> {
+        Self::RULE.check(field, raw)?;
+        Ok(Self(raw.to_owned()))
+    }
+
     /// A cursor naming `position`.
     pub(crate) fn encode(position: &str) -> String {
         URL_SAFE_NO_PAD.encode(position)

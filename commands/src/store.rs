@@ -263,6 +263,19 @@ pub trait EventStore: Send + Sync {
         limit: usize,
     ) -> Result<FeedPage, StoreError>;
 
+    /// A cursor after every event the tenant has now: where a live reader starts. The
+    /// default reads the feed to its end; the backends answer it in a step.
+    async fn tenant_feed_end(&self, tenant: &TenantId) -> Result<FeedCursor, StoreError> {
+        let mut cursor = FeedCursor::start();
+        loop {
+            let page = self.read_tenant_feed(tenant, &cursor, 1000).await?;
+            if page.events.is_empty() {
+                return Ok(cursor);
+            }
+            cursor = page.next;
+        }
+    }
+
     /// The record kept under an idempotency key, if any.
     async fn idempotent_result(
         &self,

@@ -72,6 +72,68 @@ impl Reply {
     }
 }
 
+/// One Server-Sent Event: its type, data and id (the fields it had).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Sse {
+    pub event: Option<String>,
+    pub data: String,
+    pub id: Option<String>,
+    /// A comment line (`: …`), as heartbeats are.
+    pub comment: Option<String>,
+}
+
+/// An open `text/event-stream` answer, read event by event.
+pub struct EventStream {
+    body: Body,
+    buffer: String,
+}
+
+impl EventStream {
+    /// The next event or comment, or `None` when none comes within `wait`.
+    pub async fn next(&mut self, wait: Duration) -> Option<Sse> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut e = Sse::default();
+                let mut data = Vec::new();
+                for line in block.lines() {
+                    let (field, value) = line.split_once(':').unwrap_or((line, ""));
+                    let value = value.strip_prefix(' ').unwrap_or(value);
+                    match field {
+                        "" => e.comment = Some(value.to_owned()),
+                        "event" => e.event = Some(value.to_owned()),
+                        "data" => data.push(value.to_owned()),
+                        "id" => e.id = Some(value.to_owned()),
+                        _ => {}
+                    }
+                }
+                e.data = data.join("\n");
+                return Some(e);
+            }
+            let frame = tokio::time::timeout_at(deadline, self.body.frame())
+                .await
+                .ok()??;
+            if let Ok(bytes) = frame.expect("a frame").into_data() {
+                self.buffer
+                    .push_str(std::str::from_utf8(&bytes).expect("UTF-8"));
+            }
+        }
+    }
+
+    /// The next event that is not a comment, within `wait`.
+    pub async fn next_event(&mut self, wait: Duration) -> Option<Sse> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let e = self.next(left).await?;
+            if e.event.is_some() || !e.data.is_empty() {
+                return Some(e);
+            }
+        }
+    }
+}
+
 impl TestApp {
     pub fn start() -> Self {
         Self::start_with_limits("off")
@@ -240,6 +302,48 @@ impl TestApp {
             headers: parts.headers,
             body,
         }
+    }
+
+    /// Opens a stream of Server-Sent Events (`GET path`); an error answer is read whole.
+    pub async fn open_events(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Result<EventStream, Reply> {
+        let mut req = Request::builder().method(Method::GET).uri(path);
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let res = self
+            .router
+            .clone()
+            .oneshot(req.body(Body::empty()).expect("request"))
+            .await
+            .expect("router is infallible");
+        let (parts, body) = res.into_parts();
+        if !parts.status.is_success() {
+            let bytes = body.collect().await.expect("body").to_bytes();
+            return Err(Reply {
+                status: parts.status,
+                headers: parts.headers,
+                body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            });
+        }
+        assert_eq!(
+            parts
+                .headers
+                .get("content-type")
+                .and_then(|v| v.to_str().ok()),
+            Some("text/event-stream")
+        );
+        Ok(EventStream {
+            body,
+            buffer: String::new(),
+        })
     }
 
     /// A GET whose answer is read as bytes (a file), with or without a token.

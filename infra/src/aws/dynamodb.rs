@@ -603,6 +603,34 @@ impl EventStore for DynamoEventStore {
         })
     }
 
+    /// Each feed shard's newest event id (a shard without events: its start).
+    async fn tenant_feed_end(&self, tenant: &TenantId) -> Result<FeedCursor, StoreError> {
+        let mut cursors = Vec::with_capacity(FEED_SHARDS as usize);
+        for shard in 0..FEED_SHARDS {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(FEED_INDEX)
+                .key_condition_expression("gsi1pk = :pk")
+                .expression_attribute_values(":pk", s(feed_key(tenant, shard)))
+                .scan_index_forward(false)
+                .limit(1)
+                .send()
+                .await
+                .map_err(sdk_error)?;
+            let newest = match page.items().first() {
+                Some(item) => envelope_from_item(item)
+                    .map_err(corrupt)?
+                    .event_id
+                    .to_string(),
+                None => String::new(),
+            };
+            cursors.push(newest);
+        }
+        Ok(FeedCursor(cursors.join(",")))
+    }
+
     async fn idempotent_result(
         &self,
         tenant: &TenantId,

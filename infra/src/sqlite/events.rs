@@ -745,6 +745,11 @@ impl EventStore for SqliteEventStore {
         .map(|mut events| events.pop())
     }
 
+    /// The log's last position: after every event of every tenant.
+    async fn tenant_feed_end(&self, _tenant: &TenantId) -> Result<FeedCursor, StoreError> {
+        Ok(FeedCursor(self.last_position().to_string()))
+    }
+
     async fn read_tenant_feed(
         &self,
         tenant: &TenantId,

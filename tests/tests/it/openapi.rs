@@ -108,6 +108,10 @@ async fn errors_are_problems_and_access_is_the_policys() {
                 assert_eq!(security, &serde_json::json!([{"bearer": ["CUSTOMER"]}]));
                 assert!(rule.path.starts_with("/customer/{id}/"), "{}", rule.path);
             }
+            Access::Tenant => assert_eq!(
+                security,
+                &serde_json::json!([{"bearer": ["ADMIN", "MEMBER", "CUSTOMER"]}])
+            ),
         }
         if rule.access != Access::Public {
             assert!(op["responses"]["401"].is_object() && op["responses"]["429"].is_object());

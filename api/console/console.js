@@ -1,0 +1,339 @@
+// Chronicle console: a client of the public API only (the same routes /openapi.json
+// documents), kept live by GET /events/stream. Everything a user typed is rendered as text
+// (text nodes and textContent; nothing is ever parsed as HTML). Tokens live in this
+// module's memory only, never in web storage or a script-readable cookie: a reload signs
+// out.
+
+const session = { access: null, refresh: null, role: null, user: null, tenant: null };
+let live = null; // the AbortController of the open event stream
+
+// ---------------------------------------------------------------- DOM helpers
+
+/** An element with attributes (`on…` functions become listeners) and children (strings become text). */
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k.startsWith('on') && typeof v === 'function') el.addEventListener(k.slice(2), v);
+    else el.setAttribute(k, v === true ? '' : String(v));
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+function field(label, input) {
+  return h('label', {}, label, input);
+}
+
+function say(text) {
+  document.getElementById('status').textContent = text;
+}
+
+function show(title, ...content) {
+  const main = document.getElementById('main');
+  main.replaceChildren(h('h1', {}, title), ...content);
+  document.title = `${title} · Chronicle`;
+  main.focus();
+}
+
+function problemText(p) {
+  if (!p || typeof p !== 'object') return 'The request failed.';
+  return [p.title, p.detail].filter(Boolean).join(': ');
+}
+
+// ---------------------------------------------------------------- the API
+
+async function api(method, path, body, retried = false) {
+  const headers = { Accept: 'application/json' };
+  if (session.access) headers.Authorization = `Bearer ${session.access}`;
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  if (res.status === 401 && session.refresh && !retried && (await refresh())) {
+    return api(method, path, body, true);
+  }
+  const text = await res.text();
+  const data = text ? JSON.parse(text) : null;
+  if (!res.ok) {
+    const e = new Error(problemText(data));
+    e.status = res.status;
+    e.problem = data;
+    throw e;
+  }
+  return data;
+}
+
+async function refresh() {
+  try {
+    const res = await fetch('/auth/refresh', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ refresh_token: session.refresh }),
+    });
+    if (!res.ok) return false;
+    signedIn(await res.json());
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function signedIn(t) {
+  session.access = t.access_token;
+  session.refresh = t.refresh_token;
+  session.role = t.role;
+  session.user = t.user_id;
+  session.tenant = t.tenant_id;
+}
+
+const isAdmin = () => session.role === 'ADMIN' || session.role === 'OWNER';
+
+// ---------------------------------------------------------------- live events
+
+/** Reads GET /events/stream (fetch, so that the token goes in a header) until aborted,
+ *  resuming after the last id on reconnect; calls `on(type, data)` per event. */
+async function stream(on) {
+  const ctl = new AbortController();
+  live = ctl;
+  let lastId = null;
+  while (!ctl.signal.aborted) {
+    try {
+      const headers = { Authorization: `Bearer ${session.access}` };
+      if (lastId) headers['Last-Event-ID'] = lastId;
+      const res = await fetch('/events/stream', { headers, signal: ctl.signal });
+      if (res.status === 401 && !(await refresh())) return;
+      if (!res.ok) throw new Error(`stream ${res.status}`);
+      say('Live');
+      const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffer = '';
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += value;
+        let end;
+        while ((end = buffer.indexOf('\n\n')) >= 0) {
+          const block = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          let type = null;
+          const data = [];
+          for (const line of block.split('\n')) {
+            const i = line.indexOf(':');
+            const name = i < 0 ? line : line.slice(0, i);
+            const v = i < 0 ? '' : line.slice(i + 1).replace(/^ /, '');
+            if (name === 'event') type = v;
+            else if (name === 'data') data.push(v);
+            else if (name === 'id') lastId = v;
+          }
+          if (type && data.length) on(type, JSON.parse(data.join('\n')));
+        }
+      }
+    } catch (e) {
+      if (ctl.signal.aborted) return;
+      say('Reconnecting…');
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}
+
+function stopStream() {
+  if (live) live.abort();
+  live = null;
+}
+
+// ---------------------------------------------------------------- pages
+
+function nav(current) {
+  const links = session.access
+    ? [['#/dashboard', 'Dashboard'], ['#/tasks', 'Tasks']]
+    : [['#/signin', 'Sign in'], ['#/signup', 'Sign up']];
+  document.getElementById('nav').replaceChildren(
+    ...links.map(([href, text]) => h('a', { href, 'aria-current': href === current ? 'page' : null }, text)),
+    session.access ? h('button', { class: 'plain', type: 'button', onclick: signOut }, 'Sign out') : null,
+  );
+  document.getElementById('who').textContent = session.access ? `${session.user} (${session.role}) · ${session.tenant}` : '';
+}
+
+async function signOut() {
+  stopStream();
+  try {
+    await api('POST', '/auth/signout', { refresh_token: session.refresh });
+  } catch {
+    // Signed out here whatever the server says.
+  }
+  Object.assign(session, { access: null, refresh: null, role: null, user: null, tenant: null });
+  location.hash = '#/signin';
+}
+
+function errorBox() {
+  return h('p', { class: 'error', role: 'alert', id: 'form-error' });
+}
+
+function signInPage() {
+  const tenant = h('input', { name: 'tenant_id', required: true, autocomplete: 'organization' });
+  const email = h('input', { name: 'email', type: 'email', required: true, autocomplete: 'username' });
+  const password = h('input', { name: 'password', type: 'password', required: true, autocomplete: 'current-password' });
+  const error = errorBox();
+  const form = h('form', { class: 'stack', onsubmit: async (e) => {
+    e.preventDefault();
+    try {
+      signedIn(await api('POST', '/auth/signin', { tenant_id: tenant.value, email: email.value, password: password.value }));
+      location.hash = '#/dashboard';
+    } catch (err) {
+      error.textContent = err.message;
+    }
+  } }, field('Tenant id', tenant), field('Email', email), field('Password', password),
+  h('button', { type: 'submit' }, 'Sign in'), error);
+  show('Sign in', form);
+}
+
+function signUpPage() {
+  const company = h('input', { name: 'company_name', required: true, autocomplete: 'organization' });
+  const email = h('input', { name: 'admin_email', type: 'email', required: true, autocomplete: 'username' });
+  const password = h('input', { name: 'admin_password', type: 'password', required: true, minlength: 12, autocomplete: 'new-password' });
+  const tier = h('select', { name: 'tier' }, ...['basic', 'premium', 'enterprise'].map((t) => h('option', { value: t }, t)));
+  const error = errorBox();
+  const form = h('form', { class: 'stack', onsubmit: async (e) => {
+    e.preventDefault();
+    try {
+      const t = await api('POST', '/tenants', { company_name: company.value, admin_email: email.value, admin_password: password.value, tier: tier.value });
+      signedIn(await api('POST', '/auth/signin', { tenant_id: t.tenant_id, email: email.value, password: password.value }));
+      location.hash = '#/dashboard';
+    } catch (err) {
+      error.textContent = err.message;
+    }
+  } }, field('Company name', company), field('Your email', email), field('Password (12 characters or more)', password),
+  field('Tier', tier), h('button', { type: 'submit' }, 'Sign up'), error);
+  show('Sign up a tenant', form);
+}
+
+async function allTasks(query = '') {
+  const items = [];
+  let cursor = null;
+  do {
+    const sep = query ? '&' : '';
+    const page = await api('GET', `/tasks?${query}${sep}limit=100${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`);
+    items.push(...page.items);
+    cursor = page.next_cursor;
+  } while (cursor && items.length < 1000);
+  return items;
+}
+
+async function dashboardPage() {
+  const cards = h('div', { class: 'cards' });
+  const activity = h('ul', { class: 'activity', 'aria-label': 'Latest activity' });
+  show('Dashboard', cards, h('h2', {}, 'Latest activity'), activity);
+  const count = async () => {
+    const tasks = await allTasks();
+    const by = (s) => tasks.filter((t) => t.status === s).length;
+    cards.replaceChildren(
+      ...[['Tasks', tasks.length], ['Open', by('OPEN')], ['In progress', by('IN_PROGRESS')], ['Done', by('DONE')]]
+        .map(([label, n]) => h('div', { class: 'card' }, h('span', { class: 'n' }, n), label)),
+    );
+  };
+  await count();
+  stream((type, e) => {
+    activity.prepend(h('li', {}, `${new Date(e.recorded_at).toLocaleTimeString()} ${type} ${e.stream_id} by ${e.actor}`));
+    while (activity.children.length > 20) activity.lastChild.remove();
+    if (e.stream_id.startsWith('task-')) count();
+  });
+}
+
+const STATUSES = ['OPEN', 'IN_PROGRESS', 'DONE'];
+
+async function tasksPage() {
+  const status = h('select', { name: 'status' }, h('option', { value: '' }, 'any'), ...STATUSES.map((s) => h('option', { value: s }, s)));
+  const assignee = h('input', { name: 'assigned_to', placeholder: 'user id' });
+  const body = h('tbody');
+  const error = errorBox();
+  const load = async () => {
+    const q = new URLSearchParams();
+    if (status.value) q.set('status', status.value);
+    if (assignee.value) q.set('assigned_to', assignee.value);
+    try {
+      const tasks = await allTasks(q.toString());
+      body.replaceChildren(...tasks.map(row));
+      error.textContent = '';
+    } catch (err) {
+      error.textContent = err.message;
+    }
+  };
+  const row = (t) => {
+    const move = h('select', { 'aria-label': `Status of ${t.title}`, onchange: async () => {
+      try {
+        await api('PUT', `/tasks/${t.task_id}`, { status: move.value });
+      } catch (err) {
+        error.textContent = err.message;
+        load();
+      }
+    } }, ...STATUSES.map((s) => h('option', { value: s, selected: s === t.status }, s)));
+    return h('tr', { 'data-task': t.task_id },
+      h('td', {}, h('span', { class: 'title' }, t.title), t.description ? h('div', { class: 'muted' }, t.description) : null),
+      h('td', {}, move),
+      h('td', {}, t.assigned_to ?? '—'),
+      h('td', {}, t.created_by),
+      h('td', {}, isAdmin()
+        ? h('button', { class: 'danger', type: 'button', 'aria-label': `Delete ${t.title}`, onclick: async () => {
+          try {
+            await api('DELETE', `/tasks/${t.task_id}`);
+          } catch (err) {
+            error.textContent = err.message;
+          }
+        } }, 'Delete')
+        : null));
+  };
+  const title = h('input', { name: 'title', required: true, maxlength: 200 });
+  const description = h('input', { name: 'description' });
+  const assign = h('input', { name: 'new_assigned_to', placeholder: 'user id' });
+  const create = h('form', { class: 'row', 'aria-label': 'New task', onsubmit: async (e) => {
+    e.preventDefault();
+    const task = { title: title.value };
+    if (description.value) task.description = description.value;
+    if (assign.value) task.assigned_to = assign.value;
+    try {
+      await api('POST', '/tasks', task);
+      create.reset();
+    } catch (err) {
+      error.textContent = err.message;
+    }
+  } }, field('Title', title), field('Description', description), field('Assign to', assign), h('button', { type: 'submit' }, 'Create task'));
+  const filters = h('form', { class: 'row', 'aria-label': 'Filter tasks', onsubmit: (e) => { e.preventDefault(); load(); } },
+    field('Status', status), field('Assignee', assignee), h('button', { class: 'plain', type: 'submit' }, 'Filter'));
+  const table = h('table', {}, h('caption', { class: 'muted' }, 'Tasks, newest first'),
+    h('thead', {}, h('tr', {}, ...['Task', 'Status', 'Assignee', 'Created by', ''].map((c) => h('th', { scope: 'col' }, c)))), body);
+  show('Tasks', create, filters, error, table);
+  await load();
+  stream((type, e) => {
+    if (e.stream_id.startsWith('task-')) load();
+  });
+}
+
+// ---------------------------------------------------------------- routing
+
+const pages = { '#/signin': signInPage, '#/signup': signUpPage, '#/dashboard': dashboardPage, '#/tasks': tasksPage };
+const open = new Set(['#/signin', '#/signup']);
+
+function route() {
+  stopStream();
+  let hash = location.hash || '#/dashboard';
+  if (!pages[hash]) hash = '#/dashboard';
+  if (!session.access && !open.has(hash)) hash = '#/signin';
+  if (location.hash !== hash) {
+    location.hash = hash;
+    return;
+  }
+  nav(hash);
+  say('');
+  Promise.resolve(pages[hash]()).catch((err) => {
+    if (err.status === 401) {
+      session.access = null;
+      location.hash = '#/signin';
+    } else {
+      say(err.message);
+    }
+  });
+}
+
+window.addEventListener('hashchange', route);
+route();
