@@ -197,8 +197,8 @@ function signUpPage() {
   const form = h('form', { class: 'stack', onsubmit: async (e) => {
     e.preventDefault();
     try {
-      const t = await api('POST', '/tenants', { company_name: company.value, admin_email: email.value, admin_password: password.value, tier: tier.value });
-      signedIn(await api('POST', '/auth/signin', { tenant_id: t.tenant_id, email: email.value, password: password.value }));
+      // The tenant's first user: its OWNER, signed in by the answer.
+      signedIn(await api('POST', '/tenants', { company_name: company.value, admin_email: email.value, admin_password: password.value, tier: tier.value }));
       location.hash = '#/dashboard';
     } catch (err) {
       error.textContent = err.message;
@@ -300,7 +300,7 @@ async function tasksPage() {
   } }, field('Title', title), field('Description', description), field('Assign to', assign), h('button', { type: 'submit' }, 'Create task'));
   const filters = h('form', { class: 'row', 'aria-label': 'Filter tasks', onsubmit: (e) => { e.preventDefault(); load(); } },
     field('Status', status), field('Assignee', assignee), h('button', { class: 'plain', type: 'submit' }, 'Filter'));
-  const table = h('table', {}, h('caption', { class: 'muted' }, 'Tasks, newest first'),
+  const table = h('table', {}, h('caption', { class: 'muted' }, 'Tasks'),
     h('thead', {}, h('tr', {}, ...['Task', 'Status', 'Assignee', 'Created by', ''].map((c) => h('th', { scope: 'col' }, c)))), body);
   show('Tasks', create, filters, error, table);
   await load();

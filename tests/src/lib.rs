@@ -2,6 +2,7 @@
 //! backend runs, and a harness that drives Chronicle's router in process.
 
 pub mod aws;
+pub mod browser;
 pub mod conformance;
 pub mod fake_openai;
 pub mod fake_salesforce;

@@ -18,6 +18,7 @@ mod aws_pipeline;
 mod aws_replay;
 mod aws_salesforce;
 mod aws_sftp;
+mod browser;
 mod case_delivery;
 mod cli;
 mod commerce;

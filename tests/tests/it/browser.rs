@@ -1,0 +1,168 @@
+//! The console in a real browser (headless Chromium over WebDriver) against the real
+//! `chronicle serve`: sign up a tenant, create a task titled with markup (shown as those
+//! characters, no element made of it), move a task and see both changes appear live in a
+//! second browser signed in as the same tenant, and a MEMBER who is not shown the ADMIN's
+//! actions. Screenshots of each page go to `target/screenshots/`.
+
+use chronicle_tests::browser::Browser;
+use chronicle_tests::process::{Http, Server};
+use std::time::Duration;
+
+const SECRET: &str = "browser-test-secret-at-least-32-bytes";
+const PASSWORD: &str = "a long enough password";
+const XSS: &str = "<img src=x onerror=alert(1)>";
+
+/// The XPath of a task row's title cell showing exactly `title`.
+fn task_title(title: &str) -> String {
+    format!("//tbody/tr/td/span[@class='title' and text()='{title}']")
+}
+
+async fn sign_in(b: &Browser, server: &Server, tenant: &str, email: &str) {
+    b.client.goto(&server.url("/#/signin")).await.expect("goto");
+    b.fill("input[name=tenant_id]", tenant).await;
+    b.fill("input[name=email]", email).await;
+    b.fill("input[name=password]", PASSWORD).await;
+    b.click("form button[type=submit]").await;
+    b.find_xpath("//h1[text()='Dashboard']", Duration::from_secs(10))
+        .await
+        .expect("signed in");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_signs_up_and_keeps_two_sessions_live_on_one_tenants_tasks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), SECRET);
+    let admin = Browser::start().await;
+
+    // Sign up: the console signs the new OWNER in.
+    admin.client.goto(&server.url("/")).await.expect("goto");
+    admin
+        .find_xpath("//h1[text()='Sign in']", Duration::from_secs(10))
+        .await
+        .expect("the sign-in page first");
+    admin.click("nav a[href='#/signup']").await;
+    admin.fill("input[name=company_name]", "Browser Bank").await;
+    admin
+        .fill("input[name=admin_email]", "owner@browser.test")
+        .await;
+    admin.fill("input[name=admin_password]", PASSWORD).await;
+    admin.click("form button[type=submit]").await;
+    admin
+        .find_xpath("//h1[text()='Dashboard']", Duration::from_secs(10))
+        .await
+        .expect("the dashboard after sign-up");
+    admin.screenshot("dashboard").await;
+    let who = admin.find("#who").await.text().await.expect("who");
+    let tenant = who.rsplit(" · ").next().expect("tenant id").to_owned();
+    assert!(who.contains("(OWNER)"), "{who}");
+
+    // A task titled with markup is shown as those characters.
+    admin.click("nav a[href='#/tasks']").await;
+    admin.fill("input[name=title]", XSS).await;
+    admin.click("form[aria-label='New task'] button").await;
+    let cell = admin
+        .find_xpath(&task_title(XSS), Duration::from_secs(5))
+        .await
+        .expect("the markup title shown as text");
+    assert_eq!(cell.text().await.expect("text"), XSS);
+    let made = admin
+        .client
+        .find_all(fantoccini::Locator::Css("tbody img"))
+        .await
+        .expect("find");
+    assert!(made.is_empty(), "no element was made of the title");
+
+    // A second session of the same tenant sees the first's changes without reloading.
+    let second = Browser::start().await;
+    sign_in(&second, &server, &tenant, "owner@browser.test").await;
+    second.click("nav a[href='#/tasks']").await;
+    second
+        .find_xpath(&task_title(XSS), Duration::from_secs(5))
+        .await
+        .expect("the existing task");
+    admin.fill("input[name=title]", "Call the bank").await;
+    admin.click("form[aria-label='New task'] button").await;
+    second
+        .find_xpath(&task_title("Call the bank"), Duration::from_secs(3))
+        .await
+        .expect("the new task appears live in the second session");
+    let select = "//tr[td/span[text()='Call the bank']]//select";
+    let moved = admin
+        .find_xpath(select, Duration::from_secs(5))
+        .await
+        .expect("the status control");
+    moved.select_by_value("DONE").await.expect("select");
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        let theirs = second
+            .find_xpath(select, Duration::from_secs(1))
+            .await
+            .expect("the row in the second session");
+        if theirs.prop("value").await.expect("value").as_deref() == Some("DONE") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the move did not appear live"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    admin.screenshot("tasks").await;
+    assert!(
+        !admin
+            .client
+            .find_all(fantoccini::Locator::Css("button.danger"))
+            .await
+            .expect("find")
+            .is_empty(),
+        "an OWNER may delete"
+    );
+    second.close().await;
+
+    // A MEMBER of the tenant is not shown the delete action at all.
+    let http = Http::default();
+    let signed = http
+        .send(
+            "POST",
+            &server.url("/auth/signin"),
+            "",
+            &[],
+            Some(
+                serde_json::json!({"tenant_id": tenant, "email": "owner@browser.test", "password": PASSWORD})
+                    .to_string(),
+            ),
+        )
+        .await
+        .expect("sign in");
+    let token = signed.body["access_token"].as_str().expect("token");
+    let added = http
+        .send(
+            "POST",
+            &server.url("/users"),
+            token,
+            &[],
+            Some(
+                serde_json::json!({"email": "mia@browser.test", "password": PASSWORD, "role": "MEMBER"})
+                    .to_string(),
+            ),
+        )
+        .await
+        .expect("add a member");
+    assert_eq!(added.status, 201, "{:?}", added.body);
+    let member = Browser::start().await;
+    sign_in(&member, &server, &tenant, "mia@browser.test").await;
+    member.click("nav a[href='#/tasks']").await;
+    member
+        .find_xpath(&task_title("Call the bank"), Duration::from_secs(5))
+        .await
+        .expect("the member sees the tasks");
+    let deletes = member
+        .client
+        .find_all(fantoccini::Locator::Css("button.danger"))
+        .await
+        .expect("find");
+    assert!(deletes.is_empty(), "a MEMBER is shown no delete buttons");
+    member.screenshot("tasks-member").await;
+    member.close().await;
+    admin.close().await;
+}
