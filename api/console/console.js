@@ -1,10 +1,12 @@
 // Chronicle console: a client of the public API only (the same routes /openapi.json
 // documents), kept live by GET /events/stream. Everything a user typed is rendered as text
-// (text nodes and textContent; nothing is ever parsed as HTML). Tokens live in this
-// module's memory only, never in web storage or a script-readable cookie: a reload signs
-// out.
+// (text nodes and textContent; nothing is ever parsed as HTML). The access token lives in
+// this module's memory only, never in web storage; the refresh token is an HttpOnly,
+// SameSite=Strict cookie for /auth that no script can read (X-Refresh-Cookie: 1), which a
+// reload exchanges for a new access token.
 
-const session = { access: null, refresh: null, role: null, user: null, tenant: null };
+const session = { access: null, role: null, user: null, tenant: null };
+const COOKIE = { 'X-Refresh-Cookie': '1' };
 let live = null; // the AbortController of the open event stream
 
 // ---------------------------------------------------------------- DOM helpers
@@ -47,11 +49,11 @@ function problemText(p) {
 // ---------------------------------------------------------------- the API
 
 async function api(method, path, body, retried = false) {
-  const headers = { Accept: 'application/json' };
+  const headers = { Accept: 'application/json', ...(path.startsWith('/auth/') || path === '/tenants' ? COOKIE : {}) };
   if (session.access) headers.Authorization = `Bearer ${session.access}`;
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-  if (res.status === 401 && session.refresh && !retried && (await refresh())) {
+  if (res.status === 401 && session.access && !retried && (await refresh())) {
     return api(method, path, body, true);
   }
   const text = await res.text();
@@ -69,8 +71,8 @@ async function refresh() {
   try {
     const res = await fetch('/auth/refresh', {
       method: 'POST',
-      headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ refresh_token: session.refresh }),
+      headers: { 'Content-Type': 'application/json', ...COOKIE },
+      body: '{}',
     });
     if (!res.ok) return false;
     signedIn(await res.json());
@@ -82,7 +84,6 @@ async function refresh() {
 
 function signedIn(t) {
   session.access = t.access_token;
-  session.refresh = t.refresh_token;
   session.role = t.role;
   session.user = t.user_id;
   session.tenant = t.tenant_id;
@@ -158,11 +159,11 @@ function nav(current) {
 async function signOut() {
   stopStream();
   try {
-    await api('POST', '/auth/signout', { refresh_token: session.refresh });
+    await api('POST', '/auth/signout', {});
   } catch {
     // Signed out here whatever the server says.
   }
-  Object.assign(session, { access: null, refresh: null, role: null, user: null, tenant: null });
+  Object.assign(session, { access: null, role: null, user: null, tenant: null });
   location.hash = '#/signin';
 }
 
@@ -336,4 +337,5 @@ function route() {
 }
 
 window.addEventListener('hashchange', route);
-route();
+// A reload: the refresh cookie, if any, signs the page in again.
+refresh().finally(route);

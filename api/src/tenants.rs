@@ -2,7 +2,7 @@
 //! features, usage, settings, deletion. Any other tenant's id is 404.
 
 use crate::app::{AppState, Routes};
-use crate::auth::{TokenResponse, tokens};
+use crate::auth::TokenResponse;
 use crate::error::{ApiError, Problem};
 use crate::extract::{Ids, IfMatch, JsonBody, PathId, present};
 use crate::query::{meta, write_headers};
@@ -32,12 +32,14 @@ pub struct RegisterTenant {
 
 #[utoipa::path(post, path = "/tenants", tag = "tenants", operation_id = "RegisterTenant",
     request_body = RegisterTenant,
+    params(("X-Refresh-Cookie" = Option<String>, Header, description = "`1`: the refresh token is set as an HttpOnly cookie for `/auth`, not in the body")),
     responses((status = 201, body = TokenResponse, description = "the tenant, its first ADMIN, and their tokens",
         headers(("Location" = String, description = "the tenant's path")))),
     security(()))]
 pub async fn register_tenant(
     State(state): State<AppState>,
     Ids(ids): Ids,
+    headers: HeaderMap,
     body: JsonBody<RegisterTenant>,
 ) -> Result<Response, ApiError> {
     let b = body.value;
@@ -52,13 +54,11 @@ pub async fn register_tenant(
         )
         .await?;
     let location = format!("/tenants/{}", signed_in.tenant_id);
-    let body = tokens(&state, signed_in)?;
-    let mut headers = HeaderMap::new();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let mut response = crate::auth::signed_in(&state, &headers, StatusCode::CREATED, signed_in)?;
     if let Ok(v) = HeaderValue::from_str(&location) {
-        headers.insert(header::LOCATION, v);
+        response.headers_mut().insert(header::LOCATION, v);
     }
-    Ok((StatusCode::CREATED, headers, Json(body)).into_response())
+    Ok(response)
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

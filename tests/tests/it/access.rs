@@ -1086,3 +1086,113 @@ async fn a_tenant_from_before_owners_gets_its_first_admin_as_owner_by_an_event()
         .await;
     assert_eq!(audit.body["items"].as_array().map(Vec::len), Some(2));
 }
+
+/// The `Set-Cookie` of an answer, which must be the refresh cookie.
+fn refresh_cookie(r: &chronicle_tests::Reply) -> String {
+    let set = r.header("set-cookie").expect("a Set-Cookie").to_owned();
+    assert!(set.starts_with("chronicle_refresh="), "{set}");
+    set
+}
+
+fn cookie_value(set: &str) -> String {
+    set.split(';').next().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn a_browser_keeps_its_refresh_token_in_an_http_only_cookie_only_it_sends() {
+    let app = TestApp::start();
+    let admin = app
+        .register_tenant("Cookies", "root@cookies.test", "basic")
+        .await;
+    let body =
+        json!({"tenant_id": admin.tenant_id, "email": "root@cookies.test", "password": PASSWORD})
+            .to_string();
+    let signed = app
+        .send(
+            Method::POST,
+            "/auth/signin",
+            None,
+            &[("x-refresh-cookie", "1")],
+            Some(&body),
+        )
+        .await;
+    assert_eq!(signed.status, StatusCode::OK, "{:?}", signed.body);
+    assert!(signed.body["access_token"].is_string());
+    assert!(
+        signed.body.get("refresh_token").is_none(),
+        "kept out of the script's reach: {:?}",
+        signed.body
+    );
+    let set = refresh_cookie(&signed);
+    for part in ["HttpOnly", "SameSite=Strict", "Path=/auth", "Max-Age="] {
+        assert!(set.contains(part), "{set} lacks {part}");
+    }
+    assert!(
+        !set.contains("Secure"),
+        "served over plain HTTP here: {set}"
+    );
+    let cookie = cookie_value(&set);
+
+    // The cookie alone is not enough: a cross-site form could send it.
+    let bare = app
+        .send(
+            Method::POST,
+            "/auth/refresh",
+            None,
+            &[("cookie", &cookie)],
+            Some("{}"),
+        )
+        .await;
+    assert_eq!(bare.status, StatusCode::UNAUTHORIZED, "{:?}", bare.body);
+    let both = [("cookie", cookie.as_str()), ("x-refresh-cookie", "1")];
+    let renewed = app
+        .send(Method::POST, "/auth/refresh", None, &both, Some("{}"))
+        .await;
+    assert_eq!(renewed.status, StatusCode::OK, "{:?}", renewed.body);
+    let next = cookie_value(&refresh_cookie(&renewed));
+    assert_ne!(next, cookie, "the refresh token rotates");
+    // The retired one is refused, and revokes its family.
+    let replayed = app
+        .send(Method::POST, "/auth/refresh", None, &both, Some("{}"))
+        .await;
+    assert_eq!(replayed.status, StatusCode::UNAUTHORIZED);
+
+    // Behind a TLS proxy the cookie is Secure; signing out clears it.
+    let over_tls = app
+        .send(
+            Method::POST,
+            "/auth/signin",
+            None,
+            &[("x-refresh-cookie", "1"), ("x-forwarded-proto", "https")],
+            Some(&body),
+        )
+        .await;
+    let set = refresh_cookie(&over_tls);
+    assert!(set.contains("; Secure"), "{set}");
+    let cookie = cookie_value(&set);
+    let out = app
+        .send(
+            Method::POST,
+            "/auth/signout",
+            None,
+            &[("cookie", cookie.as_str()), ("x-refresh-cookie", "1")],
+            Some("{}"),
+        )
+        .await;
+    assert_eq!(out.status, StatusCode::NO_CONTENT);
+    assert!(refresh_cookie(&out).contains("Max-Age=0"));
+    let after = app
+        .send(
+            Method::POST,
+            "/auth/refresh",
+            None,
+            &[("cookie", cookie.as_str()), ("x-refresh-cookie", "1")],
+            Some("{}"),
+        )
+        .await;
+    assert_eq!(
+        after.status,
+        StatusCode::UNAUTHORIZED,
+        "revoked by the sign-out"
+    );
+}

@@ -2,7 +2,7 @@
 //! `chronicle serve`: sign up a tenant, create a task titled with markup (shown as those
 //! characters, no element made of it), move a task and see both changes appear live in a
 //! second browser signed in as the same tenant, and a MEMBER who is not shown the ADMIN's
-//! actions. Screenshots of each page go to `target/screenshots/`.
+//! actions; a reload keeps the session through the HttpOnly refresh cookie. Screenshots of each page go to `target/screenshots/`.
 
 use chronicle_tests::browser::Browser;
 use chronicle_tests::process::{Http, Server};
@@ -52,6 +52,18 @@ async fn the_console_signs_up_and_keeps_two_sessions_live_on_one_tenants_tasks()
         .await
         .expect("the dashboard after sign-up");
     admin.screenshot("dashboard").await;
+    // The refresh token is a cookie no script can read, and a reload signs in with it.
+    let readable = admin
+        .client
+        .execute("return document.cookie", vec![])
+        .await
+        .expect("script");
+    assert_eq!(readable, serde_json::json!(""), "HttpOnly");
+    admin.client.refresh().await.expect("reload");
+    admin
+        .find_xpath("//h1[text()='Dashboard']", Duration::from_secs(10))
+        .await
+        .expect("still signed in after a reload");
     let who = admin.find("#who").await.text().await.expect("who");
     let tenant = who.rsplit(" · ").next().expect("tenant id").to_owned();
     assert!(who.contains("(OWNER)"), "{who}");
