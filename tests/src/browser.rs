@@ -119,6 +119,49 @@ impl Browser {
         self.find(css).await.click().await.expect("click");
     }
 
+    /// The page's serious and critical accessibility violations, as axe-core (installed by
+    /// `scripts/browser-tools`) finds them: each as `id: help (the elements)`.
+    pub async fn accessibility_violations(&self) -> Vec<String> {
+        let axe = std::fs::read_to_string(
+            crate::smtp::root().join(".browser/node_modules/axe-core/axe.min.js"),
+        )
+        .expect("axe-core: run scripts/browser-tools");
+        self.client
+            .execute(&axe, vec![])
+            .await
+            .expect("load axe-core");
+        let found = self
+            .client
+            .execute_async(
+                "const done = arguments[arguments.length - 1];
+                 axe.run(document, { resultTypes: ['violations'] })
+                   .then((r) => done(r.violations), (e) => done([{ id: 'axe-error', impact: 'critical', help: String(e), nodes: [] }]));",
+                vec![],
+            )
+            .await
+            .expect("run axe-core");
+        found
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|v| matches!(v["impact"].as_str(), Some("serious" | "critical")))
+            .map(|v| {
+                let targets: Vec<String> = v["nodes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|n| n["target"].to_string())
+                    .collect();
+                format!(
+                    "{}: {} ({})",
+                    v["id"].as_str().unwrap_or_default(),
+                    v["help"].as_str().unwrap_or_default(),
+                    targets.join(", ")
+                )
+            })
+            .collect()
+    }
+
     /// A screenshot of the page, written to `target/screenshots/<name>.png` (kept as a
     /// test artifact).
     pub async fn screenshot(&self, name: &str) -> PathBuf {

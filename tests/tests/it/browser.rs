@@ -1,7 +1,8 @@
 //! The console in a real browser (headless Chromium over WebDriver) against the real
 //! `chronicle serve`: sign up a tenant, create a task titled with markup (shown as those
 //! characters, no element made of it), move a task and see both changes appear live in a
-//! second browser signed in as the same tenant, and a MEMBER who is not shown the ADMIN's
+//! second browser signed in as the same tenant, no serious or critical accessibility
+//! violation (axe-core) on any page, and a MEMBER who is not shown the ADMIN's
 //! actions; a reload keeps the session through the HttpOnly refresh cookie. Screenshots of each page go to `target/screenshots/`.
 
 use chronicle_tests::browser::Browser;
@@ -40,6 +41,8 @@ async fn the_console_signs_up_and_keeps_two_sessions_live_on_one_tenants_tasks()
         .find_xpath("//h1[text()='Sign in']", Duration::from_secs(10))
         .await
         .expect("the sign-in page first");
+    let violations = admin.accessibility_violations().await;
+    assert!(violations.is_empty(), "sign-in page: {violations:#?}");
     admin.click("nav a[href='#/signup']").await;
     admin.fill("input[name=company_name]", "Browser Bank").await;
     admin
@@ -52,6 +55,8 @@ async fn the_console_signs_up_and_keeps_two_sessions_live_on_one_tenants_tasks()
         .await
         .expect("the dashboard after sign-up");
     admin.screenshot("dashboard").await;
+    let violations = admin.accessibility_violations().await;
+    assert!(violations.is_empty(), "dashboard: {violations:#?}");
     // The refresh token is a cookie no script can read, and a reload signs in with it.
     let readable = admin
         .client
@@ -120,6 +125,8 @@ async fn the_console_signs_up_and_keeps_two_sessions_live_on_one_tenants_tasks()
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     admin.screenshot("tasks").await;
+    let violations = admin.accessibility_violations().await;
+    assert!(violations.is_empty(), "tasks page: {violations:#?}");
     assert!(
         !admin
             .client
@@ -176,5 +183,17 @@ async fn the_console_signs_up_and_keeps_two_sessions_live_on_one_tenants_tasks()
     assert!(deletes.is_empty(), "a MEMBER is shown no delete buttons");
     member.screenshot("tasks-member").await;
     member.close().await;
+
+    // The checker itself finds what it should: an image without a text alternative.
+    admin
+        .client
+        .goto("data:text/html,<html lang=en><title>t</title><main><img src=x></main></html>")
+        .await
+        .expect("goto");
+    let found = admin.accessibility_violations().await;
+    assert!(
+        found.iter().any(|v| v.starts_with("image-alt")),
+        "axe-core ran: {found:?}"
+    );
     admin.close().await;
 }
