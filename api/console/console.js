@@ -147,7 +147,7 @@ function stopStream() {
 
 function nav(current) {
   const links = session.access
-    ? [['#/dashboard', 'Dashboard'], ['#/tasks', 'Tasks']]
+    ? [['#/dashboard', 'Dashboard'], ['#/tasks', 'Tasks'], ['#/ai', 'AI assistant']]
     : [['#/signin', 'Sign in'], ['#/signup', 'Sign up']];
   document.getElementById('nav').replaceChildren(
     ...links.map(([href, text]) => h('a', { href, 'aria-current': href === current ? 'page' : null }, text)),
@@ -310,9 +310,47 @@ async function tasksPage() {
   });
 }
 
+async function aiPage() {
+  const prompt = h('textarea', { name: 'prompt', required: true, rows: 3, cols: 60 });
+  const error = errorBox();
+  const usage = h('p', { id: 'ai-usage', class: 'muted' });
+  const list = h('ol', { id: 'ai-queries', 'aria-label': 'Your queries, newest first' });
+  const load = async () => {
+    const page = await api('GET', '/ai/queries?limit=50');
+    list.replaceChildren(...page.items.map((q) => h('li', { 'data-query': q.query_id },
+      h('p', {}, h('strong', {}, 'You: '), h('span', { class: 'prompt' }, q.prompt)),
+      h('p', {}, h('span', { class: 'ai-status' }, q.status),
+        q.usage ? ` · ${q.usage.total_tokens} tokens` : '',
+        q.error ? h('span', { class: 'error' }, ` · ${q.error}`) : ''),
+      q.answer ? h('p', {}, h('strong', {}, 'Answer: '), h('span', { class: 'answer' }, q.answer)) : null)));
+    try {
+      const t = await api('GET', `/tenants/${session.tenant}`);
+      usage.textContent = `This month: ${t.usage.ai_tokens} of ${t.limits.ai_tokens_per_month} tokens (${t.tier}).`;
+    } catch {
+      usage.textContent = '';
+    }
+  };
+  const form = h('form', { class: 'stack', 'aria-label': 'Ask', onsubmit: async (e) => {
+    e.preventDefault();
+    try {
+      await api('POST', '/ai/query', { prompt: prompt.value });
+      form.reset();
+      error.textContent = '';
+      await load();
+    } catch (err) {
+      error.textContent = err.message;
+    }
+  } }, field('Ask the assistant', prompt), h('button', { type: 'submit' }, 'Ask'), error);
+  show('AI assistant', form, usage, list);
+  await load();
+  stream((type, e) => {
+    if (e.stream_id.startsWith('aiquery-')) load();
+  });
+}
+
 // ---------------------------------------------------------------- routing
 
-const pages = { '#/signin': signInPage, '#/signup': signUpPage, '#/dashboard': dashboardPage, '#/tasks': tasksPage };
+const pages = { '#/signin': signInPage, '#/signup': signUpPage, '#/dashboard': dashboardPage, '#/tasks': tasksPage, '#/ai': aiPage };
 const open = new Set(['#/signin', '#/signup']);
 
 function route() {

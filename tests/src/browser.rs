@@ -108,6 +108,22 @@ impl Browser {
             .ok()
     }
 
+    /// The text of the element at XPath `xpath`, waiting (up to `within`) for one; found
+    /// again when a re-render replaced it in between.
+    pub async fn text_at(&self, xpath: &str, within: Duration) -> Option<String> {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let e = self.find_xpath(xpath, left).await?;
+            if let Ok(text) = e.text().await {
+                return Some(text);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+        }
+    }
+
     /// Types `text` into the field at `css` (clearing it first).
     pub async fn fill(&self, css: &str, text: &str) {
         let e = self.find(css).await;
