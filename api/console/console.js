@@ -147,7 +147,7 @@ function stopStream() {
 
 function nav(current) {
   const links = session.access
-    ? [['#/dashboard', 'Dashboard'], ['#/tasks', 'Tasks'], ['#/ai', 'AI assistant']]
+    ? [['#/dashboard', 'Dashboard'], ['#/tasks', 'Tasks'], ['#/shop', 'Products and orders'], ['#/ai', 'AI assistant']]
     : [['#/signin', 'Sign in'], ['#/signup', 'Sign up']];
   document.getElementById('nav').replaceChildren(
     ...links.map(([href, text]) => h('a', { href, 'aria-current': href === current ? 'page' : null }, text)),
@@ -310,6 +310,94 @@ async function tasksPage() {
   });
 }
 
+async function allPages(path) {
+  const items = [];
+  let cursor = null;
+  do {
+    const page = await api('GET', `${path}?limit=100${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`);
+    items.push(...page.items);
+    cursor = page.next_cursor;
+  } while (cursor && items.length < 1000);
+  return items;
+}
+
+const money = (a) => (a && typeof a === 'object' ? `${a.amount} ${a.currency}` : String(a ?? ''));
+
+const NEXT = { pending: ['confirm', 'cancel'], confirmed: ['ship', 'cancel'], shipped: ['deliver'] };
+
+async function shopPage() {
+  const error = errorBox();
+  const products = h('tbody', { id: 'products' });
+  const orders = h('tbody', { id: 'orders' });
+  const pick = h('select', { name: 'product_id', required: true });
+  const act = async (fn) => {
+    try {
+      await fn();
+      error.textContent = '';
+    } catch (err) {
+      error.textContent = err.message;
+    }
+  };
+  const load = async () => {
+    const [ps, os] = await Promise.all([allPages('/products'), allPages('/orders')]);
+    products.replaceChildren(...ps.map((p) => h('tr', { 'data-product': p.product_id },
+      h('td', {}, h('span', { class: 'name' }, p.name)), h('td', {}, p.sku), h('td', {}, money(p.price)),
+      h('td', {}, h('span', { class: 'stock' }, p.inventory)))));
+    const chosen = pick.value;
+    pick.replaceChildren(...ps.map((p) => h('option', { value: p.product_id, selected: p.product_id === chosen }, `${p.name} (${p.inventory} in stock)`)));
+    orders.replaceChildren(...os.map((o) => h('tr', { 'data-order': o.order_id },
+      h('td', {}, o.customer_email),
+      h('td', {}, o.items.map((i) => `${i.quantity} × ${i.product_name}`).join(', ')),
+      h('td', {}, money(o.total_amount)),
+      h('td', {}, h('span', { class: 'order-status' }, o.status)),
+      h('td', {}, ...(NEXT[o.status] ?? [])
+        .filter((step) => step === 'cancel' || isAdmin())
+        .map((step) => h('button', { type: 'button', class: step === 'cancel' ? 'danger' : 'plain',
+          'aria-label': `${step} the order of ${o.customer_email}`,
+          onclick: () => act(() => api('POST', `/orders/${o.order_id}/${step}`)) }, step))))));
+  };
+  const name = h('input', { name: 'name', required: true });
+  const sku = h('input', { name: 'sku', required: true });
+  const price = h('input', { name: 'price', required: true, inputmode: 'decimal' });
+  const category = h('input', { name: 'category', required: true });
+  const stock = h('input', { name: 'inventory', type: 'number', min: 0, value: 0 });
+  const newProduct = isAdmin()
+    ? h('form', { class: 'row', 'aria-label': 'New product', onsubmit: (e) => {
+      e.preventDefault();
+      act(async () => {
+        await api('POST', '/products', { name: name.value, sku: sku.value, price: price.value, category: category.value, inventory: Number(stock.value) });
+        e.target.reset();
+      });
+    } }, field('Name', name), field('SKU', sku), field('Price', price), field('Category', category), field('Stock', stock),
+    h('button', { type: 'submit' }, 'Add product'))
+    : null;
+  const quantity = h('input', { name: 'quantity', type: 'number', min: 1, value: 1, required: true });
+  const email = h('input', { name: 'customer_email', type: 'email', required: true });
+  const street = h('input', { name: 'street', required: true });
+  const city = h('input', { name: 'city', required: true });
+  const region = h('input', { name: 'state', required: true });
+  const zip = h('input', { name: 'zip', required: true });
+  const place = h('form', { class: 'row', 'aria-label': 'Place an order', onsubmit: (e) => {
+    e.preventDefault();
+    act(() => api('POST', '/orders', {
+      customer_email: email.value,
+      items: [{ product_id: pick.value, quantity: Number(quantity.value) }],
+      shipping_address: { street: street.value, city: city.value, state: region.value, zip: zip.value },
+    }));
+  } }, field('Product', pick), field('Quantity', quantity), field('Customer email', email), field('Street', street),
+  field('City', city), field('State', region), field('ZIP', zip), h('button', { type: 'submit' }, 'Place order'));
+  const head = (...cols) => h('thead', {}, h('tr', {}, ...cols.map((c) => h('th', { scope: 'col' }, c))));
+  show('Products and orders', error,
+    h('h2', {}, 'Catalogue'), newProduct,
+    h('table', {}, h('caption', { class: 'muted' }, 'Products'), head('Product', 'SKU', 'Price', 'Stock'), products),
+    h('h2', {}, 'Orders'), place,
+    h('table', {}, h('caption', { class: 'muted' }, 'Orders'), head('Customer', 'Items', 'Total', 'Status', 'Actions'), orders));
+  await load();
+  stream((type, e) => {
+    if (e.stream_id.startsWith('product-') || e.stream_id.startsWith('order-')) load();
+  });
+}
+
 async function aiPage() {
   const prompt = h('textarea', { name: 'prompt', required: true, rows: 3, cols: 60 });
   const error = errorBox();
@@ -350,7 +438,7 @@ async function aiPage() {
 
 // ---------------------------------------------------------------- routing
 
-const pages = { '#/signin': signInPage, '#/signup': signUpPage, '#/dashboard': dashboardPage, '#/tasks': tasksPage, '#/ai': aiPage };
+const pages = { '#/signin': signInPage, '#/signup': signUpPage, '#/dashboard': dashboardPage, '#/tasks': tasksPage, '#/shop': shopPage, '#/ai': aiPage };
 const open = new Set(['#/signin', '#/signup']);
 
 function route() {

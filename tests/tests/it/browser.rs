@@ -256,3 +256,92 @@ async fn an_ai_query_completes_on_screen_without_a_reload() {
     b.screenshot("ai").await;
     b.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_placed_and_cancelled_shows_the_stock_go_and_come_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), SECRET);
+    let b = Browser::start().await;
+    b.client.goto(&server.url("/#/signup")).await.expect("goto");
+    b.fill("input[name=company_name]", "Shop Co").await;
+    b.fill("input[name=admin_email]", "owner@shop.test").await;
+    b.fill("input[name=admin_password]", PASSWORD).await;
+    b.click("form button[type=submit]").await;
+    b.find_xpath("//h1[text()='Dashboard']", Duration::from_secs(10))
+        .await
+        .expect("signed up");
+    b.click("nav a[href='#/shop']").await;
+    b.fill("input[name=name]", "Widget").await;
+    b.fill("input[name=sku]", "WID-1").await;
+    b.fill("input[name=price]", "2.50").await;
+    b.fill("input[name=category]", "Tools").await;
+    b.fill("input[name=inventory]", "5").await;
+    b.click("form[aria-label='New product'] button").await;
+    let stock = "//tr[td/span[@class='name' and text()='Widget']]//span[@class='stock']";
+    let shows = |want: &'static str| {
+        let b = &b;
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            loop {
+                let got = b.text_at(stock, Duration::from_secs(5)).await;
+                if got.as_deref() == Some(want) {
+                    return;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "stock {got:?}, not {want}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    shows("5").await;
+    // The product list re-renders the picker: wait for the product in it.
+    b.find_xpath(
+        "//select[@name='product_id']/option[starts-with(text(), 'Widget')]",
+        Duration::from_secs(5),
+    )
+    .await
+    .expect("the product to order");
+    b.fill("input[name=quantity]", "2").await;
+    b.fill("input[name=customer_email]", "buyer@shop.test")
+        .await;
+    b.fill("input[name=street]", "1 Market St").await;
+    b.fill("input[name=city]", "Karachi").await;
+    b.fill("input[name=state]", "Sindh").await;
+    b.fill("input[name=zip]", "75500").await;
+    b.click("form[aria-label='Place an order'] button").await;
+    shows("3").await;
+    let status = "//tr[td[text()='buyer@shop.test']]//span[@class='order-status']";
+    let total = "//tr[td[text()='buyer@shop.test']]/td[3]";
+    assert_eq!(
+        b.text_at(total, Duration::from_secs(5)).await.as_deref(),
+        Some("5.00 USD")
+    );
+    assert_eq!(
+        b.text_at(status, Duration::from_secs(5)).await.as_deref(),
+        Some("pending")
+    );
+    b.screenshot("shop").await;
+    let violations = b.accessibility_violations().await;
+    assert!(violations.is_empty(), "shop page: {violations:#?}");
+    let cancel = "//button[@aria-label='cancel the order of buyer@shop.test']";
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let button = b
+            .find_xpath(cancel, Duration::from_secs(5))
+            .await
+            .expect("the cancel action");
+        if button.click().await.is_ok() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "could not cancel");
+    }
+    shows("5").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while b.text_at(status, Duration::from_secs(5)).await.as_deref() != Some("cancelled") {
+        assert!(std::time::Instant::now() < deadline, "never cancelled");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    b.close().await;
+}
