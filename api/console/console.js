@@ -147,7 +147,7 @@ function stopStream() {
 
 function nav(current) {
   const links = session.access
-    ? [['#/dashboard', 'Dashboard'], ['#/tasks', 'Tasks'], ['#/shop', 'Products and orders'], ['#/ai', 'AI assistant']]
+    ? [['#/dashboard', 'Dashboard'], ['#/tasks', 'Tasks'], ['#/shop', 'Products and orders'], ['#/ai', 'AI assistant'], ['#/settings', 'Settings']]
     : [['#/signin', 'Sign in'], ['#/signup', 'Sign up']];
   document.getElementById('nav').replaceChildren(
     ...links.map(([href, text]) => h('a', { href, 'aria-current': href === current ? 'page' : null }, text)),
@@ -398,6 +398,64 @@ async function shopPage() {
   });
 }
 
+/** A definition list of `pairs` ([term, value]). */
+function facts(label, pairs) {
+  return h('dl', { class: 'facts', 'aria-label': label }, ...pairs.flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, String(v))]));
+}
+
+async function settingsPage() {
+  const error = errorBox();
+  const t = await api('GET', `/tenants/${session.tenant}`);
+  const limits = Object.entries(t.limits).map(([k, v]) => [k.replaceAll('_', ' '), v]);
+  const users = h('tbody', { id: 'users' });
+  const loadUsers = async () => {
+    const all = await allPages('/users');
+    users.replaceChildren(...all.map((u) => h('tr', {}, h('td', {}, u.email), h('td', {}, u.role),
+      h('td', {}, u.disabled ? 'disabled' : 'active'))));
+  };
+  const issued = h('p', { id: 'invitation', role: 'status' });
+  const role = h('select', { name: 'role' }, h('option', { value: 'MEMBER' }, 'MEMBER'), h('option', { value: 'ADMIN' }, 'ADMIN'));
+  const invite = isAdmin()
+    ? h('form', { class: 'row', 'aria-label': 'Invite a user', onsubmit: async (e) => {
+      e.preventDefault();
+      try {
+        const inv = await api('POST', '/users/invitations', { role: role.value });
+        issued.textContent = `Invitation code for a ${inv.role}: ${inv.code} (expires ${new Date(inv.expires_at).toLocaleString()})`;
+      } catch (err) {
+        error.textContent = err.message;
+      }
+    } }, field('Role', role), h('button', { type: 'submit' }, 'Invite'))
+    : null;
+  const connections = h('div', { id: 'connections' });
+  show('Settings', error,
+    h('h2', {}, 'Tenant'),
+    facts('Tenant', [['Company', t.company_name], ['Tenant id', t.tenant_id], ['Tier', t.tier], ['Status', t.status],
+      ['AI tokens this month', t.usage.ai_tokens]]),
+    h('h2', {}, `Limits of the ${t.tier} tier`), facts('Limits', limits),
+    h('h2', {}, 'Users'),
+    h('table', {}, h('caption', { class: 'muted' }, 'Users'),
+      h('thead', {}, h('tr', {}, ...['Email', 'Role', 'State'].map((c) => h('th', { scope: 'col' }, c)))), users),
+    invite, issued,
+    isAdmin() ? h('h2', {}, 'Connections') : null, connections);
+  await loadUsers();
+  if (isAdmin()) {
+    // Shown without their secrets: the API never returns them.
+    const shown = [];
+    for (const [name, path, keys] of [
+      ['Salesforce', '/salesforce/connection', ['login_url', 'client_id', 'connected_at']],
+      ['SFTP', '/integrations/sftp', ['host', 'port', 'username', 'auth', 'host_key_fingerprint', 'inbox_dir', 'processed_dir', 'schedule']],
+    ]) {
+      try {
+        const c = await api('GET', path);
+        shown.push(h('h3', {}, name), facts(name, keys.filter((k) => c[k] !== undefined).map((k) => [k.replaceAll('_', ' '), c[k]])));
+      } catch (err) {
+        shown.push(h('h3', {}, name), h('p', { class: 'muted' }, err.status === 404 ? 'Not connected.' : err.message));
+      }
+    }
+    connections.replaceChildren(...shown);
+  }
+}
+
 async function aiPage() {
   const prompt = h('textarea', { name: 'prompt', required: true, rows: 3, cols: 60 });
   const error = errorBox();
@@ -438,7 +496,7 @@ async function aiPage() {
 
 // ---------------------------------------------------------------- routing
 
-const pages = { '#/signin': signInPage, '#/signup': signUpPage, '#/dashboard': dashboardPage, '#/tasks': tasksPage, '#/shop': shopPage, '#/ai': aiPage };
+const pages = { '#/signin': signInPage, '#/signup': signUpPage, '#/dashboard': dashboardPage, '#/tasks': tasksPage, '#/shop': shopPage, '#/ai': aiPage, '#/settings': settingsPage };
 const open = new Set(['#/signin', '#/signup']);
 
 function route() {

@@ -149,6 +149,43 @@ async fn the_console_signs_up_and_keeps_two_sessions_live_on_one_tenants_tasks()
     );
     second.close().await;
 
+    // Settings: the tier and its limits, the users, an invitation; connections without
+    // secrets (none here).
+    admin.click("nav a[href='#/settings']").await;
+    admin
+        .text_at(
+            "//dl[@aria-label='Limits']/dt[text()='max users']",
+            Duration::from_secs(5),
+        )
+        .await
+        .expect("the tier's limits");
+    admin
+        .text_at(
+            "//tbody[@id='users']/tr/td[text()='owner@browser.test']",
+            Duration::from_secs(5),
+        )
+        .await
+        .expect("the users");
+    admin.click("form[aria-label='Invite a user'] button").await;
+    let code = admin
+        .text_at(
+            "//p[@id='invitation' and contains(text(), 'Invitation code')]",
+            Duration::from_secs(5),
+        )
+        .await
+        .expect("an invitation code");
+    assert!(code.contains("MEMBER"), "{code}");
+    admin
+        .text_at(
+            "//div[@id='connections']/p[text()='Not connected.']",
+            Duration::from_secs(5),
+        )
+        .await
+        .expect("no connections");
+    let violations = admin.accessibility_violations().await;
+    assert!(violations.is_empty(), "settings page: {violations:#?}");
+    admin.screenshot("settings").await;
+
     // A MEMBER of the tenant is not shown the delete action at all.
     let http = Http::default();
     let signed = http
