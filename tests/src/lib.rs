@@ -312,20 +312,7 @@ impl TestApp {
         token: Option<&str>,
         headers: &[(&str, &str)],
     ) -> Result<EventStream, Reply> {
-        let mut req = Request::builder().method(Method::GET).uri(path);
-        if let Some(t) = token {
-            req = req.header("authorization", format!("Bearer {t}"));
-        }
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let res = self
-            .router
-            .clone()
-            .oneshot(req.body(Body::empty()).expect("request"))
-            .await
-            .expect("router is infallible");
-        let (parts, body) = res.into_parts();
+        let (parts, body) = self.get_raw(path, token, headers).await.into_parts();
         if !parts.status.is_success() {
             let bytes = body.collect().await.expect("body").to_bytes();
             return Err(Reply {
@@ -353,19 +340,30 @@ impl TestApp {
         path: &str,
         token: Option<&str>,
     ) -> (StatusCode, HeaderMap, axum::body::Bytes) {
+        let (parts, body) = self.get_raw(path, token, &[]).await.into_parts();
+        let bytes = body.collect().await.expect("body").to_bytes();
+        (parts.status, parts.headers, bytes)
+    }
+
+    /// A GET's answer as the router gives it, its body unread.
+    async fn get_raw(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> axum::response::Response {
         let mut req = Request::builder().method(Method::GET).uri(path);
         if let Some(t) = token {
             req = req.header("authorization", format!("Bearer {t}"));
         }
-        let res = self
-            .router
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        self.router
             .clone()
             .oneshot(req.body(Body::empty()).expect("request"))
             .await
-            .expect("router is infallible");
-        let (parts, body) = res.into_parts();
-        let bytes = body.collect().await.expect("body").to_bytes();
-        (parts.status, parts.headers, bytes)
+            .expect("router is infallible")
     }
 
     pub async fn get(&self, path: &str, token: &str, consistency: Option<&str>) -> Reply {

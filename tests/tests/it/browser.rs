@@ -18,6 +18,18 @@ fn task_title(title: &str) -> String {
     format!("//tbody/tr/td/span[@class='title' and text()='{title}']")
 }
 
+/// Signs up a tenant through the console's form: its OWNER is signed in on the dashboard.
+async fn sign_up(b: &Browser, server: &Server, company: &str, email: &str) {
+    b.client.goto(&server.url("/#/signup")).await.expect("goto");
+    b.fill("input[name=company_name]", company).await;
+    b.fill("input[name=admin_email]", email).await;
+    b.fill("input[name=admin_password]", PASSWORD).await;
+    b.click("form button[type=submit]").await;
+    b.find_xpath("//h1[text()='Dashboard']", Duration::from_secs(10))
+        .await
+        .expect("signed up");
+}
+
 async fn sign_in(b: &Browser, server: &Server, tenant: &str, email: &str) {
     b.client.goto(&server.url("/#/signin")).await.expect("goto");
     b.fill("input[name=tenant_id]", tenant).await;
@@ -261,14 +273,7 @@ async fn an_ai_query_completes_on_screen_without_a_reload() {
         ],
     );
     let b = Browser::start().await;
-    b.client.goto(&server.url("/#/signup")).await.expect("goto");
-    b.fill("input[name=company_name]", "Asking Co").await;
-    b.fill("input[name=admin_email]", "owner@asking.test").await;
-    b.fill("input[name=admin_password]", PASSWORD).await;
-    b.click("form button[type=submit]").await;
-    b.find_xpath("//h1[text()='Dashboard']", Duration::from_secs(10))
-        .await
-        .expect("signed up");
+    sign_up(&b, &server, "Asking Co", "owner@asking.test").await;
     b.click("nav a[href='#/ai']").await;
     b.fill("textarea[name=prompt]", "summarise the month").await;
     b.click("form[aria-label='Ask'] button").await;
@@ -299,14 +304,7 @@ async fn an_order_placed_and_cancelled_shows_the_stock_go_and_come_back() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(dir.path(), SECRET);
     let b = Browser::start().await;
-    b.client.goto(&server.url("/#/signup")).await.expect("goto");
-    b.fill("input[name=company_name]", "Shop Co").await;
-    b.fill("input[name=admin_email]", "owner@shop.test").await;
-    b.fill("input[name=admin_password]", PASSWORD).await;
-    b.click("form button[type=submit]").await;
-    b.find_xpath("//h1[text()='Dashboard']", Duration::from_secs(10))
-        .await
-        .expect("signed up");
+    sign_up(&b, &server, "Shop Co", "owner@shop.test").await;
     b.click("nav a[href='#/shop']").await;
     b.fill("input[name=name]", "Widget").await;
     b.fill("input[name=sku]", "WID-1").await;

@@ -4,8 +4,8 @@
 //! cases, another tenant nothing); a stream resumes after its `Last-Event-ID`; a tenant
 //! holds a bounded number of streams.
 
+use crate::portal::{ACME, GLOBEX, tenant_with_customers};
 use axum::http::StatusCode;
-use chronicle_tests::fake_salesforce::{Account, FakeSalesforce};
 use chronicle_tests::{EventStream, Sse, TestApp};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -180,17 +180,8 @@ async fn a_tenant_holds_a_bounded_number_of_streams() {
 
 #[tokio::test]
 async fn a_customer_streams_only_their_own_customers_cases() {
-    const ACME: &str = "001STREAM000000AAA";
-    const GLOBEX: &str = "001STREAM000000BBB";
     let app = TestApp::start();
-    let admin = app
-        .register_tenant("Portal stream", "root@pstream.test", "basic")
-        .await;
-    let org = FakeSalesforce::start(10).await;
-    let hour_ago = chrono::Utc::now() - chrono::Duration::hours(1);
-    org.put(Account::new(ACME, "Acme", "Karachi", hour_ago));
-    org.put(Account::new(GLOBEX, "Globex", "Lahore", hour_ago));
-    app.connect_and_sync(&admin, &org).await;
+    let (admin, _org) = tenant_with_customers(&app, "portal-stream").await;
     let alice = app.portal_user(&admin, ACME, "alice@acme.test").await;
     let bob = app.portal_user(&admin, GLOBEX, "bob@globex.test").await;
     let mut alices = open(&app, &alice.access, &[]).await;

@@ -8,11 +8,11 @@ use chronicle_tests::fake_salesforce::{Account, FakeSalesforce};
 use chronicle_tests::{PASSWORD, SignedUp, TestApp};
 use serde_json::{Value, json};
 
-const ACME: &str = "001PORTAL000000AAA";
-const GLOBEX: &str = "001PORTAL000000BBB";
+pub(crate) const ACME: &str = "001PORTAL000000AAA";
+pub(crate) const GLOBEX: &str = "001PORTAL000000BBB";
 
 /// A tenant connected to an org with two customers, synced.
-async fn tenant_with_customers(app: &TestApp, name: &str) -> (SignedUp, FakeSalesforce) {
+pub(crate) async fn tenant_with_customers(app: &TestApp, name: &str) -> (SignedUp, FakeSalesforce) {
     let admin = app
         .register_tenant(name, &format!("root@{name}.test"), "basic")
         .await;
