@@ -1,0 +1,50 @@
+// Tasks (seed 004): list, filter by status and assignee, create, change status; delete for
+// those the API lets delete.
+
+import { h, field, show, errorBox, attempt, choice, table } from '../lib.js';
+import { api, allPages, can, reloadOn } from '../session.js';
+
+const STATUSES = ['OPEN', 'IN_PROGRESS', 'DONE'];
+
+export async function tasks() {
+  const status = choice('status', ['', ...STATUSES]);
+  const assignee = h('input', { name: 'assigned_to', placeholder: 'user id' });
+  const body = h('tbody');
+  const error = errorBox();
+  const load = async () => {
+    const q = new URLSearchParams();
+    if (status.value) q.set('status', status.value);
+    if (assignee.value) q.set('assigned_to', assignee.value);
+    await attempt(error, async () => body.replaceChildren(...(await allPages('/tasks', q)).map(row)));
+  };
+  const mayDelete = can('DELETE', '/tasks/{id}');
+  const row = (t) => {
+    const move = h('select', { 'aria-label': `Status of ${t.title}`, onchange: async () => {
+      if (!(await attempt(error, () => api('PUT', `/tasks/${t.task_id}`, { status: move.value }).then(() => true)))) load();
+    } }, ...STATUSES.map((s) => h('option', { value: s, selected: s === t.status }, s)));
+    return h('tr', { 'data-task': t.task_id },
+      h('td', {}, h('span', { class: 'title' }, t.title), t.description ? h('div', { class: 'muted' }, t.description) : null),
+      h('td', {}, move),
+      h('td', {}, t.assigned_to ?? '—'),
+      h('td', {}, t.created_by),
+      h('td', {}, mayDelete
+        ? h('button', { class: 'danger', type: 'button', 'aria-label': `Delete ${t.title}`,
+          onclick: () => attempt(error, () => api('DELETE', `/tasks/${t.task_id}`)) }, 'Delete')
+        : null));
+  };
+  const title = h('input', { name: 'title', required: true, maxlength: 200 });
+  const description = h('input', { name: 'description' });
+  const assign = h('input', { name: 'new_assigned_to', placeholder: 'user id' });
+  const create = h('form', { class: 'row', 'aria-label': 'New task', onsubmit: async (e) => {
+    e.preventDefault();
+    const task = { title: title.value };
+    if (description.value) task.description = description.value;
+    if (assign.value) task.assigned_to = assign.value;
+    if (await attempt(error, () => api('POST', '/tasks', task))) create.reset();
+  } }, field('Title', title), field('Description', description), field('Assign to', assign), h('button', { type: 'submit' }, 'Create task'));
+  const filters = h('form', { class: 'row', 'aria-label': 'Filter tasks', onsubmit: (e) => { e.preventDefault(); load(); } },
+    field('Status', status), field('Assignee', assignee), h('button', { class: 'plain', type: 'submit' }, 'Filter'));
+  show('Tasks', create, filters, error, table('Tasks', ['Task', 'Status', 'Assignee', 'Created by', ''], body));
+  await load();
+  reloadOn(['task-'], load);
+}
