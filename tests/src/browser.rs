@@ -124,6 +124,89 @@ impl Browser {
         }
     }
 
+    /// Waits (up to `within`) until the element at XPath `xpath` shows exactly `want`;
+    /// panics with what it showed instead.
+    pub async fn wait_text(&self, xpath: &str, want: &str, within: Duration) {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let got = self.text_at(xpath, Duration::from_secs(1)).await;
+            if got.as_deref() == Some(want) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{xpath} shows {got:?}, not {want:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The text content of the element at XPath `xpath`, shown or not (what a screen
+    /// reader reads of a visually hidden table), if there is one now.
+    pub async fn text_content(&self, xpath: &str) -> Option<String> {
+        self.client
+            .execute(
+                "const n = document.evaluate(arguments[0], document, null, \
+                 XPathResult.FIRST_ORDERED_NODE_TYPE, null).singleNodeValue; \
+                 return n ? n.textContent : null;",
+                vec![serde_json::json!(xpath)],
+            )
+            .await
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+    }
+
+    /// Presses `key` (text, or a `fantoccini::key::Key` as a string) in the focused element.
+    pub async fn press(&self, key: &str) {
+        let focused = self
+            .client
+            .active_element()
+            .await
+            .expect("a focused element");
+        focused.send_keys(key).await.expect("keys");
+    }
+
+    /// Moves the focus with the Tab key alone until it is on the element at `css` (up to
+    /// 60 presses), as a keyboard user gets there; panics if Tab never reaches it.
+    pub async fn tab_to(&self, css: &str) {
+        let tab = fantoccini::key::Key::Tab.to_string();
+        for _ in 0..60 {
+            let on = self
+                .client
+                .execute(
+                    "return !!document.activeElement && document.activeElement.matches(arguments[0])",
+                    vec![serde_json::json!(css)],
+                )
+                .await
+                .expect("script");
+            if on == serde_json::json!(true) {
+                return;
+            }
+            self.press(&tab).await;
+        }
+        panic!("the Tab key never reaches {css}");
+    }
+
+    /// Clicks the element at XPath `xpath`, waiting (up to 5 s) for it; found again when a
+    /// re-render replaced it between finding and clicking.
+    pub async fn click_xpath(&self, xpath: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let e = self
+                .find_xpath(xpath, left)
+                .await
+                .unwrap_or_else(|| panic!("no {xpath}"));
+            if e.click().await.is_ok() {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "could not click {xpath}"
+            );
+        }
+    }
+
     /// Types `text` into the field at `css` (clearing it first).
     pub async fn fill(&self, css: &str, text: &str) {
         let e = self.find(css).await;
@@ -178,10 +261,24 @@ impl Browser {
             .collect()
     }
 
-    /// A screenshot of the page, written to `target/screenshots/<name>.png` (kept as a
-    /// test artifact).
+    /// A screenshot of the whole page from its top (the window grown to the page's height,
+    /// up to 3000 px, and put back after), written to `target/screenshots/<name>.png`
+    /// (kept as a test artifact).
     pub async fn screenshot(&self, name: &str) -> PathBuf {
+        let height = self
+            .client
+            .execute(
+                "window.scrollTo(0, 0); return document.documentElement.scrollHeight",
+                vec![],
+            )
+            .await
+            .ok()
+            .and_then(|v| v.as_u64())
+            .unwrap_or(900)
+            .clamp(900, 3000) as u32;
+        let _ = self.client.set_window_size(1280, height).await;
         let png = self.client.screenshot().await.expect("screenshot");
+        let _ = self.client.set_window_size(1280, 900).await;
         let dir = crate::smtp::root().join("target/screenshots");
         std::fs::create_dir_all(&dir).expect("screenshots dir");
         let path = dir.join(format!("{name}.png"));

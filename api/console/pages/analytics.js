@@ -17,15 +17,18 @@ function chart(id, title, series, rows, unit = '') {
   const bar = Math.max(1, (band - 4) / series.length);
   const y = (v) => H - PAD - ((H - 2 * PAD) * v) / max;
   const bars = rows.flatMap((r, i) => r.values.map((v, s) => svg('rect', {
-    class: `bar s${s}`, x: (PAD + i * band + 2 + s * bar).toFixed(1), y: y(v).toFixed(1),
+    class: `chart-bar s${s}`, x: (PAD + i * band + 2 + s * bar).toFixed(1), y: y(v).toFixed(1),
     width: (bar - 1).toFixed(1), height: (H - PAD - y(v)).toFixed(1),
   }, svg('title', {}, `${r.label} · ${series[s]}: ${v}${unit}`))));
   const axis = [
     svg('line', { class: 'axis', x1: PAD, y1: H - PAD, x2: W, y2: H - PAD }),
     svg('text', { class: 'tick', x: 2, y: PAD }, String(max)),
     svg('text', { class: 'tick', x: 2, y: H - PAD }, '0'),
-    rows.length ? svg('text', { class: 'tick', x: PAD, y: H - 8 }, rows[0].label) : null,
-    rows.length > 1 ? svg('text', { class: 'tick', x: W, y: H - 8, 'text-anchor': 'end' }, rows.at(-1).label) : null,
+    // A few rows (categories): each labelled under its bars; many (days): the first and last.
+    ...(rows.length <= 7
+      ? rows.map((r, i) => svg('text', { class: 'tick', x: (PAD + (i + 0.5) * band).toFixed(1), y: H - 8, 'text-anchor': 'middle' }, r.label))
+      : [svg('text', { class: 'tick', x: PAD, y: H - 8 }, rows[0].label),
+        svg('text', { class: 'tick', x: W, y: H - 8, 'text-anchor': 'end' }, rows.at(-1).label)]),
   ];
   const legend = series.length > 1
     ? h('p', { class: 'legend', 'aria-hidden': 'true' }, ...series.map((s, i) => h('span', { class: `key s${i}` }, s)))

@@ -29,11 +29,11 @@ export async function audit() {
   };
   const state = async (e) => {
     const s = await api('GET', `/audit/streams/${encodeURIComponent(e.stream_id)}/state?version=${e.version}`);
-    detail.append(h('h3', {}, `${e.stream_id} as of version ${e.version}`), h('pre', { class: 'json', id: 'state' }, JSON.stringify(s, null, 2)));
+    detail.append(h('h3', {}, `${e.stream_id} as of version ${e.version}`), h('pre', { class: 'json', id: 'state', tabindex: 0, 'aria-label': 'State' }, JSON.stringify(s, null, 2)));
   };
   const open = (e) => {
     detail.replaceChildren(h('h2', {}, `${e.event_type} · ${e.stream_id} v${e.version}`),
-      h('pre', { class: 'json', id: 'envelope' }, JSON.stringify(e, null, 2)),
+      h('pre', { class: 'json', id: 'envelope', tabindex: 0, 'aria-label': 'Envelope' }, JSON.stringify(e, null, 2)),
       h('button', { type: 'button', class: 'plain', onclick: () => attempt(error, () => state(e)) }, 'State as of this version'));
     detail.focus();
   };

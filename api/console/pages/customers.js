@@ -33,7 +33,10 @@ export async function customers(id) {
     if (running) {
       const s = await api('GET', `/salesforce/sync/${running}`);
       progress.replaceChildren(h('h2', {}, 'Salesforce sync'), syncFacts(s));
-      if (s.status !== 'RUNNING') running = null;
+      if (s.status !== 'RUNNING') {
+        running = null;
+        synced.textContent = `Last sync ${s.status} at ${when(s.completed_at)}.`;
+      }
     }
   };
   const sync = can('POST', '/salesforce/sync')

@@ -1,9 +1,15 @@
 //! The console in a real browser (headless Chromium over WebDriver) against the real
 //! `chronicle serve`: sign up a tenant, create a task titled with markup (shown as those
 //! characters, no element made of it), move a task and see both changes appear live in a
-//! second browser signed in as the same tenant, no serious or critical accessibility
-//! violation (axe-core) on any page, and a MEMBER who is not shown the ADMIN's
-//! actions; a reload keeps the session through the HttpOnly refresh cookie. Screenshots of each page go to `target/screenshots/`.
+//! second browser signed in as the same tenant; a MEMBER who is not shown the ADMIN's
+//! actions; a reload keeps the session through the HttpOnly refresh cookie; an AI query
+//! completing on screen; an order placed and cancelled with the stock going and coming
+//! back; an ADMIN's Salesforce sync with its counts, a customer's contact and account with a
+//! posting in its log, a portal invitation accepted by the contact, who sees only the
+//! portal, opens a case and downloads a document; the audit timeline's envelope and state;
+//! the analytics charts with their numbers on hover and for screen readers; the whole walk
+//! from sign-up to sign-out with the keyboard alone. No serious or critical accessibility
+//! violation (axe-core) on any page. Screenshots of each page go to `target/screenshots/`.
 
 use chronicle_tests::browser::Browser;
 use chronicle_tests::process::{Http, Server};
@@ -313,23 +319,7 @@ async fn an_order_placed_and_cancelled_shows_the_stock_go_and_come_back() {
     b.fill("input[name=inventory]", "5").await;
     b.click("form[aria-label='New product'] button").await;
     let stock = "//tr[td/span[@class='name' and text()='Widget']]//span[@class='stock']";
-    let shows = |want: &'static str| {
-        let b = &b;
-        async move {
-            let deadline = std::time::Instant::now() + Duration::from_secs(5);
-            loop {
-                let got = b.text_at(stock, Duration::from_secs(5)).await;
-                if got.as_deref() == Some(want) {
-                    return;
-                }
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "stock {got:?}, not {want}"
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    };
+    let shows = |want: &'static str| b.wait_text(stock, want, Duration::from_secs(5));
     shows("5").await;
     // The product list re-renders the picker: wait for the product in it.
     b.find_xpath(
@@ -360,23 +350,427 @@ async fn an_order_placed_and_cancelled_shows_the_stock_go_and_come_back() {
     b.screenshot("shop").await;
     let violations = b.accessibility_violations().await;
     assert!(violations.is_empty(), "shop page: {violations:#?}");
-    let cancel = "//button[@aria-label='cancel the order of buyer@shop.test']";
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let button = b
-            .find_xpath(cancel, Duration::from_secs(5))
+    b.click_xpath("//button[@aria-label='cancel the order of buyer@shop.test']")
+        .await;
+    shows("5").await;
+    b.wait_text(status, "cancelled", Duration::from_secs(5))
+        .await;
+    b.close().await;
+}
+
+/// Signs in over HTTP (no browser): the access token of `email`.
+async fn token(server: &Server, tenant: &str, email: &str) -> String {
+    let signed = Http::default()
+        .send(
+            "POST",
+            &server.url("/auth/signin"),
+            "",
+            &[],
+            Some(
+                serde_json::json!({"tenant_id": tenant, "email": email, "password": PASSWORD})
+                    .to_string(),
+            ),
+        )
+        .await
+        .expect("sign in");
+    signed.body["access_token"]
+        .as_str()
+        .expect("a token")
+        .to_owned()
+}
+
+/// The tenant id the console shows in its header.
+async fn tenant_of(b: &Browser) -> String {
+    let who = b
+        .text_at("//*[@id='who']", Duration::from_secs(5))
+        .await
+        .expect("who");
+    who.rsplit(" · ").next().expect("tenant id").to_owned()
+}
+
+/// Writes the page's screenshot, then checks it with axe-core.
+async fn accessible(b: &Browser, page: &str) {
+    b.screenshot(page).await;
+    let violations = b.accessibility_violations().await;
+    assert!(violations.is_empty(), "{page}: {violations:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_syncs_a_customer_and_its_contact_opens_a_case_in_the_portal() {
+    const ACME: &str = "001BROWSER00000AAA";
+    let org = chronicle_tests::fake_salesforce::FakeSalesforce::start(10).await;
+    let t = chrono::Utc::now() - chrono::Duration::hours(1);
+    let mut acme = chronicle_tests::fake_salesforce::Account::new(ACME, "Acme Looms", "Karachi", t);
+    acme.contact = Some(("Alice Weaver".into(), "alice@acme.test".into()));
+    org.put(acme);
+    org.put_document(chronicle_tests::fake_salesforce::Document {
+        document_id: "069BROWSER00000AAA".into(),
+        account_id: ACME.into(),
+        version_id: "068BROWSER00000AAA".into(),
+        title: "Service contract".into(),
+        extension: "pdf".into(),
+        bytes: std::sync::Arc::new(b"%PDF-1.4 the contract".to_vec()),
+        modified: t,
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), SECRET);
+    let admin = Browser::start().await;
+    sign_up(&admin, &server, "Looms Co", "owner@looms.test").await;
+    let tenant = tenant_of(&admin).await;
+    let access = token(&server, &tenant, "owner@looms.test").await;
+    let connected = Http::default()
+        .send(
+            "PUT",
+            &server.url("/salesforce/connection"),
+            &access,
+            &[],
+            Some(
+                serde_json::json!({"login_url": org.url, "client_id": org.client_id, "client_secret": org.client_secret})
+                    .to_string(),
+            ),
+        )
+        .await
+        .expect("connect");
+    assert_eq!(connected.status, 200, "{:?}", connected.body);
+
+    // The ADMIN's sync button: the run's progress and counts, and the customer, live.
+    admin.click("nav a[href='#/customers']").await;
+    admin
+        .text_at(
+            "//p[@id='last-synced' and text()='Never synced.']",
+            Duration::from_secs(5),
+        )
+        .await
+        .expect("never synced");
+    admin.click("#sync-now").await;
+    admin
+        .wait_text(
+            "//div[@id='sync']//dt[text()='Status']/following-sibling::dd[1]",
+            "COMPLETED",
+            Duration::from_secs(20),
+        )
+        .await;
+    admin
+        .wait_text(
+            "//div[@id='sync']//dt[text()='imported']/following-sibling::dd[1]",
+            "1",
+            Duration::from_secs(5),
+        )
+        .await;
+    admin
+        .wait_text(
+            "//tbody[@id='customers']/tr/td[4]",
+            "alice@acme.test",
+            Duration::from_secs(5),
+        )
+        .await;
+    accessible(&admin, "customers").await;
+
+    // The customer's detail: its contact, an account opened, a deposit in its log.
+    admin
+        .click_xpath("//a[@class='name' and text()='Acme Looms']")
+        .await;
+    admin
+        .wait_text(
+            "//dl[@aria-label='Contact']/dd[1]",
+            "Alice Weaver",
+            Duration::from_secs(5),
+        )
+        .await;
+    admin
+        .click("form[aria-label='Open an account'] button")
+        .await;
+    admin
+        .wait_text(
+            "//tbody[@id='accounts']/tr/td/span[@class='balance']",
+            "0.00 USD",
+            Duration::from_secs(5),
+        )
+        .await;
+    admin
+        .click_xpath("//tbody[@id='accounts']/tr/td[1]/a")
+        .await;
+    admin.fill("input[name=amount]", "125.50").await;
+    admin
+        .click("form[aria-label='Post a transaction'] button")
+        .await;
+    admin
+        .wait_text(
+            "//tbody[@id='lines']/tr/td/span[@class='balance-after']",
+            "125.50",
+            Duration::from_secs(5),
+        )
+        .await;
+    admin
+        .wait_text(
+            "//dl[@aria-label='Account']/dt[text()='Balance']/following-sibling::dd[1]",
+            "125.50 USD",
+            Duration::from_secs(5),
+        )
+        .await;
+    accessible(&admin, "account").await;
+
+    // A portal invitation for the contact, accepted in another browser.
+    admin.click_xpath("//dl[@aria-label='Account']//a").await;
+    admin
+        .click("form[aria-label='Invite to the portal'] button")
+        .await;
+    let code = admin
+        .text_at("//p[@id='portal-invitation']/code", Duration::from_secs(5))
+        .await
+        .expect("a portal invitation code");
+    let alice = Browser::start().await;
+    alice
+        .client
+        .goto(&server.url(&format!("/#/join/{tenant}")))
+        .await
+        .expect("goto");
+    alice.fill("input[name=invitation_code]", &code).await;
+    alice.fill("input[name=email]", "alice@acme.test").await;
+    alice.fill("input[name=password]", PASSWORD).await;
+    alice.click("form button[type=submit]").await;
+    alice
+        .find_xpath(
+            "//h1[text()='Your cases and documents']",
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("the CUSTOMER lands on the portal");
+    // The staff's pages are not shown to a CUSTOMER at all.
+    let links: Vec<String> = {
+        let mut out = Vec::new();
+        for a in alice
+            .client
+            .find_all(fantoccini::Locator::Css("nav a"))
             .await
-            .expect("the cancel action");
-        if button.click().await.is_ok() {
+            .expect("links")
+        {
+            out.push(a.text().await.expect("text"));
+        }
+        out
+    };
+    assert_eq!(links, ["Portal"], "{links:?}");
+
+    // She opens a case; it is listed as NEW; her document downloads through its link.
+    alice.fill("input[name=subject]", "Loom 3 jams").await;
+    alice
+        .fill("textarea[name=description]", "Since Monday")
+        .await;
+    alice.click("form[aria-label='Open a case'] button").await;
+    alice
+        .wait_text(
+            "//tr[td/span[@class='subject' and text()='Loom 3 jams']]//span[@class='case-status']",
+            "NEW",
+            Duration::from_secs(5),
+        )
+        .await;
+    alice
+        .click_xpath("//button[@aria-label='Download Service contract']")
+        .await;
+    alice
+        .wait_text(
+            "//p[@id='downloaded']",
+            "Downloaded Service contract.pdf (21 B).",
+            Duration::from_secs(10),
+        )
+        .await;
+    assert_eq!(org.downloads(), 1, "the bytes came from Salesforce");
+    accessible(&alice, "portal").await;
+    alice.close().await;
+
+    // The audit timeline: her case's opening, its envelope, and its state at version 1.
+    admin.click("nav a[href='#/audit']").await;
+    admin.fill("input[name=type]", "CaseOpened").await;
+    admin
+        .click("form[aria-label='Filter the timeline'] button")
+        .await;
+    admin
+        .click_xpath("//tbody[@id='timeline']/tr/td/button[text()='CaseOpened']")
+        .await;
+    let envelope = admin
+        .text_at("//pre[@id='envelope']", Duration::from_secs(5))
+        .await
+        .expect("the envelope");
+    let envelope: serde_json::Value = serde_json::from_str(&envelope).expect("JSON");
+    assert_eq!(envelope["payload"]["subject"], "Loom 3 jams", "{envelope}");
+    admin
+        .click_xpath("//button[text()='State as of this version']")
+        .await;
+    let state = admin
+        .text_at("//pre[@id='state']", Duration::from_secs(5))
+        .await
+        .expect("the state");
+    assert!(state.contains("Loom 3 jams"), "{state}");
+    accessible(&admin, "audit").await;
+
+    // Analytics: the charts, each bar's figure on hover and in a table. Two tasks opened
+    // and one closed today, once the analytics consumer has counted them.
+    let http = Http::default();
+    let mut first = None;
+    for title in ["Oil loom 3", "Order yarn"] {
+        let made = http
+            .send(
+                "POST",
+                &server.url("/tasks"),
+                &access,
+                &[],
+                Some(serde_json::json!({ "title": title }).to_string()),
+            )
+            .await
+            .expect("create a task");
+        assert_eq!(made.status, 201, "{:?}", made.body);
+        first.get_or_insert(made.body["task_id"].as_str().expect("id").to_owned());
+    }
+    let done = http
+        .send(
+            "PUT",
+            &server.url(&format!("/tasks/{}", first.expect("a task"))),
+            &access,
+            &[],
+            Some(serde_json::json!({ "status": "DONE" }).to_string()),
+        )
+        .await
+        .expect("close a task");
+    assert_eq!(done.status, 200, "{:?}", done.body);
+    let today = chrono::Utc::now().date_naive();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let d = http
+            .send(
+                "GET",
+                &server.url(&format!("/analytics/daily?from={today}&to={today}")),
+                &access,
+                &[],
+                None,
+            )
+            .await
+            .expect("daily");
+        let day = &d.body["days"][0];
+        if day["tasks_created"] == 2 && day["tasks_completed"] == 1 {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "could not cancel");
-    }
-    shows("5").await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while b.text_at(status, Duration::from_secs(5)).await.as_deref() != Some("cancelled") {
-        assert!(std::time::Instant::now() < deadline, "never cancelled");
+        assert!(std::time::Instant::now() < deadline, "{:?}", d.body);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    admin.click("nav a[href='#/analytics']").await;
+    for chart in [
+        "revenue",
+        "orders",
+        "orders-by-status",
+        "tasks",
+        "ai-tokens",
+    ] {
+        admin
+            .find_xpath(
+                &format!("//figure[@id='{chart}']/*[local-name()='svg']"),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap_or_else(|| panic!("the {chart} chart"));
+    }
+    let days = admin
+        .client
+        .find_all(fantoccini::Locator::XPath(
+            "//figure[@id='tasks']//tbody/tr",
+        ))
+        .await
+        .expect("rows");
+    assert_eq!(days.len(), 14, "a row per day of the default range");
+    let today_row = format!("//figure[@id='tasks']//tbody/tr[th='{today}']");
+    // The table is for screen readers only (not shown): read as they read it.
+    for (column, want) in [(1, "2"), (2, "1")] {
+        let cell = format!("{today_row}/td[{column}]");
+        assert_eq!(
+            admin.text_content(&cell).await.as_deref(),
+            Some(want),
+            "{cell}"
+        );
+    }
+    // The figure on hover: the bar's own title.
+    let hover =
+        format!("//figure[@id='tasks']//*[local-name()='title' and text()='{today} · Opened: 2']");
+    admin
+        .find_xpath(&hover, Duration::from_secs(5))
+        .await
+        .expect("the bar's figure on hover");
+    accessible(&admin, "analytics").await;
+    admin.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_works_with_the_keyboard_alone() {
+    use fantoccini::key::Key;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), SECRET);
+    let b = Browser::start().await;
+    b.client.goto(&server.url("/#/signup")).await.expect("goto");
+    b.find_xpath("//h1[text()='Sign up a tenant']", Duration::from_secs(10))
+        .await
+        .expect("the sign-up page");
+    for (css, text) in [
+        ("input[name=company_name]", "Keys Co"),
+        ("input[name=admin_email]", "owner@keys.test"),
+        ("input[name=admin_password]", PASSWORD),
+    ] {
+        b.tab_to(css).await;
+        b.press(text).await;
+    }
+    b.press(&Key::Enter.to_string()).await;
+    b.find_xpath("//h1[text()='Dashboard']", Duration::from_secs(10))
+        .await
+        .expect("signed up by keyboard");
+
+    // Every control the Tab key lands on shows where the focus is.
+    b.tab_to("nav a[href='#/tasks']").await;
+    let outline = b
+        .client
+        .execute(
+            "return getComputedStyle(document.activeElement).outlineStyle",
+            vec![],
+        )
+        .await
+        .expect("script");
+    assert_ne!(outline, serde_json::json!("none"), "a visible focus");
+    b.press(&Key::Enter.to_string()).await;
+    b.find_xpath("//h1[text()='Tasks']", Duration::from_secs(5))
+        .await
+        .expect("the tasks page by keyboard");
+    b.tab_to("input[name=title]").await;
+    b.press("Typed, never clicked").await;
+    b.press(&Key::Enter.to_string()).await;
+    b.find_xpath(&task_title("Typed, never clicked"), Duration::from_secs(5))
+        .await
+        .expect("a task created by keyboard");
+    b.tab_to("tr[data-task] select").await;
+    b.press(&Key::Down.to_string()).await;
+    let select = "//tr[td/span[text()='Typed, never clicked']]//select";
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let e = b
+            .find_xpath(select, Duration::from_secs(5))
+            .await
+            .expect("the status control");
+        if e.prop("value").await.ok().flatten().as_deref() == Some("IN_PROGRESS") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the arrow key did not move the task"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The move reached the server: a reload shows it.
+    b.client.refresh().await.expect("reload");
+    b.wait_text(
+        &format!("{select}/option[@selected]"),
+        "IN_PROGRESS",
+        Duration::from_secs(10),
+    )
+    .await;
+    b.tab_to("nav button").await;
+    b.press(&Key::Enter.to_string()).await;
+    b.find_xpath("//h1[text()='Sign in']", Duration::from_secs(5))
+        .await
+        .expect("signed out by keyboard");
     b.close().await;
 }
