@@ -1,11 +1,13 @@
-"""moto_server with DynamoDB's isolation, and Kinesis's routing and shard ends after a reshard.
+"""moto_server with DynamoDB's isolation and stream shards that outlive a rolled-back
+transaction, and Kinesis's routing and shard ends after a reshard.
 
 moto applies a TransactWriteItems in place and, when a condition fails, restores every table
 from a copy it took first. Under moto_server's threads, another request that lands in between
 is undone with it (an acknowledged write lost) or sees the rolled-back put. Real DynamoDB
 isolates transactions (serializable against other writes). This runs the same server with the
 DynamoDB backend's operations behind one lock, so concurrent appends behave as on DynamoDB;
-every other service (SQS long polls among them) stays concurrent.
+every other service (SQS long polls among them) stays concurrent. A rolled-back transaction
+also keeps each table's stream shard the one readers hold (see _transact_keeping_streams).
 
 Kinesis, after a SplitShard or MergeShards, keeps routing records to the closed parent (it
 takes the first shard whose hash range holds the key, closed or not), and a closed shard's
@@ -28,6 +30,35 @@ from moto.kinesis.utils import decompose_shard_iterator
 from moto.utilities.utils import md5_hash
 
 _LOCK = threading.RLock()
+
+_transact = DynamoDBBackend.transact_write_items
+
+
+@functools.wraps(_transact)
+def _transact_keeping_streams(self, *args, **kwargs):
+    """A rolled-back transaction puts back a deep copy of each table it touched, stream shard
+    and all: the readers' shard iterators then hold the old shard, which no record reaches
+    again, where on DynamoDB a shard is the same whatever a transaction did. This puts the
+    shard the readers hold back in place, with the records it had before the transaction."""
+    shards = {
+        name: t.stream_shard
+        for name, t in self.tables.items()
+        if t.stream_shard is not None
+    }
+    try:
+        return _transact(self, *args, **kwargs)
+    except Exception:
+        for name, shard in shards.items():
+            table = self.tables.get(name)
+            copied = getattr(table, "stream_shard", None)
+            if copied is not None and copied is not shard:
+                shard.items = copied.items
+                shard.table = table
+                table.stream_shard = shard
+        raise
+
+
+DynamoDBBackend.transact_write_items = _transact_keeping_streams
 
 for _name in (
     "put_item",

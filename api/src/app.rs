@@ -69,6 +69,8 @@ pub struct Services {
     pub sftp: Option<crate::sftp::SftpAccess>,
     /// The event streams open per tenant (`GET /events/stream`).
     pub streams: Arc<crate::events::OpenStreams>,
+    /// Which tenants' read models changed: what wakes those streams.
+    pub changes: Arc<projections::ViewChanges>,
 }
 
 /// How long the tenant gate trusts what it read: the delay before a suspension made by
@@ -104,6 +106,7 @@ impl AppState {
             mail: None,
             sftp: None,
             streams: Arc::default(),
+            changes: Arc::default(),
         }))
     }
 }

@@ -44,7 +44,8 @@ impl Embedded {
         std::fs::create_dir_all(&config.data_dir)?;
         let events = SqliteEventStore::open(&config.data_dir.join("events.db"))?;
         let views = SqliteReadModelStore::open(&config.data_dir.join("views.db"))?;
-        let projectors = projectors(&events, &views);
+        let changes = Arc::new(projections::ViewChanges::fed());
+        let projectors = projectors(&events, &views, Some(changes.clone()));
         let progress = AllProjections(projectors.iter().map(|p| p.progress().clone()).collect());
         let analytics = projectors
             .iter()
@@ -77,6 +78,7 @@ impl Embedded {
             TokenKeys::from_secret(&config.jwt_secret)?,
             config.consistency_timeout,
         );
+        state.changes = changes;
         let mut workers = Vec::new();
         let mut sync = None;
         let stopped = |stop: &watch::Sender<bool>| {
@@ -192,8 +194,13 @@ pub fn analytics_projector(events: &SqliteEventStore, views: &SqliteReadModelSto
     )
 }
 
-/// A projector for every read model, over the SQLite store and views.
-pub fn projectors(events: &SqliteEventStore, views: &SqliteReadModelStore) -> Vec<Projector> {
+/// A projector for every read model, over the SQLite store and views; each commit tells
+/// `changes` (if any) which tenants' rows it changed.
+pub fn projectors(
+    events: &SqliteEventStore,
+    views: &SqliteReadModelStore,
+    changes: Option<Arc<projections::ViewChanges>>,
+) -> Vec<Projector> {
     projections::all()
         .into_iter()
         .map(|projection| {
@@ -202,7 +209,10 @@ pub fn projectors(events: &SqliteEventStore, views: &SqliteReadModelStore) -> Ve
                 Arc::new(views.clone()),
                 Arc::new(events.clone()),
                 ProjectionProgress::default(),
-                ProjectorConfig::default(),
+                ProjectorConfig {
+                    changes: changes.clone(),
+                    ..ProjectorConfig::default()
+                },
             )
         })
         .collect()

@@ -15,6 +15,12 @@
 //! after it: delivery is at least once, and `event_id` tells a repeat. Without one the
 //! stream starts at the tenant's newest event. A comment line every 15 s keeps idle
 //! connections open. A tenant holds at most `MAX_STREAMS_PER_TENANT` streams at once.
+//!
+//! An idle stream does not poll the log: it waits for the tenant's read models to change
+//! (`AppState::changes`), fed by the projectors' commits on the embedded backend and by
+//! the views table's DynamoDB stream on AWS (`infra::aws::view_changes`), then reads the
+//! log after its cursor. It looks anyway every `UNFED_POLL` while nothing feeds the changes
+//! (an AWS views table without its stream) and every `FED_RECHECK` otherwise.
 
 use crate::app::{AppState, Routes};
 use crate::error::{ApiError, Problem};
@@ -40,8 +46,12 @@ pub const MAX_STREAMS_PER_TENANT: usize = 64;
 /// Events read from the log per step.
 const PAGE: usize = 200;
 
-/// How often an idle stream looks for new events.
-const POLL: Duration = Duration::from_millis(200);
+/// How often an idle stream looks for new events while nothing tells it of changes.
+const UNFED_POLL: Duration = Duration::from_millis(200);
+
+/// How often an idle stream looks for new events that no change told it of (a change that
+/// no projector commit made: a private stream's, or a lost stream record).
+const FED_RECHECK: Duration = Duration::from_secs(10);
 
 /// How long one wait for the read models lasts before it is tried again.
 const APPLIED_WAIT: Duration = Duration::from_secs(5);
@@ -159,7 +169,9 @@ pub async fn stream(
         });
     };
     tracing::info!(tenant_id = %principal.tenant_id, user_id = %principal.actor.user_id, "event stream opened");
+    let changes = state.changes.subscribe(&principal.tenant_id);
     let reader = Reader {
+        changes,
         state,
         principal,
         store,
@@ -181,6 +193,7 @@ pub async fn stream(
 }
 
 struct Reader {
+    changes: projections::changes::Subscription,
     state: AppState,
     principal: Principal,
     store: Arc<dyn EventStore>,
@@ -198,19 +211,26 @@ impl Reader {
             }
             if let Err(e) = self.fill().await {
                 tracing::warn!(tenant_id = %self.principal.tenant_id, error = %e, "event stream read failed; retrying");
-                tokio::time::sleep(POLL * 5).await;
+                tokio::time::sleep(UNFED_POLL * 5).await;
             }
         }
     }
 
     /// Reads the next page, once the read models show it, into `pending`.
     async fn fill(&mut self) -> Result<(), ApiError> {
+        // Seen before the read: a change while reading makes the wait below return at once.
+        self.changes.seen();
         let page = self
             .store
             .read_tenant_feed(&self.principal.tenant_id, &self.cursor, PAGE)
             .await?;
         let Some(last) = page.events.last() else {
-            tokio::time::sleep(POLL).await;
+            let wait = if self.state.changes.is_fed() {
+                FED_RECHECK
+            } else {
+                UNFED_POLL
+            };
+            self.changes.wait(wait).await;
             return Ok(());
         };
         let token = ConsistencyToken {
@@ -224,7 +244,7 @@ impl Reader {
             .await
         {
             if !freshness.is_running() {
-                tokio::time::sleep(POLL).await;
+                tokio::time::sleep(UNFED_POLL).await;
             }
         }
         let mut sent = Vec::new();

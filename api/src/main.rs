@@ -948,6 +948,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Backend::Aws => {
             let aws = infra::aws::Aws::load(&args.backend.aws_prefix).await;
             let state = api::aws::aws_state(&aws, TokenKeys::from_secret(&secret)?, timeout);
+            // The views' changes wake the tenants' event streams (`GET /events/stream`).
+            tokio::spawn(infra::aws::follow_view_changes(
+                aws.clone(),
+                state.changes.clone(),
+                std::future::pending(),
+            ));
             (state, None)
         }
         #[cfg(not(feature = "aws"))]
@@ -1022,7 +1028,7 @@ async fn project(args: ProjectArgs) -> anyhow::Result<()> {
             use std::sync::Arc;
             let events = infra::sqlite::SqliteEventStore::open(&args.data_dir.join("events.db"))?;
             let views = infra::sqlite::SqliteReadModelStore::open(&args.data_dir.join("views.db"))?;
-            let projectors = api::embedded::projectors(&events, &views);
+            let projectors = api::embedded::projectors(&events, &views, None);
             let group: Vec<&projections::Projector> = projectors.iter().collect();
             tracing::info!(data_dir = %args.data_dir.display(), "projectors tailing the log");
             projections::run_group(&group, Arc::new(events.committed_log()), shutdown_signal())

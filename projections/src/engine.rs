@@ -163,6 +163,8 @@ pub struct ProjectorConfig {
     /// The shortest time between two catch-up steps of a projector tailing the log
     /// (`run_group`).
     pub pace: Duration,
+    /// Told which tenants' rows each commit changed (the embedded event stream's wake-ups).
+    pub changes: Option<Arc<crate::ViewChanges>>,
 }
 
 /// See `ProjectorConfig::pace`. Under 12k `POST /tasks` a second, 4 ms took the projector
@@ -176,6 +178,7 @@ impl Default for ProjectorConfig {
             batch_size: 512,
             record_dead_letters: true,
             pace: PACE,
+            changes: None,
         }
     }
 }
@@ -382,7 +385,21 @@ impl Projector {
         if !self.config.record_dead_letters {
             dead.clear();
         }
+        let tenants: Vec<TenantId> = match &self.config.changes {
+            Some(_) => {
+                let mut t: Vec<TenantId> = writes.iter().map(|w| w.key.tenant_id.clone()).collect();
+                t.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+                t.dedup();
+                t
+            }
+            None => Vec::new(),
+        };
         self.store.commit(view, writes, dead, checkpoint).await?;
+        if let Some(changes) = &self.config.changes {
+            for t in &tenants {
+                changes.changed(t);
+            }
+        }
         let now = Utc::now();
         let lag = metrics::histogram!("chronicle_projection_lag_seconds", "view" => view);
         for e in events {

@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod ai_queries;
 pub mod analytics;
 pub mod cases;
+pub mod changes;
 pub mod customer_syncs;
 pub mod customers;
 pub mod documents;
@@ -22,6 +23,7 @@ pub mod tasks;
 pub mod transactions;
 pub mod users;
 
+pub use changes::ViewChanges;
 pub use engine::{
     AllProjections, BatchOutcome, Freshness, ProjectionProgress, Projector, ProjectorConfig,
     RowVersionFreshness, run_group,

@@ -90,6 +90,14 @@ pub struct EventStream {
 }
 
 impl EventStream {
+    /// The events of an answer's body (a live server's, or the in-process app's).
+    pub fn of(body: Body) -> Self {
+        Self {
+            body,
+            buffer: String::new(),
+        }
+    }
+
     /// The next event or comment, or `None` when none comes within `wait`.
     pub async fn next(&mut self, wait: Duration) -> Option<Sse> {
         let deadline = tokio::time::Instant::now() + wait;
@@ -328,10 +336,7 @@ impl TestApp {
                 .and_then(|v| v.to_str().ok()),
             Some("text/event-stream")
         );
-        Ok(EventStream {
-            body,
-            buffer: String::new(),
-        })
+        Ok(EventStream::of(body))
     }
 
     /// A GET whose answer is read as bytes (a file), with or without a token.

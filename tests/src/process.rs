@@ -194,6 +194,24 @@ impl Http {
         Ok((status, text))
     }
 
+    /// Opens `GET url` as a stream of Server-Sent Events (`GET /events/stream`); panics
+    /// unless it answers 200 with `text/event-stream`.
+    pub async fn open_events(&self, url: &str, token: &str) -> crate::EventStream {
+        let req = hyper::Request::get(url)
+            .header("authorization", format!("Bearer {token}"))
+            .body(Full::new(Bytes::new()))
+            .expect("request");
+        let res = self.client.request(req).await.expect("GET");
+        assert_eq!(res.status().as_u16(), 200, "{url}");
+        assert_eq!(
+            res.headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok()),
+            Some("text/event-stream")
+        );
+        crate::EventStream::of(axum::body::Body::new(res.into_body()))
+    }
+
     pub async fn send(
         &self,
         method: &str,

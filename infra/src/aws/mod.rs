@@ -12,6 +12,7 @@ mod queue_worker;
 mod relay;
 mod setup;
 mod sqs;
+mod view_changes;
 mod views;
 
 pub use publish::{EventBridgePublisher, KinesisPublisher, PublishError, SOURCE};
@@ -28,6 +29,7 @@ pub use setup::{
     AI_VISIBILITY_SECS, CASE_VISIBILITY_SECS, MAIL_VISIBILITY_SECS, MAX_RECEIVES,
     SFTP_VISIBILITY_SECS, SYNC_VISIBILITY_SECS, SetupError, setup,
 };
+pub use view_changes::{follow as follow_view_changes, tenant_of};
 pub use views::DynamoReadModelStore;
 
 use aws_config::SdkConfig;

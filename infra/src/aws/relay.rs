@@ -112,7 +112,7 @@ impl Relay {
             .and_then(|t| t.latest_stream_arn())
             .ok_or(RelayError::NoStream)?
             .to_owned();
-        let shards = self.shards(&arn).await?;
+        let shards = stream_shards(&self.aws, &arn).await?;
         let mut progress = HashMap::new();
         for shard in &shards {
             let id = shard.shard_id().unwrap_or_default().to_owned();
@@ -137,31 +137,6 @@ impl Relay {
             progress.insert(id.to_owned(), p);
         }
         Ok(published)
-    }
-
-    async fn shards(&self, arn: &str) -> Result<Vec<Shard>, RelayError> {
-        let mut shards = Vec::new();
-        let mut start: Option<String> = None;
-        loop {
-            let out = self
-                .aws
-                .streams
-                .describe_stream()
-                .stream_arn(arn)
-                .set_exclusive_start_shard_id(start.take())
-                .send()
-                .await
-                .map_err(|e| error(sdk_error(e)))?;
-            let Some(d) = out.stream_description() else {
-                break;
-            };
-            shards.extend(d.shards().iter().cloned());
-            match d.last_evaluated_shard_id() {
-                Some(last) => start = Some(last.to_owned()),
-                None => break,
-            }
-        }
-        Ok(shards)
     }
 
     fn checkpoint_key(shard: &str) -> String {
@@ -261,6 +236,31 @@ impl Relay {
         }
         Ok(published)
     }
+}
+
+/// Every shard of the DynamoDB stream `arn`, page by page.
+pub(super) async fn stream_shards(aws: &Aws, arn: &str) -> Result<Vec<Shard>, ReadModelError> {
+    let mut shards = Vec::new();
+    let mut start: Option<String> = None;
+    loop {
+        let out = aws
+            .streams
+            .describe_stream()
+            .stream_arn(arn)
+            .set_exclusive_start_shard_id(start.take())
+            .send()
+            .await
+            .map_err(|e| error(sdk_error(e)))?;
+        let Some(d) = out.stream_description() else {
+            break;
+        };
+        shards.extend(d.shards().iter().cloned());
+        match d.last_evaluated_shard_id() {
+            Some(last) => start = Some(last.to_owned()),
+            None => break,
+        }
+    }
+    Ok(shards)
 }
 
 /// The events that leave the store: all but those of private streams (credentials,

@@ -205,9 +205,44 @@ async fn views_table(aws: &Aws) -> Result<String, SetupError> {
         .key_schema(key("sk", KeyType::Range)?)
         .attribute_definitions(attr("pk", ScalarAttributeType::S)?)
         .attribute_definitions(attr("sk", ScalarAttributeType::S)?)
+        .stream_specification(keys_only(name)?)
         .send()
         .await;
-    table_result(aws, name, created).await
+    let line = table_result(aws, name, created).await?;
+    // A table set up before it had its stream gets it now.
+    let table = aws
+        .dynamodb
+        .describe_table()
+        .table_name(name)
+        .send()
+        .await
+        .map_err(|e| fail(name, e))?;
+    let streaming = table
+        .table()
+        .and_then(|t| t.stream_specification())
+        .is_some_and(|s| s.stream_enabled());
+    if streaming {
+        return Ok(line);
+    }
+    aws.dynamodb
+        .update_table()
+        .table_name(name)
+        .stream_specification(keys_only(name)?)
+        .send()
+        .await
+        .map_err(|e| fail(name, e))?;
+    table_result(aws, name, Ok::<(), aws_sdk_dynamodb::Error>(()))
+        .await
+        .map(|_| format!("table {name}: stream added"))
+}
+
+/// The views table's stream: keys only, which name the tenant whose rows changed.
+fn keys_only(name: &str) -> Result<StreamSpecification, SetupError> {
+    StreamSpecification::builder()
+        .stream_enabled(true)
+        .stream_view_type(StreamViewType::KeysOnly)
+        .build()
+        .map_err(|e| fail(name, e))
 }
 
 /// Reads a CreateTable answer ("in use" means it exists) and waits for the table to be ACTIVE.

@@ -285,6 +285,60 @@ async fn serve_relay_and_two_projectors_converge_to_the_embedded_result() {
     assert_eq!(peek.status, 404);
 
     access_on_aws(&http, &server, &prefix).await;
+
+    // The event stream on AWS: a task created after the stream opened arrives once the
+    // projector has written its row, woken by the views table's DynamoDB stream (an idle
+    // stream looks at the log on its own only every 10 s), and the other tenant's stream
+    // stays silent.
+    let acme_admin = token("acme", "root", Role::Admin);
+    let mut acme = http
+        .open_events(&server.url("/events/stream"), &acme_admin)
+        .await;
+    let mut globex = http
+        .open_events(
+            &server.url("/events/stream"),
+            &token("globex", "root", Role::Admin),
+        )
+        .await;
+    let made = http
+        .send(
+            "POST",
+            &server.url("/tasks"),
+            &acme_admin,
+            &[],
+            Some(json!({"title": "live on aws"}).to_string()),
+        )
+        .await
+        .expect("create");
+    assert_eq!(made.status, 201, "{:?}", made.body);
+    let live = acme
+        .next_event(Duration::from_secs(8))
+        .await
+        .unwrap_or_else(|| {
+            let logs = server.logs.lock().expect("logs");
+            let warned: Vec<&String> = logs.iter().filter(|l| l.contains("WARN")).collect();
+            panic!("no event before the stream's own 10 s recheck; the server warned: {warned:#?}")
+        });
+    assert_eq!(live.event.as_deref(), Some("TaskCreated"), "{live:?}");
+    let data: Value = serde_json::from_str(&live.data).expect("JSON");
+    assert_eq!(data["payload"]["title"], "live on aws", "{data}");
+    assert!(
+        globex
+            .next_event(Duration::from_millis(500))
+            .await
+            .is_none(),
+        "nothing of acme's reaches globex"
+    );
+    let (_, metrics) = http
+        .get_text(&server.url("/metrics"))
+        .await
+        .expect("metrics");
+    let woken: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("chronicle_view_changes_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    assert!(woken >= 1.0, "woken by the views table's stream: {metrics}");
 }
 
 /// Sign-up, users, sign-in and tenant deletion on the AWS backend: the multi-stream
