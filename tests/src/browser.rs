@@ -1,14 +1,14 @@
 //! A real browser for the console tests: Debian's headless Chromium driven over WebDriver
-//! by its chromedriver (installed by `scripts/browser-tools`), through fantoccini. Each
-//! `Browser` is its own chromedriver on a loopback port and its own browser profile, so
-//! two of them are two users' sessions.
+//! by its chromedriver, or Debian's Firefox ESR by geckodriver (all installed by
+//! `scripts/browser-tools`), through fantoccini. Each `Browser` is its own driver on a
+//! loopback port and its own browser profile, so two of them are two users' sessions.
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-/// Installs Chromium and chromedriver when missing (serialized: tests start at once).
+/// Installs the browsers and their drivers when missing (serialized: tests start at once).
 fn tools() {
     let root = crate::smtp::root();
     let status = Command::new("flock")
@@ -32,34 +32,89 @@ pub struct Browser {
     _profile: tempfile::TempDir,
 }
 
+/// The browsers the console is tested in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// Debian's Chromium, driven by its chromedriver.
+    Chromium,
+    /// Debian's Firefox ESR, driven by geckodriver (from crates.io, into `.browser/bin`).
+    Firefox,
+}
+
 impl Browser {
+    /// Headless Chromium.
     pub async fn start() -> Self {
+        Self::of(Engine::Chromium).await
+    }
+
+    /// A headless `engine` with a fresh profile, its driver on a loopback port. Neither
+    /// browser may reach past loopback: their background services are off.
+    pub async fn of(engine: Engine) -> Self {
         tools();
         let port = free_port();
-        let driver = Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .arg("--allowed-ips=127.0.0.1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start chromedriver");
         let profile = tempfile::tempdir().expect("tempdir");
         let mut caps = serde_json::Map::new();
-        caps.insert(
-            "goog:chromeOptions".into(),
-            serde_json::json!({
-                "binary": "/usr/bin/chromium",
-                "args": [
-                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                    "--window-size=1280,900", "--no-first-run", "--disable-extensions",
-                    format!("--user-data-dir={}", profile.path().display()),
-                ],
-            }),
-        );
+        let driver = match engine {
+            Engine::Chromium => {
+                caps.insert(
+                    "goog:chromeOptions".into(),
+                    serde_json::json!({
+                        "binary": "/usr/bin/chromium",
+                        "args": [
+                            "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                            "--window-size=1280,900", "--no-first-run", "--disable-extensions",
+                            "--disable-background-networking", "--disable-component-update",
+                            "--disable-sync", "--disable-quic",
+                            format!("--user-data-dir={}", profile.path().display()),
+                        ],
+                    }),
+                );
+                Command::new("chromedriver")
+                    .arg(format!("--port={port}"))
+                    .arg("--allowed-ips=127.0.0.1")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("start chromedriver")
+            }
+            Engine::Firefox => {
+                caps.insert("browserName".into(), "firefox".into());
+                caps.insert(
+                    "moz:firefoxOptions".into(),
+                    serde_json::json!({
+                        "binary": "/usr/bin/firefox-esr",
+                        "args": ["-headless", "-width", "1280", "-height", "900"],
+                        "prefs": {
+                            "app.update.auto": false,
+                            "app.normandy.enabled": false,
+                            "browser.safebrowsing.malware.enabled": false,
+                            "browser.safebrowsing.phishing.enabled": false,
+                            "browser.region.network.url": "",
+                            "captivedetect.canonicalURL": "",
+                            "network.captive-portal-service.enabled": false,
+                            "network.connectivity-service.enabled": false,
+                            "datareporting.healthreport.uploadEnabled": false,
+                            "datareporting.policy.dataSubmissionEnabled": false,
+                            "toolkit.telemetry.enabled": false,
+                            "extensions.getAddons.cache.enabled": false,
+                            "services.settings.server": "http://127.0.0.1:9/",
+                        },
+                    }),
+                );
+                Command::new(crate::smtp::root().join(".browser/bin/geckodriver"))
+                    .arg(format!("--port={port}"))
+                    .arg("--host=127.0.0.1")
+                    .env("TMPDIR", profile.path())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("start geckodriver (scripts/browser-tools installs it)")
+            }
+        };
         let url = format!("http://127.0.0.1:{port}");
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
         let client = loop {
-            // Plain HTTP: chromedriver is on loopback.
+            // Plain HTTP: the driver is on loopback.
             let http = hyper_util::client::legacy::connect::HttpConnector::new();
             match ClientBuilder::new(http)
                 .capabilities(caps.clone())
@@ -70,9 +125,9 @@ impl Browser {
                 Err(e) => {
                     assert!(
                         std::time::Instant::now() < deadline,
-                        "chromedriver did not start: {e}"
+                        "{engine:?}'s driver did not start: {e}"
                     );
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             }
         };

@@ -8,8 +8,9 @@
 //! posting in its log, a portal invitation accepted by the contact, who sees only the
 //! portal, opens a case and downloads a document; the audit timeline's envelope and state;
 //! the analytics charts with their numbers on hover and for screen readers; the whole walk
-//! from sign-up to sign-out with the keyboard alone. No serious or critical accessibility
-//! violation (axe-core) on any page. Screenshots of each page go to `target/screenshots/`.
+//! from sign-up to sign-out with the keyboard alone; every page in Firefox too, and a task
+//! made in Firefox live in Chromium. No serious or critical accessibility violation
+//! (axe-core) on any page. Screenshots of each page go to `target/screenshots/`.
 
 use chronicle_tests::browser::Browser;
 use chronicle_tests::process::{Http, Server};
@@ -773,4 +774,98 @@ async fn the_console_works_with_the_keyboard_alone() {
         .await
         .expect("signed out by keyboard");
     b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_works_in_firefox_and_stays_live_across_browsers() {
+    use chronicle_tests::browser::Engine;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), SECRET);
+    let firefox = Browser::of(Engine::Firefox).await;
+    sign_up(&firefox, &server, "Fox Co", "owner@fox.test").await;
+    let tenant = tenant_of(&firefox).await;
+    let chromium = Browser::start().await;
+    sign_in(&chromium, &server, &tenant, "owner@fox.test").await;
+    chromium.click("nav a[href='#/tasks']").await;
+    chromium
+        .find_xpath("//h1[text()='Tasks']", Duration::from_secs(5))
+        .await
+        .expect("the tasks page in Chromium");
+
+    // Made in Firefox, shown as text there and live in Chromium.
+    firefox.click("nav a[href='#/tasks']").await;
+    firefox.fill("input[name=title]", XSS).await;
+    firefox.click("form[aria-label='New task'] button").await;
+    firefox
+        .wait_text(&task_title(XSS), XSS, Duration::from_secs(5))
+        .await;
+    let made = firefox
+        .client
+        .find_all(fantoccini::Locator::Css("tbody img"))
+        .await
+        .expect("find");
+    assert!(made.is_empty(), "no element was made of the title");
+    chromium
+        .find_xpath(&task_title(XSS), Duration::from_secs(3))
+        .await
+        .expect("Firefox's task appears live in Chromium");
+    let select = format!("//tr[td/span[text()='{XSS}']]//select");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let e = firefox
+            .find_xpath(&select, Duration::from_secs(5))
+            .await
+            .expect("the status control");
+        if e.select_by_value("DONE").await.is_ok() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "could not move it");
+    }
+    chromium
+        .wait_text(
+            &format!("{select}/option[@selected]"),
+            "DONE",
+            Duration::from_secs(10),
+        )
+        .await;
+    chromium.close().await;
+
+    // Every page of the menu renders in Firefox, without serious accessibility violations.
+    let mut pages = Vec::new();
+    for a in firefox
+        .client
+        .find_all(fantoccini::Locator::Css("nav a"))
+        .await
+        .expect("links")
+    {
+        pages.push(a.attr("href").await.expect("href").expect("an href"));
+    }
+    assert!(pages.len() >= 9, "{pages:?}");
+    for href in pages {
+        firefox.click(&format!("nav a[href='{href}']")).await;
+        firefox
+            .find_xpath(
+                &format!("//nav/a[@href='{href}' and @aria-current='page']"),
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap_or_else(|| panic!("{href} opened"));
+        // The page's content is in (its first heading), not an error.
+        firefox
+            .find_xpath("//main/h1", Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|| panic!("{href} rendered"));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let status = firefox
+            .text_content("//*[@id='status']")
+            .await
+            .unwrap_or_default();
+        assert!(
+            status.is_empty() || status == "Live",
+            "{href} failed: {status}"
+        );
+        let name = format!("firefox-{}", href.trim_start_matches("#/"));
+        accessible(&firefox, &name).await;
+    }
+    firefox.close().await;
 }
