@@ -31,22 +31,23 @@ async function failure(res) {
   return e;
 }
 
-/** A request with the session's token, refreshed once on a 401. */
-async function send(method, path, body, retried = false) {
-  const headers = { Accept: 'application/json', ...(path.startsWith('/auth/') || path === '/tenants' ? COOKIE : {}) };
+/** A request with the session's token (and `extra` headers), refreshed once on a 401. */
+async function send(method, path, body, extra = {}, retried = false) {
+  const headers = { Accept: 'application/json', ...(path.startsWith('/auth/') || path === '/tenants' ? COOKIE : {}), ...extra };
   if (session.access) headers.Authorization = `Bearer ${session.access}`;
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   if (res.status === 401 && session.access && !retried && (await refresh())) {
-    return send(method, path, body, true);
+    return send(method, path, body, extra, true);
   }
   if (!res.ok) throw await failure(res);
   return res;
 }
 
-/** The JSON answer of a request (null if none); a failure throws its problem. */
-export async function api(method, path, body) {
-  const text = await (await send(method, path, body)).text();
+/** The JSON answer of a request (null if none); a failure throws its problem. `headers`:
+ *  more to send, as `If-Match` for a change to the version the user saw. */
+export async function api(method, path, body, headers = {}) {
+  const text = await (await send(method, path, body, headers)).text();
   return text ? JSON.parse(text) : null;
 }
 

@@ -154,6 +154,72 @@ async fn the_console_signs_up_and_keeps_two_sessions_live_on_one_tenants_tasks()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // An edit is made as of the version shown: a move the second session made meanwhile
+    // is not overwritten (the save is refused and says so); edited again, it lands, live.
+    admin
+        .click_xpath("//button[@aria-label='Edit Call the bank']")
+        .await;
+    let theirs = second
+        .find_xpath(select, Duration::from_secs(5))
+        .await
+        .expect("the row in the second session");
+    theirs
+        .select_by_value("IN_PROGRESS")
+        .await
+        .expect("moved in the second session");
+    let http = Http::default();
+    let owner = token(&server, &tenant, "owner@browser.test").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let tasks = http
+            .send("GET", &server.url("/tasks"), &owner, &[], None)
+            .await
+            .expect("tasks");
+        let moved = tasks.body["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|t| t["title"] == "Call the bank" && t["status"] == "IN_PROGRESS");
+        if moved {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{:?}", tasks.body);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    admin
+        .fill("input[name=edit_title]", "Call the bank back")
+        .await;
+    admin
+        .click("form[aria-label='Edit Call the bank'] button[type=submit]")
+        .await;
+    let refused = admin
+        .text_at(
+            "//p[@id='form-error' and string-length(text()) > 0]",
+            Duration::from_secs(5),
+        )
+        .await
+        .expect("the stale edit is refused");
+    assert!(refused.to_lowercase().contains("version"), "{refused}");
+    admin
+        .click("form[aria-label='Edit Call the bank'] button.plain")
+        .await;
+    admin
+        .click_xpath("//button[@aria-label='Edit Call the bank']")
+        .await;
+    admin
+        .fill("input[name=edit_title]", "Call the bank back")
+        .await;
+    admin
+        .click("form[aria-label='Edit Call the bank'] button[type=submit]")
+        .await;
+    second
+        .find_xpath(&task_title("Call the bank back"), Duration::from_secs(3))
+        .await
+        .expect("the edit appears live in the second session");
+    admin
+        .find_xpath(&task_title("Call the bank back"), Duration::from_secs(3))
+        .await
+        .expect("the edit saved");
     admin.screenshot("tasks").await;
     let violations = admin.accessibility_violations().await;
     assert!(violations.is_empty(), "tasks page: {violations:#?}");
@@ -239,7 +305,7 @@ async fn the_console_signs_up_and_keeps_two_sessions_live_on_one_tenants_tasks()
     sign_in(&member, &server, &tenant, "mia@browser.test").await;
     member.click("nav a[href='#/tasks']").await;
     member
-        .find_xpath(&task_title("Call the bank"), Duration::from_secs(5))
+        .find_xpath(&task_title("Call the bank back"), Duration::from_secs(5))
         .await
         .expect("the member sees the tasks");
     let deletes = member
@@ -307,7 +373,7 @@ async fn an_ai_query_completes_on_screen_without_a_reload() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_order_placed_and_cancelled_shows_the_stock_go_and_come_back() {
+async fn an_order_placed_and_cancelled_shows_the_stock_go_and_come_back_and_another_is_delivered() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(dir.path(), SECRET);
     let b = Browser::start().await;
@@ -356,6 +422,34 @@ async fn an_order_placed_and_cancelled_shows_the_stock_go_and_come_back() {
     shows("5").await;
     b.wait_text(status, "cancelled", Duration::from_secs(5))
         .await;
+
+    // Another order goes through the whole workflow, one step at a time; a delivered
+    // order has no more steps to offer.
+    b.fill("input[name=quantity]", "1").await;
+    b.fill("input[name=customer_email]", "second@shop.test")
+        .await;
+    b.click("form[aria-label='Place an order'] button").await;
+    shows("4").await;
+    let status = "//tr[td[text()='second@shop.test']]//span[@class='order-status']";
+    for (step, then) in [
+        ("confirm", "confirmed"),
+        ("ship", "shipped"),
+        ("deliver", "delivered"),
+    ] {
+        b.click_xpath(&format!(
+            "//button[@aria-label='{step} the order of second@shop.test']"
+        ))
+        .await;
+        b.wait_text(status, then, Duration::from_secs(5)).await;
+    }
+    let steps = b
+        .client
+        .find_all(fantoccini::Locator::XPath(
+            "//tr[td[text()='second@shop.test']]//button",
+        ))
+        .await
+        .expect("find");
+    assert!(steps.is_empty(), "no step after delivery");
     b.close().await;
 }
 
