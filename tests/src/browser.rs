@@ -26,6 +26,26 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// Reads `read` until it gives `want`; panics after `within` with what `what` gave instead.
+async fn until<F, Fut>(what: &str, want: &str, within: Duration, read: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Option<String>>,
+{
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let got = read().await;
+        if got.as_deref() == Some(want) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} shows {got:?}, not {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 pub struct Browser {
     driver: Child,
     pub client: Client,
@@ -182,18 +202,10 @@ impl Browser {
     /// Waits (up to `within`) until the element at XPath `xpath` shows exactly `want`;
     /// panics with what it showed instead.
     pub async fn wait_text(&self, xpath: &str, want: &str, within: Duration) {
-        let deadline = std::time::Instant::now() + within;
-        loop {
-            let got = self.text_at(xpath, Duration::from_secs(1)).await;
-            if got.as_deref() == Some(want) {
-                return;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{xpath} shows {got:?}, not {want:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        until(xpath, want, within, || {
+            self.text_at(xpath, Duration::from_secs(1))
+        })
+        .await;
     }
 
     /// The text content of the element at XPath `xpath`, shown or not (what a screen
@@ -240,6 +252,36 @@ impl Browser {
             self.press(&tab).await;
         }
         panic!("the Tab key never reaches {css}");
+    }
+
+    /// Chooses `value` in the select at XPath `xpath` (found again if a re-render replaced it).
+    pub async fn select(&self, xpath: &str, value: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let e = self
+                .find_xpath(xpath, left)
+                .await
+                .unwrap_or_else(|| panic!("no {xpath}"));
+            if e.select_by_value(value).await.is_ok() {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "could not choose {value} in {xpath}"
+            );
+        }
+    }
+
+    /// Waits (up to `within`) until the control at XPath `xpath` has the value `want`.
+    pub async fn wait_value(&self, xpath: &str, want: &str, within: Duration) {
+        until(xpath, want, within, || async {
+            match self.find_xpath(xpath, Duration::from_secs(1)).await {
+                Some(e) => e.prop("value").await.ok().flatten(),
+                None => None,
+            }
+        })
+        .await;
     }
 
     /// Clicks the element at XPath `xpath`, waiting (up to 5 s) for it; found again when a

@@ -99,19 +99,9 @@ impl Relay {
 
     /// One pass over every shard: publishes what is new; returns how many events.
     pub async fn pump(&self) -> Result<usize, RelayError> {
-        let table = self
-            .aws
-            .dynamodb
-            .describe_table()
-            .table_name(&self.aws.names.events_table)
-            .send()
-            .await
-            .map_err(|e| error(sdk_error(e)))?;
-        let arn = table
-            .table()
-            .and_then(|t| t.latest_stream_arn())
-            .ok_or(RelayError::NoStream)?
-            .to_owned();
+        let arn = stream_arn(&self.aws, &self.aws.names.events_table)
+            .await?
+            .ok_or(RelayError::NoStream)?;
         let shards = stream_shards(&self.aws, &arn).await?;
         let mut progress = HashMap::new();
         for shard in &shards {
@@ -236,6 +226,21 @@ impl Relay {
         }
         Ok(published)
     }
+}
+
+/// The ARN of `table`'s DynamoDB stream, if it has one.
+pub(super) async fn stream_arn(aws: &Aws, table: &str) -> Result<Option<String>, ReadModelError> {
+    let out = aws
+        .dynamodb
+        .describe_table()
+        .table_name(table)
+        .send()
+        .await
+        .map_err(|e| error(sdk_error(e)))?;
+    Ok(out
+        .table()
+        .and_then(|t| t.latest_stream_arn())
+        .map(str::to_owned))
 }
 
 /// Every shard of the DynamoDB stream `arn`, page by page.

@@ -16,7 +16,7 @@
 
 use super::Aws;
 use super::dynamodb::sdk_error;
-use super::relay::stream_shards;
+use super::relay::{stream_arn, stream_shards};
 use super::views::error;
 use aws_sdk_dynamodbstreams::types::{AttributeValue, ShardIteratorType};
 use domain::TenantId;
@@ -53,19 +53,7 @@ impl Follower {
     /// Finds the stream's shards; an open shard not yet known gets an iterator. False when
     /// the views table has no stream (set up before it had one: `chronicle setup` adds it).
     async fn reshard(&mut self) -> Result<bool, ReadModelError> {
-        let table = self
-            .aws
-            .dynamodb
-            .describe_table()
-            .table_name(&self.aws.names.views_table)
-            .send()
-            .await
-            .map_err(|e| error(sdk_error(e)))?;
-        let Some(arn) = table
-            .table()
-            .and_then(|t| t.latest_stream_arn())
-            .map(str::to_owned)
-        else {
+        let Some(arn) = stream_arn(&self.aws, &self.aws.names.views_table).await? else {
             return Ok(false);
         };
         for shard in stream_shards(&self.aws, &arn).await? {

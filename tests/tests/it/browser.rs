@@ -128,45 +128,16 @@ async fn the_console_signs_up_and_keeps_two_sessions_live_on_one_tenants_tasks()
     let select = "//tr[td/span[text()='Call the bank']]//select";
     // The live list re-renders its rows: an element found just before may be replaced
     // (stale), and is then found again.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let moved = admin
-            .find_xpath(select, Duration::from_secs(5))
-            .await
-            .expect("the status control");
-        if moved.select_by_value("DONE").await.is_ok() {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "could not move it");
-    }
-    let deadline = std::time::Instant::now() + Duration::from_secs(3);
-    loop {
-        let theirs = second
-            .find_xpath(select, Duration::from_secs(1))
-            .await
-            .expect("the row in the second session");
-        if theirs.prop("value").await.ok().flatten().as_deref() == Some("DONE") {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the move did not appear live"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    admin.select(select, "DONE").await;
+    second
+        .wait_value(select, "DONE", Duration::from_secs(3))
+        .await;
     // An edit is made as of the version shown: a move the second session made meanwhile
     // is not overwritten (the save is refused and says so); edited again, it lands, live.
     admin
         .click_xpath("//button[@aria-label='Edit Call the bank']")
         .await;
-    let theirs = second
-        .find_xpath(select, Duration::from_secs(5))
-        .await
-        .expect("the row in the second session");
-    theirs
-        .select_by_value("IN_PROGRESS")
-        .await
-        .expect("moved in the second session");
+    second.select(select, "IN_PROGRESS").await;
     let http = Http::default();
     let owner = token(&server, &tenant, "owner@browser.test").await;
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
@@ -839,21 +810,8 @@ async fn the_console_works_with_the_keyboard_alone() {
     b.tab_to("tr[data-task] select").await;
     b.press(&Key::Down.to_string()).await;
     let select = "//tr[td/span[text()='Typed, never clicked']]//select";
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let e = b
-            .find_xpath(select, Duration::from_secs(5))
-            .await
-            .expect("the status control");
-        if e.prop("value").await.ok().flatten().as_deref() == Some("IN_PROGRESS") {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the arrow key did not move the task"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    b.wait_value(select, "IN_PROGRESS", Duration::from_secs(5))
+        .await;
     // The move reached the server: a reload shows it.
     b.client.refresh().await.expect("reload");
     b.wait_text(
@@ -904,17 +862,7 @@ async fn the_console_works_in_firefox_and_stays_live_across_browsers() {
         .await
         .expect("Firefox's task appears live in Chromium");
     let select = format!("//tr[td/span[text()='{XSS}']]//select");
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let e = firefox
-            .find_xpath(&select, Duration::from_secs(5))
-            .await
-            .expect("the status control");
-        if e.select_by_value("DONE").await.is_ok() {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "could not move it");
-    }
+    firefox.select(&select, "DONE").await;
     chromium
         .wait_text(
             &format!("{select}/option[@selected]"),
