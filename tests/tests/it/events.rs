@@ -1,7 +1,8 @@
 //! `GET /events/stream` on the embedded backend: a task created in one session streams to
 //! another once the read model shows it; each caller sees only what it may (a MEMBER
-//! nothing of the tenant's settings or invitations, a CUSTOMER only their own customer's
-//! cases, another tenant nothing); a stream resumes after its `Last-Event-ID`; a tenant
+//! nothing of the tenant's settings or invitations, and under `customer_access: assigned`
+//! nothing of other agents' clients; a CUSTOMER only their own customer's cases; another
+//! tenant nothing); a stream resumes after its `Last-Event-ID`; a tenant
 //! holds a bounded number of streams.
 
 use crate::portal::{ACME, GLOBEX, tenant_with_customers};
@@ -215,4 +216,86 @@ async fn a_customer_streams_only_their_own_customers_cases() {
         d.get("payload").is_none(),
         "no payloads for a CUSTOMER: {d}"
     );
+}
+
+#[tokio::test]
+async fn an_agent_under_assigned_access_streams_only_their_own_clients() {
+    let app = TestApp::start();
+    let (admin, _org) = tenant_with_customers(&app, "agent-stream").await;
+    let agent = app.member(&admin, "agent@agent-stream.test").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = app
+            .put(
+                &format!("/customers/{ACME}/agent"),
+                &admin.access,
+                &json!({"user_id": agent.user_id}).to_string(),
+            )
+            .await;
+        if r.status == StatusCode::OK {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{:?}", r.body);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let set = app
+        .put(
+            &format!("/tenants/{}", admin.tenant_id),
+            &admin.access,
+            r#"{"settings":{"customer_access":"assigned"}}"#,
+        )
+        .await;
+    assert_eq!(set.status, StatusCode::OK, "{:?}", set.body);
+    // Once the agent's own reads show only their client, so does their stream.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = app.get("/customers", &agent.access, None).await;
+        let seen: Vec<&str> = r.body["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["customer_id"].as_str())
+            .collect();
+        if seen == [ACME] {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{seen:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut agents = open(&app, &agent.access, &[]).await;
+    let mut admins = open(&app, &admin.access, &[]).await;
+    // Another agent's client's account first, then the agent's own client's.
+    for customer in [GLOBEX, ACME] {
+        let r = app
+            .post(
+                &format!("/customers/{customer}/accounts"),
+                &admin.access,
+                &json!({"type": "checking", "currency": "USD"}).to_string(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    }
+    let e = agents
+        .next_event(WAIT)
+        .await
+        .expect("their client's account");
+    assert_eq!(
+        data(&e)["payload"]["customer_id"],
+        ACME,
+        "the first event the agent sees is their own client's: {e:?}"
+    );
+    assert_eq!(e.event.as_deref(), Some("AccountOpened"), "{e:?}");
+    // The ADMIN saw both accounts opened, Globex's first.
+    let mut opened = Vec::new();
+    while opened.len() < 2 {
+        let e = admins.next_event(WAIT).await.expect("an event");
+        if e.event.as_deref() == Some("AccountOpened") {
+            opened.push(data(&e)["payload"]["customer_id"].clone());
+        }
+    }
+    assert_eq!(opened, [GLOBEX, ACME]);
+    // Nothing of Globex's reaches the agent afterwards either.
+    while let Some(e) = agents.next_event(Duration::from_millis(500)).await {
+        assert_ne!(data(&e)["payload"]["customer_id"], GLOBEX, "{e:?}");
+    }
 }
