@@ -4,7 +4,7 @@
 // as the API's own declaration of each route's roles says (session.js `can`).
 
 import { h, say } from './lib.js';
-import { session, refresh, signOut, loadPolicy, can, stopStream } from './session.js';
+import { session, api, refresh, signOut, loadPolicy, can, stopStream } from './session.js';
 import { signIn, signUp, join } from './pages/auth.js';
 import { dashboard } from './pages/dashboard.js';
 import { tasks } from './pages/tasks.js';
@@ -57,12 +57,18 @@ function nav(current) {
       location.hash = '#/signin';
     } }, 'Sign out') : null,
   );
-  document.getElementById('who').textContent = session.access ? `${session.user} (${session.role}) · ${session.tenant}` : '';
+  document.getElementById('who').textContent = session.access ? `${session.email ?? session.user} (${session.role}) · ${session.tenant}` : '';
 }
 
 async function route() {
   stopStream();
-  if (session.access) await loadPolicy();
+  if (session.access) {
+    await loadPolicy();
+    // Who is signed in, by their email where the role may read users (staff).
+    if (session.email === undefined && can('GET', '/users/{id}')) {
+      session.email = (await api('GET', `/users/${session.user}`).catch(() => null))?.email ?? null;
+    }
+  }
   const [name, ...rest] = (location.hash.replace(/^#\/?/, '') || '').split('/');
   const arg = rest.length ? decodeURIComponent(rest.join('/')) : undefined;
   const p = PAGES[name];

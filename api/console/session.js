@@ -81,6 +81,7 @@ export async function refresh() {
 }
 
 export function signedIn(t) {
+  if (session.user !== t.user_id) session.email = undefined;
   session.access = t.access_token;
   session.role = t.role;
   session.user = t.user_id;
@@ -95,7 +96,7 @@ export async function signOut() {
   } catch {
     // Signed out here whatever the server says.
   }
-  Object.assign(session, { access: null, role: null, user: null, tenant: null, customer: null });
+  Object.assign(session, { access: null, role: null, user: null, tenant: null, customer: null, email: undefined });
 }
 
 // ---------------------------------------------------------------- what a role may do

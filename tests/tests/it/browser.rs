@@ -93,7 +93,7 @@ async fn the_console_signs_up_and_keeps_two_sessions_live_on_one_tenants_tasks()
         .await
         .expect("who");
     let tenant = who.rsplit(" · ").next().expect("tenant id").to_owned();
-    assert!(who.contains("(OWNER)"), "{who}");
+    assert!(who.starts_with("owner@browser.test (OWNER) · "), "{who}");
 
     // A task titled with markup is shown as those characters.
     admin.click("nav a[href='#/tasks']").await;
