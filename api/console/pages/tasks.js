@@ -21,22 +21,24 @@ export async function tasks() {
     if (assignee.value) q.set('assigned_to', assignee.value);
     await attempt(error, async () => body.replaceChildren(...(await allPages('/tasks', q)).map(row)));
   };
+  const mayEdit = can('PUT', '/tasks/{id}');
   const mayDelete = can('DELETE', '/tasks/{id}');
   const row = (t) => {
     const move = h('select', { 'aria-label': `Status of ${t.title}`, onchange: async () => {
       if (!(await attempt(error, () => api('PUT', `/tasks/${t.task_id}`, { status: move.value }).then(() => true)))) load();
     } }, ...STATUSES.map((s) => h('option', { value: s, selected: s === t.status }, s)));
-    const cell = h('td', {}, h('span', { class: 'title' }, t.title), t.description ? h('div', { class: 'muted' }, t.description) : null,
-      h('button', { type: 'button', class: 'link', 'aria-label': `Edit ${t.title}`, onclick: () => editing(cell, t) }, 'Edit'));
+    const cell = h('td', {}, h('span', { class: 'title' }, t.title), t.description ? h('div', { class: 'muted' }, t.description) : null);
     return h('tr', { 'data-task': t.task_id },
       cell,
       h('td', {}, move),
       h('td', {}, t.assigned_to ?? '—'),
       h('td', {}, t.created_by),
-      h('td', {}, mayDelete
-        ? h('button', { class: 'danger', type: 'button', 'aria-label': `Delete ${t.title}`,
-          onclick: () => attempt(error, () => api('DELETE', `/tasks/${t.task_id}`)) }, 'Delete')
-        : null));
+      h('td', { class: 'actions' },
+        mayEdit ? h('button', { type: 'button', class: 'plain', 'aria-label': `Edit ${t.title}`, onclick: () => editing(cell, t) }, 'Edit') : null,
+        mayDelete
+          ? h('button', { class: 'danger', type: 'button', 'aria-label': `Delete ${t.title}`,
+            onclick: () => attempt(error, () => api('DELETE', `/tasks/${t.task_id}`)) }, 'Delete')
+          : null));
   };
   /** The title cell as a form: title, description and assignee, saved as of `t.version`. */
   const editing = (cell, t) => {
