@@ -63,7 +63,12 @@ function nav(current) {
 async function route() {
   stopStream();
   if (session.access) {
-    await loadPolicy();
+    try {
+      await loadPolicy();
+    } catch (err) {
+      say(`The API's description could not be read: ${err.message}`);
+      return;
+    }
     // Who is signed in, by their email where the role may read users (staff).
     if (session.email === undefined && can('GET', '/users/{id}')) {
       session.email = (await api('GET', `/users/${session.user}`).catch(() => null))?.email ?? null;
