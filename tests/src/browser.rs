@@ -254,8 +254,13 @@ impl Browser {
         panic!("the Tab key never reaches {css}");
     }
 
-    /// Chooses `value` in the select at XPath `xpath` (found again if a re-render replaced it).
-    pub async fn select(&self, xpath: &str, value: &str) {
+    /// Runs `act` on the element at XPath `xpath`, waiting (up to 5 s) for it and finding it
+    /// again when a re-render replaced it between finding and acting; panics saying `what`.
+    async fn on_fresh<F, Fut>(&self, xpath: &str, what: &str, act: F)
+    where
+        F: Fn(fantoccini::elements::Element) -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -263,14 +268,22 @@ impl Browser {
                 .find_xpath(xpath, left)
                 .await
                 .unwrap_or_else(|| panic!("no {xpath}"));
-            if e.select_by_value(value).await.is_ok() {
+            if act(e).await {
                 return;
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "could not choose {value} in {xpath}"
+                "could not {what} {xpath}"
             );
         }
+    }
+
+    /// Chooses `value` in the select at XPath `xpath` (found again if a re-render replaced it).
+    pub async fn select(&self, xpath: &str, value: &str) {
+        self.on_fresh(xpath, &format!("choose {value} in"), |e| async move {
+            e.select_by_value(value).await.is_ok()
+        })
+        .await;
     }
 
     /// Waits (up to `within`) until the control at XPath `xpath` has the value `want`.
@@ -287,21 +300,8 @@ impl Browser {
     /// Clicks the element at XPath `xpath`, waiting (up to 5 s) for it; found again when a
     /// re-render replaced it between finding and clicking.
     pub async fn click_xpath(&self, xpath: &str) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let e = self
-                .find_xpath(xpath, left)
-                .await
-                .unwrap_or_else(|| panic!("no {xpath}"));
-            if e.click().await.is_ok() {
-                return;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "could not click {xpath}"
-            );
-        }
+        self.on_fresh(xpath, "click", |e| async move { e.click().await.is_ok() })
+            .await;
     }
 
     /// Types `text` into the field at `css` (clearing it first).
