@@ -7,7 +7,7 @@
 use commands::ai_worker::AiWorker;
 use commands::worker::{EventWorker, WorkFailure};
 use domain::EventEnvelope;
-use projections::{DeadLetter, EventFeed, ReadModelStore};
+use projections::{DeadLetter, EventFeed, IDLE_CHECKPOINT_EVERY, PACE, ReadModelStore};
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Arc;
@@ -460,26 +460,45 @@ pub async fn run_worker(
         }
     };
     let mut saved = at;
+    // Whether work finished since the checkpoint was stored: only then, or after
+    // `IDLE_CHECKPOINT_EVERY` positions of events it ignores, is it stored again (the
+    // events it ignores cost nothing but a read after a restart).
+    let mut worked = false;
     let mut running: JoinSet<u64> = JoinSet::new();
     let mut open: BTreeSet<u64> = BTreeSet::new();
+    let wanted = {
+        let worker = worker.clone();
+        move |e: &EventEnvelope| worker.starts_work(e)
+    };
+    let mut stepped = tokio::time::Instant::now();
     loop {
+        // At most one read per `PACE` while the log keeps growing, as the projectors do.
+        let next = stepped + PACE;
+        if tokio::time::Instant::now() < next {
+            tokio::select! {
+                () = tokio::time::sleep_until(next) => {},
+                () = &mut shutdown => break,
+            }
+        }
+        stepped = tokio::time::Instant::now();
         head.borrow_and_update();
         let mut caught_up = true;
         if running.len() < concurrency {
-            match feed.read_after(at, BATCH).await {
-                Ok(batch) => {
-                    caught_up = batch.len() < BATCH;
-                    for e in batch {
-                        if worker.starts_work(&e) {
-                            if running.len() >= concurrency {
-                                caught_up = false;
-                                break;
-                            }
-                            open.insert(e.position);
-                            running.spawn(run_one(worker.clone(), store.clone(), e.clone()));
+            match feed.read_matching(at, BATCH, &wanted).await {
+                Ok(found) => {
+                    caught_up = found.looked < BATCH;
+                    let mut through = found.through;
+                    for e in found.events {
+                        if running.len() >= concurrency {
+                            // Not started: read again from just before it.
+                            through = Some(e.position - 1);
+                            caught_up = false;
+                            break;
                         }
-                        at = e.position;
+                        open.insert(e.position);
+                        running.spawn(run_one(worker.clone(), store.clone(), e));
                     }
+                    at = through.map_or(at, |t| t.max(at));
                 }
                 Err(e) => {
                     tracing::warn!(worker = name, error = %e, "cannot read the log; retrying")
@@ -488,10 +507,13 @@ pub async fn run_worker(
         }
         // Everything before the oldest running event is done.
         let done = open.first().map_or(at, |p| p - 1);
-        if done > saved {
+        if done > saved && (worked || done - saved >= IDLE_CHECKPOINT_EVERY) {
             let checkpoint = Some((name.to_owned(), done));
             match store.commit(name, vec![], vec![], checkpoint).await {
-                Ok(()) => saved = done,
+                Ok(()) => {
+                    saved = done;
+                    worked = false;
+                }
                 Err(e) => tracing::warn!(worker = name, error = %e, "cannot store the checkpoint"),
             }
         }
@@ -500,6 +522,7 @@ pub async fn run_worker(
             Some(finished) = running.join_next(), if !running.is_empty() => {
                 if let Ok(position) = finished {
                     open.remove(&position);
+                    worked = true;
                 }
             }
             r = head.changed(), if room && caught_up => if r.is_err() { break },

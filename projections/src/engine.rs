@@ -170,7 +170,7 @@ pub struct ProjectorConfig {
 /// See `ProjectorConfig::pace`. Under 12k `POST /tasks` a second, 4 ms took the projector
 /// from 33 to 25 us of CPU per request (measured at 5 ms: ~50 events a step, not ~15),
 /// for at most 4 ms more before a write shows in the read models.
-const PACE: Duration = Duration::from_millis(4);
+pub const PACE: Duration = Duration::from_millis(4);
 
 impl Default for ProjectorConfig {
     fn default() -> Self {
@@ -583,9 +583,9 @@ pub async fn run_group(
     }
 }
 
-/// How far a projector may run ahead of its stored checkpoint over events it ignores
-/// before it stores the checkpoint anyway (bounds the re-read after a restart).
-const IDLE_CHECKPOINT_EVERY: u64 = 10_000;
+/// How far a projector (or a worker) may run ahead of its stored checkpoint over events it
+/// ignores before it stores the checkpoint anyway (bounds the re-read after a restart).
+pub const IDLE_CHECKPOINT_EVERY: u64 = 10_000;
 
 /// Applies everything after each projector's checkpoint in `cps`, reading each batch once.
 /// A projector none of whose events are in a batch skips the write and only moves its

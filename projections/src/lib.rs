@@ -25,12 +25,12 @@ pub mod users;
 
 pub use changes::ViewChanges;
 pub use engine::{
-    AllProjections, BatchOutcome, Freshness, ProjectionProgress, Projector, ProjectorConfig,
-    RowVersionFreshness, run_group,
+    AllProjections, BatchOutcome, Freshness, IDLE_CHECKPOINT_EVERY, PACE, ProjectionProgress,
+    Projector, ProjectorConfig, RowVersionFreshness, run_group,
 };
 pub use ports::{
-    DeadLetter, EventFeed, ListQuery, Projection, ProjectionError, ReadModelError, ReadModelStore,
-    RowKey, RowWrite, Search, StoredRow, StreamSource, Within,
+    DeadLetter, EventFeed, ListQuery, Matched, Projection, ProjectionError, ReadModelError,
+    ReadModelStore, RowKey, RowWrite, Search, StoredRow, StreamSource, Wanted, Within,
 };
 
 /// The view that holds the row of a stream, by the stream's aggregate kind.

@@ -33,6 +33,43 @@ pub trait EventFeed: Send + Sync {
 
     /// Watches the highest committed position, so a tailer sleeps until there is more.
     fn head(&self) -> watch::Receiver<u64>;
+
+    /// The events `wanted` takes among up to `limit` with `position > after`, and the
+    /// position of the last one looked at. A tailer that wants few of the log's events
+    /// (a worker) copies only those; the default reads them all and drops the rest.
+    async fn read_matching(
+        &self,
+        after: u64,
+        limit: usize,
+        wanted: &Wanted,
+    ) -> Result<Matched, ReadModelError> {
+        Ok(Matched::of(self.read_after(after, limit).await?, wanted))
+    }
+}
+
+/// Which events a reader of the log takes (`EventFeed::read_matching`).
+pub type Wanted = dyn for<'e> Fn(&'e EventEnvelope) -> bool + Sync;
+
+/// What `EventFeed::read_matching` found.
+#[derive(Debug, Default)]
+pub struct Matched {
+    /// The events taken, in position order.
+    pub events: Vec<EventEnvelope>,
+    /// The position of the last event looked at; `None` when there was none.
+    pub through: Option<u64>,
+    /// How many events were looked at: fewer than asked for means the end of the log.
+    pub looked: usize,
+}
+
+impl Matched {
+    /// What `wanted` takes of `batch`.
+    pub fn of(batch: Vec<EventEnvelope>, wanted: impl Fn(&EventEnvelope) -> bool) -> Self {
+        Self {
+            through: batch.last().map(|e| e.position),
+            looked: batch.len(),
+            events: batch.into_iter().filter(|e| wanted(e)).collect(),
+        }
+    }
 }
 
 /// Reads one stream from the store, to fill a gap in what a projector received.

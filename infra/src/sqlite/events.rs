@@ -14,7 +14,7 @@ use commands::{
 };
 use domain::envelope::{canonical_json, format_time, truncate_micros};
 use domain::{EventEnvelope, GENESIS_HASH, StreamId, TenantId};
-use projections::{EventFeed, ReadModelError, StreamSource};
+use projections::{EventFeed, Matched, ReadModelError, StreamSource, Wanted};
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use std::collections::VecDeque;
 use std::path::Path;
@@ -159,21 +159,33 @@ impl Tail {
         self.floor = self.floor.max(position);
     }
 
-    /// Up to `limit` events in `(after, until]`, or `None` when some of them have left
-    /// the tail already.
-    fn read(&self, after: u64, until: u64, limit: usize) -> Option<Vec<EventEnvelope>> {
+    /// Copies of the events `wanted` takes among up to `limit` in `(after, until]`, or
+    /// `None` when some of them have left the tail already.
+    fn read(
+        &self,
+        after: u64,
+        until: u64,
+        limit: usize,
+        wanted: &dyn Fn(&EventEnvelope) -> bool,
+    ) -> Option<Matched> {
         if after < self.floor {
             return None;
         }
         let start = self.events.partition_point(|e| e.position <= after);
-        Some(
-            self.events
-                .range(start..)
-                .take_while(|e| e.position <= until)
-                .take(limit)
-                .cloned()
-                .collect(),
-        )
+        let mut found = Matched::default();
+        for e in self
+            .events
+            .range(start..)
+            .take_while(|e| e.position <= until)
+            .take(limit)
+        {
+            found.through = Some(e.position);
+            found.looked += 1;
+            if wanted(e) {
+                found.events.push(e.clone());
+            }
+        }
+        Some(found)
     }
 }
 
@@ -804,10 +816,47 @@ impl EventFeed for SqliteEventStore {
             .tail
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .read(after, durable, limit);
-        if let Some(events) = recent {
-            return Ok(events);
+            .read(after, durable, limit, &|_| true);
+        if let Some(found) = recent {
+            return Ok(found.events);
         }
+        self.read_durable(after, durable, limit).await
+    }
+
+    async fn read_matching(
+        &self,
+        after: u64,
+        limit: usize,
+        wanted: &Wanted,
+    ) -> Result<Matched, ReadModelError> {
+        let durable = self.last_position();
+        let recent = self
+            .tail
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .read(after, durable, limit, wanted);
+        if let Some(found) = recent {
+            return Ok(found);
+        }
+        Ok(Matched::of(
+            self.read_durable(after, durable, limit).await?,
+            wanted,
+        ))
+    }
+
+    fn head(&self) -> watch::Receiver<u64> {
+        self.head.subscribe()
+    }
+}
+
+impl SqliteEventStore {
+    /// Up to `limit` events in `(after, durable]` from the file.
+    async fn read_durable(
+        &self,
+        after: u64,
+        durable: u64,
+        limit: usize,
+    ) -> Result<Vec<EventEnvelope>, ReadModelError> {
         self.readers
             .run(move |c| {
                 // Only up to the durable head: a committed batch is readable before its
@@ -820,10 +869,6 @@ impl EventFeed for SqliteEventStore {
             })
             .await
             .map_err(ReadModelError::Backend)
-    }
-
-    fn head(&self) -> watch::Receiver<u64> {
-        self.head.subscribe()
     }
 }
 
@@ -994,8 +1039,8 @@ mod tests {
         })
     }
 
-    fn positions(events: Option<Vec<EventEnvelope>>) -> Option<Vec<u64>> {
-        events.map(|e| e.iter().map(|e| e.position).collect())
+    fn positions(found: Option<Matched>) -> Option<Vec<u64>> {
+        found.map(|f| f.events.iter().map(|e| e.position).collect())
     }
 
     #[test]
@@ -1008,26 +1053,47 @@ mod tests {
             outcome(&[13], false),
         ]);
         // Refused and replayed appends wrote nothing new.
-        assert_eq!(positions(tail.read(10, 99, 100)), Some(vec![11, 12, 13]));
-        assert_eq!(positions(tail.read(11, 99, 1)), Some(vec![12]));
+        assert_eq!(
+            positions(tail.read(10, 99, 100, &|_| true)),
+            Some(vec![11, 12, 13])
+        );
+        assert_eq!(positions(tail.read(11, 99, 1, &|_| true)), Some(vec![12]));
         // Not past what is durable.
-        assert_eq!(positions(tail.read(10, 12, 100)), Some(vec![11, 12]));
-        assert_eq!(positions(tail.read(13, 99, 100)), Some(vec![]));
+        assert_eq!(
+            positions(tail.read(10, 12, 100, &|_| true)),
+            Some(vec![11, 12])
+        );
+        assert_eq!(positions(tail.read(13, 99, 100, &|_| true)), Some(vec![]));
         // Older than the tail: the caller must read the store.
-        assert_eq!(positions(tail.read(9, 99, 100)), None);
+        assert_eq!(positions(tail.read(9, 99, 100, &|_| true)), None);
 
         tail.push(&[outcome(&[14, 15], false)]);
         // 11 left to make room; everything after it is still here.
-        assert_eq!(positions(tail.read(10, 99, 100)), None);
+        assert_eq!(positions(tail.read(10, 99, 100, &|_| true)), None);
         assert_eq!(
-            positions(tail.read(11, 99, 100)),
+            positions(tail.read(11, 99, 100, &|_| true)),
             Some(vec![12, 13, 14, 15])
         );
 
         // A batch whose fsync failed was never pushed: nothing up to it is served.
         tail.forget_through(17);
         tail.push(&[outcome(&[18], false)]);
-        assert_eq!(positions(tail.read(15, 99, 100)), None);
-        assert_eq!(positions(tail.read(17, 99, 100)), Some(vec![18]));
+        assert_eq!(positions(tail.read(15, 99, 100, &|_| true)), None);
+        assert_eq!(positions(tail.read(17, 99, 100, &|_| true)), Some(vec![18]));
+    }
+
+    #[test]
+    fn a_filtered_read_copies_only_what_it_takes_and_says_how_far_it_looked() {
+        let mut tail = Tail::new(10, 8);
+        tail.push(&[outcome(&[11, 12, 13, 14], false)]);
+        let even = |e: &EventEnvelope| e.position % 2 == 0;
+        let found = tail.read(10, 99, 3, &even).unwrap();
+        assert_eq!((found.through, found.looked), (Some(13), 3));
+        assert_eq!(
+            found.events.iter().map(|e| e.position).collect::<Vec<_>>(),
+            vec![12]
+        );
+        let none = tail.read(14, 99, 3, &even).unwrap();
+        assert_eq!((none.through, none.events.len()), (None, 0));
     }
 }
