@@ -299,13 +299,14 @@ struct ServeArgs {
     /// Longest wait of a query that sends X-Consistency-Token, in milliseconds.
     #[arg(long, env = "CHRONICLE_CONSISTENCY_TIMEOUT_MS", default_value_t = 2000)]
     consistency_timeout_ms: u64,
-    /// Threads serving requests. Default: one per core, less one with the embedded
-    /// backend, whose store writer, fsync and projector threads need about a core.
+    /// Threads serving requests. Default: one per core.
     #[arg(long, env = "CHRONICLE_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
     workers: Option<u16>,
     /// Embedded backend: run the store's writer, fsync, projector and checkpointer threads
     /// on the last CPU and the request workers on the others (with two CPUs or more).
-    #[arg(long, env = "CHRONICLE_PIN_THREADS", default_value_t = true, action = clap::ArgAction::Set)]
+    /// Off by default: on two cores, left to the scheduler with a request worker per core,
+    /// `POST /tasks` under wrk ran 20-25% faster than pinned.
+    #[arg(long, env = "CHRONICLE_PIN_THREADS", default_value_t = false, action = clap::ArgAction::Set)]
     pin_threads: bool,
     #[command(flatten)]
     ai: api::workers::AiArgs,
@@ -317,15 +318,14 @@ struct ServeArgs {
 
 impl ServeArgs {
     fn workers(&self) -> usize {
-        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-        match (self.workers, self.backend.backend) {
-            (Some(n), _) => usize::from(n),
-            // Fewer threads contending for the cores and waking one another: on two cores,
-            // one worker served 16.3-17.7k POST /tasks per second against 14.6-17.4k with
-            // two, at less CPU per request (34-39 us against 37-49 us in the workers).
-            (None, Backend::Embedded) => cores.saturating_sub(1).max(1),
-            (None, Backend::Aws) => cores,
-        }
+        // One per core on either backend. Embedded, one fewer had been faster while the
+        // store's threads were pinned to a core of their own (`--pin-threads`); unpinned,
+        // two workers on two cores served 12.4k POST /tasks a second under wrk against
+        // 9.7-10.1k pinned with one, at 116-117 us of CPU per request against 129-131.
+        self.workers.map_or_else(
+            || std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+            usize::from,
+        )
     }
 
     /// The thread placement to install before the runtime starts: embedded only, since the

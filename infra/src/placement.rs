@@ -1,14 +1,14 @@
-//! Where the embedded backend's threads run.
+//! Where the embedded backend's threads run, when asked (`serve --pin-threads true`).
 //!
 //! The embedded store funnels every append through a few threads of its own: the event
 //! writer, the fsync thread, the projector and the two WAL checkpointers. They hand work to one
-//! another and to the request workers many thousand times a second. Left to the scheduler,
-//! a woken thread often lands on the core of the thread that woke it and waits there while
-//! the other core idles. Keeping the store's threads on one core and the request workers on
-//! the others removes that contention: on two cores, 16.0-18.2k `POST /tasks` per second
-//! against 13.8-15.5k unpinned (runs taken in turns), at 75-86 us of server CPU per request
-//! against 85-97 us. The projector stays with the store threads: on the workers' core it
-//! was slower still (13.3-14.2k).
+//! another and to the request workers many thousand times a second. Keeping the store's
+//! threads on one core and the request workers on the others was once the faster layout on
+//! two cores (16.0-18.2k `POST /tasks` per second against 13.8-15.5k unpinned), while the
+//! idle embedded workers still committed a checkpoint on every fsync. Since they stopped,
+//! the scheduler does better: two request workers unpinned served 12.4k under wrk against
+//! 9.7-10.1k pinned with one, at less CPU per request, so pinning is off by default and
+//! kept for machines where it measures faster.
 //!
 //! [`Placement::split`] plans it from the CPUs the process may use (its affinity mask, so a
 //! container's cpuset is respected); the caller pins itself to the workers' CPUs before it

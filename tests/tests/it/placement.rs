@@ -80,10 +80,10 @@ fn threads_once_started(
 }
 
 #[test]
-fn store_threads_get_the_last_cpu_and_request_workers_the_others() {
+fn pinned_store_threads_get_the_last_cpu_and_request_workers_the_others() {
     let ours = allowed(&std::fs::read_to_string("/proc/self/status").expect("status"));
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(dir.path(), SECRET);
+    let server = Server::start_with(dir.path(), SECRET, &["--pin-threads", "true"]);
     let (store, workers) = match ours.split_last() {
         Some((&last, rest)) if !rest.is_empty() => (vec![last], rest.to_vec()),
         // One CPU: nothing to split, nothing pinned.
@@ -114,10 +114,10 @@ fn store_threads_get_the_last_cpu_and_request_workers_the_others() {
 }
 
 #[test]
-fn pin_threads_false_leaves_every_thread_on_every_cpu() {
+fn by_default_every_thread_may_run_on_every_cpu() {
     let ours = allowed(&std::fs::read_to_string("/proc/self/status").expect("status"));
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start_with(dir.path(), SECRET, &["--pin-threads", "false"]);
+    let server = Server::start(dir.path(), SECRET);
     let seen = threads_once_started(server.child.id(), |_| true);
     server.stop();
 
