@@ -1086,7 +1086,7 @@ mod tests {
     fn a_filtered_read_copies_only_what_it_takes_and_says_how_far_it_looked() {
         let mut tail = Tail::new(10, 8);
         tail.push(&[outcome(&[11, 12, 13, 14], false)]);
-        let even = |e: &EventEnvelope| e.position % 2 == 0;
+        let even = |e: &EventEnvelope| e.position.is_multiple_of(2);
         let found = tail.read(10, 99, 3, &even).unwrap();
         assert_eq!((found.through, found.looked), (Some(13), 3));
         assert_eq!(
