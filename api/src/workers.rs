@@ -538,7 +538,7 @@ pub async fn run_worker(
 async fn run_one(
     worker: Arc<dyn EventWorker>,
     store: Arc<dyn ReadModelStore>,
-    event: EventEnvelope,
+    event: Arc<EventEnvelope>,
 ) -> u64 {
     let name = worker.name();
     let mut pause = Duration::from_millis(100);
@@ -554,7 +554,7 @@ async fn run_one(
                 tracing::error!(worker = name, tenant_id = %event.tenant_id, stream_id = %event.stream_id, error = %e, "work sent to the dead letters");
                 let dead = DeadLetter {
                     view: name.to_owned(),
-                    event: event.clone(),
+                    event: EventEnvelope::clone(&event),
                     error: e,
                 };
                 if let Err(e) = store.commit(name, vec![], vec![dead], None).await {

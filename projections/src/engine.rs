@@ -287,9 +287,9 @@ impl Projector {
     /// looked up: it cannot exist yet, save when version 1 is delivered again. Then the
     /// commit finds the row and fails with nothing written, and the batch is applied
     /// again with every row looked up.
-    pub async fn apply_batch(
+    pub async fn apply_batch<E: std::borrow::Borrow<EventEnvelope> + Sync>(
         &self,
-        events: &[EventEnvelope],
+        events: &[E],
         checkpoint: Option<(String, u64)>,
     ) -> Result<BatchOutcome, ReadModelError> {
         match self
@@ -303,15 +303,16 @@ impl Projector {
         }
     }
 
-    async fn apply_batch_with(
+    async fn apply_batch_with<E: std::borrow::Borrow<EventEnvelope> + Sync>(
         &self,
-        events: &[EventEnvelope],
+        events: &[E],
         checkpoint: Option<(String, u64)>,
         assume_new_streams: bool,
     ) -> Result<BatchOutcome, ReadModelError> {
         let view = self.projection.name();
         let relevant: Vec<&EventEnvelope> = events
             .iter()
+            .map(std::borrow::Borrow::borrow)
             .filter(|e| self.projection.handles(e))
             .collect();
         // Each row's key with the lowest version of it in the batch.
@@ -367,10 +368,16 @@ impl Projector {
                     doc.map(|d| self.projection.tallies(d)).unwrap_or_default()
                 };
                 RowWrite {
-                    tallies: crate::tally::change(
-                        contributions(w.loaded_doc.as_ref()),
-                        contributions(w.row.doc.as_ref()),
-                    ),
+                    // A projection that feeds no summary rows is not asked what its rows
+                    // add to them: that read every row it wrote back into its type.
+                    tallies: if tallies {
+                        crate::tally::change(
+                            contributions(w.loaded_doc.as_ref()),
+                            contributions(w.row.doc.as_ref()),
+                        )
+                    } else {
+                        Vec::new()
+                    },
                     key,
                     expected_version: w.loaded_version,
                     version: w.row.version,
@@ -402,7 +409,7 @@ impl Projector {
         }
         let now = Utc::now();
         let lag = metrics::histogram!("chronicle_projection_lag_seconds", "view" => view);
-        for e in events {
+        for e in events.iter().map(std::borrow::Borrow::borrow) {
             lag.record(
                 (now - e.recorded_at)
                     .to_std()

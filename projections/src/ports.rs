@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use domain::{EventEnvelope, StreamId, TenantId};
 use serde_json::Value;
 use std::collections::HashMap;
+use std::sync::Arc;
 use tokio::sync::watch;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -21,7 +22,9 @@ pub enum ReadModelError {
     Backend(String),
 }
 
-/// The global log in order, as the embedded projectors tail it.
+/// The global log in order, as the embedded projectors tail it. Its events are shared:
+/// every tailer (projector group, workers) and the in-memory tail hold the same envelope
+/// instead of copying its strings and payload for each reader.
 #[async_trait]
 pub trait EventFeed: Send + Sync {
     /// Up to `limit` events with `position > after`, in position order.
@@ -29,7 +32,7 @@ pub trait EventFeed: Send + Sync {
         &self,
         after: u64,
         limit: usize,
-    ) -> Result<Vec<EventEnvelope>, ReadModelError>;
+    ) -> Result<Vec<Arc<EventEnvelope>>, ReadModelError>;
 
     /// Watches the highest committed position, so a tailer sleeps until there is more.
     fn head(&self) -> watch::Receiver<u64>;
@@ -54,7 +57,7 @@ pub type Wanted = dyn for<'e> Fn(&'e EventEnvelope) -> bool + Sync;
 #[derive(Debug, Default)]
 pub struct Matched {
     /// The events taken, in position order.
-    pub events: Vec<EventEnvelope>,
+    pub events: Vec<Arc<EventEnvelope>>,
     /// The position of the last event looked at; `None` when there was none.
     pub through: Option<u64>,
     /// How many events were looked at: fewer than asked for means the end of the log.
@@ -63,7 +66,7 @@ pub struct Matched {
 
 impl Matched {
     /// What `wanted` takes of `batch`.
-    pub fn of(batch: Vec<EventEnvelope>, wanted: impl Fn(&EventEnvelope) -> bool) -> Self {
+    pub fn of(batch: Vec<Arc<EventEnvelope>>, wanted: impl Fn(&EventEnvelope) -> bool) -> Self {
         Self {
             through: batch.last().map(|e| e.position),
             looked: batch.len(),

@@ -224,7 +224,7 @@ impl History for LogHistory {
         if let Some(last) = batch.last() {
             *after = last.position;
         }
-        Ok(batch)
+        Ok(batch.into_iter().map(Arc::unwrap_or_clone).collect())
     }
 
     fn head(&self) -> Option<u64> {

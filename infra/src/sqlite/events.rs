@@ -124,7 +124,8 @@ const TAIL_CAPACITY: usize = 2048;
 struct Tail {
     floor: u64,
     capacity: usize,
-    events: VecDeque<EventEnvelope>,
+    /// Shared with the readers: a read hands out the same envelopes, not copies.
+    events: VecDeque<Arc<EventEnvelope>>,
 }
 
 impl Tail {
@@ -149,7 +150,7 @@ impl Tail {
             {
                 self.floor = old.position;
             }
-            self.events.push_back(e.clone());
+            self.events.push_back(Arc::new(e.clone()));
         }
     }
 
@@ -159,8 +160,8 @@ impl Tail {
         self.floor = self.floor.max(position);
     }
 
-    /// Copies of the events `wanted` takes among up to `limit` in `(after, until]`, or
-    /// `None` when some of them have left the tail already.
+    /// The events `wanted` takes among up to `limit` in `(after, until]`, or `None` when
+    /// some of them have left the tail already.
     fn read(
         &self,
         after: u64,
@@ -182,7 +183,7 @@ impl Tail {
             found.through = Some(e.position);
             found.looked += 1;
             if wanted(e) {
-                found.events.push(e.clone());
+                found.events.push(Arc::clone(e));
             }
         }
         Some(found)
@@ -810,7 +811,7 @@ impl EventFeed for SqliteEventStore {
         &self,
         after: u64,
         limit: usize,
-    ) -> Result<Vec<EventEnvelope>, ReadModelError> {
+    ) -> Result<Vec<Arc<EventEnvelope>>, ReadModelError> {
         let durable = self.last_position();
         let recent = self
             .tail
@@ -856,7 +857,7 @@ impl SqliteEventStore {
         after: u64,
         durable: u64,
         limit: usize,
-    ) -> Result<Vec<EventEnvelope>, ReadModelError> {
+    ) -> Result<Vec<Arc<EventEnvelope>>, ReadModelError> {
         self.readers
             .run(move |c| {
                 // Only up to the durable head: a committed batch is readable before its
@@ -868,6 +869,7 @@ impl SqliteEventStore {
                 query_events(c, &sql, params![after as i64, clamp(limit), durable as i64])
             })
             .await
+            .map(shared)
             .map_err(ReadModelError::Backend)
     }
 }
@@ -913,6 +915,11 @@ impl SqliteEventStore {
     }
 }
 
+/// Events read back from the file, as a feed hands them out.
+fn shared(events: Vec<EventEnvelope>) -> Vec<Arc<EventEnvelope>> {
+    events.into_iter().map(Arc::new).collect()
+}
+
 fn advance(head: &watch::Sender<u64>, last: u64) {
     head.send_if_modified(|h| {
         let moved = last > *h;
@@ -927,7 +934,7 @@ impl EventFeed for CommittedLog {
         &self,
         after: u64,
         limit: usize,
-    ) -> Result<Vec<EventEnvelope>, ReadModelError> {
+    ) -> Result<Vec<Arc<EventEnvelope>>, ReadModelError> {
         let events = self
             .readers
             .run(move |c| {
@@ -941,7 +948,7 @@ impl EventFeed for CommittedLog {
         if let Some(last) = events.last() {
             advance(&self.head, last.position);
         }
-        Ok(events)
+        Ok(shared(events))
     }
 
     fn head(&self) -> watch::Receiver<u64> {
