@@ -364,20 +364,18 @@ impl Projector {
             .into_iter()
             .filter(|(_, w)| w.dirty)
             .map(|(key, w)| {
+                // A projection that feeds no summary rows is not asked what its rows add
+                // to them: that read every row it wrote back into its type.
                 let contributions = |doc: Option<&serde_json::Value>| {
-                    doc.map(|d| self.projection.tallies(d)).unwrap_or_default()
+                    doc.filter(|_| tallies)
+                        .map(|d| self.projection.tallies(d))
+                        .unwrap_or_default()
                 };
                 RowWrite {
-                    // A projection that feeds no summary rows is not asked what its rows
-                    // add to them: that read every row it wrote back into its type.
-                    tallies: if tallies {
-                        crate::tally::change(
-                            contributions(w.loaded_doc.as_ref()),
-                            contributions(w.row.doc.as_ref()),
-                        )
-                    } else {
-                        Vec::new()
-                    },
+                    tallies: crate::tally::change(
+                        contributions(w.loaded_doc.as_ref()),
+                        contributions(w.row.doc.as_ref()),
+                    ),
                     key,
                     expected_version: w.loaded_version,
                     version: w.row.version,

@@ -1090,7 +1090,7 @@ mod tests {
     }
 
     #[test]
-    fn a_filtered_read_copies_only_what_it_takes_and_says_how_far_it_looked() {
+    fn a_filtered_read_hands_out_only_what_it_takes_and_says_how_far_it_looked() {
         let mut tail = Tail::new(10, 8);
         tail.push(&[outcome(&[11, 12, 13, 14], false)]);
         let even = |e: &EventEnvelope| e.position.is_multiple_of(2);
