@@ -187,11 +187,13 @@ pub struct AccountOpened {
     pub account_type: AccountType,
     pub currency: Currency,
     pub overdraft_limit: Money,
+    #[serde(with = "crate::time::rfc3339")]
     pub opened_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccountStatusChanged {
+    #[serde(with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
@@ -209,6 +211,7 @@ pub struct PostingRecorded {
     pub value_date: NaiveDate,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub counterparty: Option<String>,
+    #[serde(with = "crate::time::rfc3339")]
     pub posted_at: DateTime<Utc>,
 }
 

@@ -139,12 +139,14 @@ pub struct AiQuerySubmitted {
     pub prompt: Prompt,
     pub model: ModelName,
     pub submitted_by: UserId,
+    #[serde(with = "crate::time::rfc3339")]
     pub submitted_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AiQueryStarted {
     pub attempt: u32,
+    #[serde(with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
@@ -155,6 +157,7 @@ pub struct AiQueryCompleted {
     pub model: String,
     pub usage: TokenUsage,
     pub latency_ms: u64,
+    #[serde(with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
@@ -162,7 +165,9 @@ pub struct AiQueryCompleted {
 pub struct AiQueryAttemptFailed {
     pub attempt: u32,
     pub error: String,
+    #[serde(with = "crate::time::rfc3339")]
     pub retry_at: DateTime<Utc>,
+    #[serde(with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
@@ -170,6 +175,7 @@ pub struct AiQueryAttemptFailed {
 pub struct AiQueryFailed {
     pub attempt: u32,
     pub error: String,
+    #[serde(with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
 }
 

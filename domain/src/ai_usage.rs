@@ -29,6 +29,7 @@ pub struct AiUsageRecorded {
     /// The month's totals after this query.
     pub total_tokens: u64,
     pub queries: u64,
+    #[serde(with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
 }
 

@@ -230,6 +230,7 @@ pub enum CaseCommand {
 pub struct RemoteComment {
     pub salesforce_id: String,
     pub body: String,
+    #[serde(with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
@@ -241,6 +242,7 @@ pub struct CaseOpened {
     pub description: CaseDescription,
     pub priority: CasePriority,
     pub opened_by: UserId,
+    #[serde(with = "crate::time::rfc3339")]
     pub opened_at: DateTime<Utc>,
 }
 
@@ -256,18 +258,21 @@ pub struct CaseUpdated {
     pub by: UserId,
     #[serde(default)]
     pub source: Source,
+    #[serde(with = "crate::time::rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CaseDelivered {
     pub salesforce_id: String,
+    #[serde(with = "crate::time::rfc3339")]
     pub delivered_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CaseDeliveryFailed {
     pub reason: String,
+    #[serde(with = "crate::time::rfc3339")]
     pub failed_at: DateTime<Utc>,
 }
 
@@ -295,6 +300,7 @@ pub struct CommentEntry {
     pub source: Source,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub salesforce_id: Option<String>,
+    #[serde(with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
@@ -308,10 +314,12 @@ pub enum Delivery {
     Pending,
     Delivered {
         salesforce_id: String,
+        #[serde(with = "crate::time::rfc3339")]
         at: DateTime<Utc>,
     },
     Failed {
         reason: String,
+        #[serde(with = "crate::time::rfc3339")]
         at: DateTime<Utc>,
     },
 }

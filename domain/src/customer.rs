@@ -116,8 +116,10 @@ pub enum CustomerError {
 pub struct CustomerImported {
     pub customer_id: String,
     pub fields: CustomerFields,
+    #[serde(with = "crate::time::rfc3339")]
     pub system_modstamp: DateTime<Utc>,
     pub sync_id: String,
+    #[serde(with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
@@ -125,15 +127,19 @@ pub struct CustomerImported {
 pub struct CustomerUpdated {
     /// Only the fields that changed, with their new values (null: now empty).
     pub changes: BTreeMap<CustomerField, Option<String>>,
+    #[serde(with = "crate::time::rfc3339")]
     pub system_modstamp: DateTime<Utc>,
     pub sync_id: String,
+    #[serde(with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CustomerDeleted {
+    #[serde(with = "crate::time::rfc3339")]
     pub system_modstamp: DateTime<Utc>,
     pub sync_id: String,
+    #[serde(with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
@@ -144,6 +150,7 @@ pub struct CustomerAgentAssigned {
     /// The agent before (`None`: there was none).
     pub previous: Option<UserId>,
     pub by: UserId,
+    #[serde(with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
 }
 

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Watermark {
+    #[serde(with = "crate::time::rfc3339")]
     pub system_modstamp: DateTime<Utc>,
     pub id: String,
 }
@@ -94,6 +95,7 @@ pub struct CustomerSyncStarted {
     pub mode: SyncMode,
     pub since: Option<Watermark>,
     pub started_by: UserId,
+    #[serde(with = "crate::time::rfc3339")]
     pub started_at: DateTime<Utc>,
 }
 
@@ -101,6 +103,7 @@ pub struct CustomerSyncStarted {
 pub struct CustomerSyncProgressed {
     pub counts: SyncCounts,
     pub watermark: Option<Watermark>,
+    #[serde(with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
@@ -108,6 +111,7 @@ pub struct CustomerSyncProgressed {
 pub struct CustomerSyncCompleted {
     pub counts: SyncCounts,
     pub watermark: Option<Watermark>,
+    #[serde(with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
@@ -116,6 +120,7 @@ pub struct CustomerSyncFailed {
     pub error: String,
     pub counts: SyncCounts,
     pub watermark: Option<Watermark>,
+    #[serde(with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
@@ -260,14 +265,24 @@ pub enum SlotCommand {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SlotState {
     pub running: Option<String>,
+    #[serde(default, with = "crate::time::rfc3339::option")]
     pub running_since: Option<DateTime<Utc>>,
     pub watermark: Option<Watermark>,
     /// When the last run that read everything ended: how fresh the read models are.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::time::rfc3339::option"
+    )]
     pub last_completed_at: Option<DateTime<Utc>>,
     /// When the last run (ended or not) took the slot: when a schedule is next due.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::time::rfc3339::option"
+    )]
     pub last_taken_at: Option<DateTime<Utc>>,
+    #[serde(with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
 }
 

@@ -16,6 +16,7 @@ pub struct DocumentFields {
     pub title: String,
     pub file_extension: Option<String>,
     pub content_size: u64,
+    #[serde(with = "crate::time::rfc3339")]
     pub modified_at: DateTime<Utc>,
     /// The latest ContentVersion, whose VersionData is the file.
     pub version_id: String,
@@ -34,6 +35,7 @@ pub struct DocumentSynced {
     #[serde(flatten)]
     pub fields: DocumentFields,
     pub sync_id: String,
+    #[serde(with = "crate::time::rfc3339")]
     pub synced_at: DateTime<Utc>,
 }
 
@@ -99,6 +101,7 @@ pub struct DocumentAccessed {
     pub document_ids: Vec<String>,
     pub by: UserId,
     pub request_id: String,
+    #[serde(with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
@@ -143,6 +146,7 @@ impl TailState for DocumentAccess {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LinkRedeemed {
     pub document_id: String,
+    #[serde(with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
 }
 

@@ -120,17 +120,7 @@ pub fn verify_chain(
 
 /// Store time is kept to the microsecond, so a timestamp survives every backend unchanged.
 pub fn format_time(t: &DateTime<Utc>) -> String {
-    use chrono::{Datelike, Timelike};
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-        t.year(),
-        t.month(),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.nanosecond() / 1000 % 1_000_000
-    )
+    crate::time::to_micros(t)
 }
 
 /// Truncates a timestamp to what `format_time` keeps.
@@ -147,10 +137,8 @@ mod micros {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
-        let s = String::deserialize(d)?;
-        DateTime::parse_from_rfc3339(&s)
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(serde::de::Error::custom)
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        crate::time::parse_rfc3339_strict(&s).map_err(serde::de::Error::custom)
     }
 }
 

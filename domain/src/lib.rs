@@ -27,6 +27,7 @@ pub mod sftp;
 pub mod suppression;
 pub mod task;
 pub mod tenant;
+pub mod time;
 pub mod transaction;
 pub mod user;
 

@@ -133,18 +133,21 @@ pub struct MessageQueued {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ai_query_id: Option<String>,
     pub queued_by: UserId,
+    #[serde(with = "crate::time::rfc3339")]
     pub queued_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageComposed {
     pub body: Body,
+    #[serde(with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageSendStarted {
     pub attempt: u32,
+    #[serde(with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
@@ -153,6 +156,7 @@ pub struct MessageSent {
     pub attempt: u32,
     /// The server's reply to the end of the data.
     pub reply: String,
+    #[serde(with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
@@ -160,7 +164,9 @@ pub struct MessageSent {
 pub struct MessageAttemptFailed {
     pub attempt: u32,
     pub reply: String,
+    #[serde(with = "crate::time::rfc3339")]
     pub retry_at: DateTime<Utc>,
+    #[serde(with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
@@ -168,6 +174,7 @@ pub struct MessageAttemptFailed {
 pub struct MessageFailed {
     pub attempt: u32,
     pub reply: String,
+    #[serde(with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
 }
 

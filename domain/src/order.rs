@@ -138,6 +138,7 @@ pub struct OrderPlaced {
     pub currency: Currency,
     pub shipping_address: ShippingAddress,
     pub created_by: UserId,
+    #[serde(with = "crate::time::rfc3339")]
     pub created_at: DateTime<Utc>,
 }
 
@@ -145,12 +146,14 @@ pub struct OrderPlaced {
 pub struct OrderStatusChanged {
     pub from: OrderStatus,
     pub to: OrderStatus,
+    #[serde(with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShippingChanged {
     pub shipping_address: ShippingAddress,
+    #[serde(with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
 }
 

@@ -166,6 +166,7 @@ pub struct ProductCreated {
     #[serde(default)]
     pub quota_shard: u32,
     pub created_by: UserId,
+    #[serde(with = "crate::time::rfc3339")]
     pub created_at: DateTime<Utc>,
 }
 
@@ -179,6 +180,7 @@ pub struct ProductUpdated {
     pub price: Option<Amount>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub category: Option<Category>,
+    #[serde(with = "crate::time::rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -187,6 +189,7 @@ pub struct InventoryAdjusted {
     pub delta: i64,
     pub reason: String,
     pub inventory: u32,
+    #[serde(with = "crate::time::rfc3339")]
     pub adjusted_at: DateTime<Utc>,
 }
 
@@ -196,11 +199,13 @@ pub struct InventoryMoved {
     pub quantity: u32,
     /// The stock after the move.
     pub inventory: u32,
+    #[serde(with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProductDeleted {
+    #[serde(with = "crate::time::rfc3339")]
     pub deleted_at: DateTime<Utc>,
 }
 

@@ -62,6 +62,7 @@ pub struct QuotaMoved {
     pub key: String,
     /// Units in use on the shard after the move.
     pub used: u32,
+    #[serde(with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
 }
 

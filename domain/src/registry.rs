@@ -14,6 +14,7 @@ pub const SYSTEM_TENANT: &str = "system:chronicle";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RegistryChanged {
     pub tenant_id: TenantId,
+    #[serde(with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
 }
 

@@ -168,11 +168,13 @@ pub struct SalesforceConnected {
     #[serde(default)]
     pub case_external_id_field: ExternalIdField,
     pub connected_by: UserId,
+    #[serde(with = "crate::time::rfc3339")]
     pub connected_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SalesforceDisconnected {
+    #[serde(with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
 }
 

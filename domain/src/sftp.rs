@@ -221,12 +221,14 @@ pub struct SftpConfigured {
     pub processed_dir: RemoteDir,
     pub schedule: Schedule,
     pub configured_by: UserId,
+    #[serde(with = "crate::time::rfc3339")]
     pub configured_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SftpRemoved {
     pub removed_by: UserId,
+    #[serde(with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
@@ -365,12 +367,14 @@ pub struct SftpImportStarted {
     pub import_id: String,
     pub trigger: ImportTrigger,
     pub requested_by: UserId,
+    #[serde(with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SftpFileImported {
     pub report: FileReport,
+    #[serde(with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
@@ -380,6 +384,7 @@ pub struct SftpFileSkipped {
     pub sha256: String,
     /// The run that imported it.
     pub imported_by: String,
+    #[serde(with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
@@ -388,6 +393,7 @@ pub struct SftpImportEnded {
     /// Why it failed; `None` when it completed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    #[serde(with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
@@ -547,6 +553,7 @@ pub struct ImportedFileRecorded {
     pub file: String,
     pub sha256: String,
     pub import_id: String,
+    #[serde(with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
 }
 

@@ -28,6 +28,7 @@ pub struct RecipientSuppressed {
     pub message_id: String,
     /// The server's reply.
     pub reply: String,
+    #[serde(with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
@@ -35,6 +36,7 @@ pub struct RecipientSuppressed {
 pub struct SuppressionLifted {
     pub recipient: Email,
     pub lifted_by: UserId,
+    #[serde(with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
 }
 

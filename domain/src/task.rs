@@ -118,6 +118,7 @@ pub struct TaskCreated {
     pub description: TaskDescription,
     pub assigned_to: Option<UserId>,
     pub created_by: UserId,
+    #[serde(with = "crate::time::rfc3339")]
     pub created_at: DateTime<Utc>,
 }
 
@@ -127,12 +128,14 @@ pub struct TaskUpdated {
     pub title: Option<TaskTitle>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<TaskDescription>,
+    #[serde(with = "crate::time::rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskAssigned {
     pub assigned_to: Option<UserId>,
+    #[serde(with = "crate::time::rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -140,11 +143,13 @@ pub struct TaskAssigned {
 pub struct TaskStatusChanged {
     pub from: TaskStatus,
     pub to: TaskStatus,
+    #[serde(with = "crate::time::rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskDeleted {
+    #[serde(with = "crate::time::rfc3339")]
     pub deleted_at: DateTime<Utc>,
 }
 

@@ -304,6 +304,7 @@ pub struct TenantRegistered {
     pub company_name: CompanyName,
     pub admin_email: String,
     pub tier: Tier,
+    #[serde(with = "crate::time::rfc3339")]
     pub registered_at: DateTime<Utc>,
 }
 
@@ -313,6 +314,7 @@ pub struct TenantSettingsUpdated {
     pub company_name: Option<CompanyName>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settings: Option<Settings>,
+    #[serde(with = "crate::time::rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -320,6 +322,7 @@ pub struct TenantSettingsUpdated {
 pub struct TenantTierChanged {
     pub from: Tier,
     pub to: Tier,
+    #[serde(with = "crate::time::rfc3339")]
     pub changed_at: DateTime<Utc>,
 }
 
@@ -327,16 +330,19 @@ pub struct TenantTierChanged {
 pub struct TenantSuspended {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    #[serde(with = "crate::time::rfc3339")]
     pub suspended_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TenantReactivated {
+    #[serde(with = "crate::time::rfc3339")]
     pub reactivated_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TenantDeleted {
+    #[serde(with = "crate::time::rfc3339")]
     pub deleted_at: DateTime<Utc>,
 }
 

@@ -71,6 +71,7 @@ pub struct TransactionPosted {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reverses: Option<String>,
     pub posted_by: UserId,
+    #[serde(with = "crate::time::rfc3339")]
     pub posted_at: DateTime<Utc>,
 }
 
@@ -131,6 +132,7 @@ impl TransactionPosted {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TransactionReversed {
     pub reversal_id: String,
+    #[serde(with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
 }
 

@@ -162,17 +162,20 @@ pub struct UserRegistered {
     /// A CUSTOMER's customer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub customer_id: Option<String>,
+    #[serde(with = "crate::time::rfc3339")]
     pub registered_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserRoleChanged {
     pub role: Role,
+    #[serde(with = "crate::time::rfc3339")]
     pub changed_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserAccessChanged {
+    #[serde(with = "crate::time::rfc3339")]
     pub at: DateTime<Utc>,
 }
 
@@ -318,6 +321,7 @@ pub struct Credential {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PasswordSet {
     pub password_hash: String,
+    #[serde(with = "crate::time::rfc3339")]
     pub set_at: DateTime<Utc>,
 }
 
@@ -424,12 +428,14 @@ pub struct InvitationIssued {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub customer_id: Option<String>,
     pub issued_by: UserId,
+    #[serde(with = "crate::time::rfc3339")]
     pub expires_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InvitationAccepted {
     pub user_id: UserId,
+    #[serde(with = "crate::time::rfc3339")]
     pub accepted_at: DateTime<Utc>,
 }
 
@@ -550,18 +556,21 @@ pub enum SessionCommand {
 pub struct SessionStarted {
     pub user_id: UserId,
     pub token_hash: String,
+    #[serde(with = "crate::time::rfc3339")]
     pub expires_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionRefreshed {
     pub token_hash: String,
+    #[serde(with = "crate::time::rfc3339")]
     pub expires_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionRevoked {
     pub reason: String,
+    #[serde(with = "crate::time::rfc3339")]
     pub revoked_at: DateTime<Utc>,
 }
 

@@ -41,6 +41,7 @@ pub struct LineView {
     pub value_date: NaiveDate,
     /// The other account of a transfer.
     pub counterparty: Option<String>,
+    #[serde(with = "domain::time::rfc3339")]
     pub posted_at: DateTime<Utc>,
     /// The account's version this posting made.
     pub version: u64,

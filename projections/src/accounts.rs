@@ -28,7 +28,9 @@ pub struct AccountView {
     pub available: Balance,
     pub overdraft_limit: Money,
     pub status: Status,
+    #[serde(with = "domain::time::rfc3339")]
     pub opened_at: DateTime<Utc>,
+    #[serde(with = "domain::time::rfc3339")]
     pub updated_at: DateTime<Utc>,
     pub version: u64,
 }

@@ -30,17 +30,22 @@ pub struct AiQueryView {
     /// How long the answering call took, in milliseconds.
     pub latency_ms: Option<u64>,
     pub submitted_by: String,
+    #[serde(with = "domain::time::rfc3339")]
     pub submitted_at: DateTime<Utc>,
     /// When the first attempt began.
+    #[serde(default, with = "domain::time::rfc3339::option")]
     pub started_at: Option<DateTime<Utc>>,
     /// When it ended, COMPLETED or FAILED.
+    #[serde(default, with = "domain::time::rfc3339::option")]
     pub completed_at: Option<DateTime<Utc>>,
     /// Calls of the model so far.
     pub attempts: u32,
     /// Why it FAILED, or why the last attempt failed while another is to come.
     pub error: Option<String>,
     /// When the next attempt comes, while one is awaited after a failure.
+    #[serde(default, with = "domain::time::rfc3339::option")]
     pub retry_at: Option<DateTime<Utc>>,
+    #[serde(with = "domain::time::rfc3339")]
     pub updated_at: DateTime<Utc>,
     pub version: u64,
 }

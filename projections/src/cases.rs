@@ -29,10 +29,13 @@ pub struct CaseView {
     /// Where the case stands with the tenant's Salesforce org.
     pub salesforce: Delivery,
     pub opened_by: String,
+    #[serde(with = "domain::time::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(with = "domain::time::rfc3339")]
     pub updated_at: DateTime<Utc>,
     /// The last change made in Chronicle (the opening, a staff change): a status read
     /// from Salesforce older than this is not taken.
+    #[serde(with = "domain::time::rfc3339")]
     pub changed_in_chronicle_at: DateTime<Utc>,
     pub version: u64,
 }

@@ -22,7 +22,9 @@ pub struct SyncView {
     pub counts: SyncCounts,
     /// Who started it: a user, or `system:salesforce-sync` for the scheduled poll.
     pub started_by: String,
+    #[serde(with = "domain::time::rfc3339")]
     pub started_at: DateTime<Utc>,
+    #[serde(default, with = "domain::time::rfc3339::option")]
     pub completed_at: Option<DateTime<Utc>>,
     /// Why it FAILED.
     pub error: Option<String>,
@@ -30,6 +32,7 @@ pub struct SyncView {
     pub watermark: Option<Watermark>,
     /// Where this run started reading from.
     pub since: Option<Watermark>,
+    #[serde(with = "domain::time::rfc3339")]
     pub updated_at: DateTime<Utc>,
     pub version: u64,
 }

@@ -26,8 +26,11 @@ pub struct CustomerView {
     pub contact_name: Option<String>,
     pub contact_email: Option<String>,
     /// Salesforce's SystemModstamp of the version synced.
+    #[serde(with = "domain::time::rfc3339")]
     pub system_modstamp: DateTime<Utc>,
+    #[serde(with = "domain::time::rfc3339")]
     pub imported_at: DateTime<Utc>,
+    #[serde(with = "domain::time::rfc3339")]
     pub updated_at: DateTime<Utc>,
     pub last_sync_id: String,
     /// The staff user who serves the customer (`PUT /customers/{id}/agent`), if any.

@@ -22,8 +22,10 @@ pub struct DocumentView {
     /// Bytes.
     pub content_size: u64,
     /// When the file was last changed in Salesforce.
+    #[serde(with = "domain::time::rfc3339")]
     pub modified_at: DateTime<Utc>,
     /// When Chronicle last read it.
+    #[serde(with = "domain::time::rfc3339")]
     pub synced_at: DateTime<Utc>,
     /// The ContentVersion the download serves.
     pub salesforce_version_id: String,

@@ -31,10 +31,14 @@ pub struct MessageView {
     /// failed (or why the message could not be sent).
     pub reply: Option<String>,
     /// When the next attempt comes, after a failed one.
+    #[serde(default, with = "domain::time::rfc3339::option")]
     pub retry_at: Option<DateTime<Utc>>,
+    #[serde(default, with = "domain::time::rfc3339::option")]
     pub sent_at: Option<DateTime<Utc>>,
     pub queued_by: String,
+    #[serde(with = "domain::time::rfc3339")]
     pub queued_at: DateTime<Utc>,
+    #[serde(with = "domain::time::rfc3339")]
     pub updated_at: DateTime<Utc>,
     pub version: u64,
 }

@@ -36,7 +36,9 @@ pub struct OrderView {
     pub status: OrderStatus,
     pub shipping_address: ShippingAddress,
     pub created_by: String,
+    #[serde(with = "domain::time::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(with = "domain::time::rfc3339")]
     pub updated_at: DateTime<Utc>,
     pub version: u64,
 }

@@ -27,7 +27,9 @@ pub struct ProductView {
     /// Units in stock, not counting those orders hold.
     pub inventory: u32,
     pub created_by: String,
+    #[serde(with = "domain::time::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(with = "domain::time::rfc3339")]
     pub updated_at: DateTime<Utc>,
     pub version: u64,
 }

@@ -14,7 +14,7 @@ pub const VIEW: &str = "revenue";
 
 /// A day's row id.
 pub fn day_row(day: chrono::NaiveDate) -> String {
-    day.format("%Y-%m-%d").to_string()
+    domain::time::to_day(day)
 }
 
 fn booked(currency: &str) -> String {

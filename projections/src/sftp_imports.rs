@@ -21,7 +21,9 @@ pub struct SftpImportView {
     pub status: ImportStatus,
     pub trigger: ImportTrigger,
     pub requested_by: String,
+    #[serde(with = "domain::time::rfc3339")]
     pub started_at: DateTime<Utc>,
+    #[serde(default, with = "domain::time::rfc3339::option")]
     pub ended_at: Option<DateTime<Utc>>,
     pub error: Option<String>,
     /// The files this run imported, each with its counts and failed lines.
@@ -33,6 +35,7 @@ pub struct SftpImportView {
     pub posted: u64,
     pub skipped: u64,
     pub failed: u64,
+    #[serde(with = "domain::time::rfc3339")]
     pub updated_at: DateTime<Utc>,
     pub version: u64,
 }

@@ -18,7 +18,9 @@ pub struct TaskView {
     pub status: String,
     pub assigned_to: Option<String>,
     pub created_by: String,
+    #[serde(with = "domain::time::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(with = "domain::time::rfc3339")]
     pub updated_at: DateTime<Utc>,
     pub version: u64,
 }

@@ -27,6 +27,7 @@ pub struct TransactionView {
     /// The reversal that undid this one.
     pub reversed_by: Option<String>,
     pub posted_by: String,
+    #[serde(with = "domain::time::rfc3339")]
     pub posted_at: DateTime<Utc>,
     pub version: u64,
 }

@@ -3,7 +3,6 @@
 //! people can read it.
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use chrono::{DateTime, Utc};
 use domain::envelope::format_time;
 use domain::{EventEnvelope, StreamId, TenantId};
 use sha2::{Digest, Sha256};
@@ -111,9 +110,8 @@ pub(crate) fn envelope_from_item(item: &Item) -> Result<EventEnvelope, ItemError
         position: get_n(item, "position")?,
         event_type: get_s(item, "event_type")?.to_owned(),
         schema_version: get_n(item, "schema_version")?,
-        recorded_at: DateTime::parse_from_rfc3339(get_s(item, "recorded_at")?)
-            .map_err(|e| bad(&e))?
-            .with_timezone(&Utc),
+        recorded_at: domain::time::parse_rfc3339_strict(get_s(item, "recorded_at")?)
+            .map_err(|e| bad(&e))?,
         actor: get_s(item, "actor")?.to_owned(),
         command_id: uuid(item, "command_id")?,
         correlation_id: uuid(item, "correlation_id")?,
@@ -173,6 +171,7 @@ pub(crate) fn from_dynamodb_json(image: &serde_json::Value) -> Item {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::Utc;
     use domain::GENESIS_HASH;
 
     #[test]

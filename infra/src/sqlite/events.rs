@@ -681,9 +681,7 @@ fn envelope_from_row(r: &Row<'_>) -> rusqlite::Result<EventEnvelope> {
         version: r.get::<_, i64>(4)? as u64,
         event_type: r.get(5)?,
         schema_version: r.get(6)?,
-        recorded_at: DateTime::parse_from_rfc3339(&recorded_at)
-            .map_err(conversion)?
-            .with_timezone(&Utc),
+        recorded_at: domain::time::parse_rfc3339_strict(&recorded_at).map_err(conversion)?,
         actor: r.get(8)?,
         command_id: uuid(9)?,
         correlation_id: uuid(10)?,
