@@ -181,6 +181,12 @@ impl Projection for AnalyticsProjection {
     fn tally_views(&self) -> &'static [&'static str] {
         &[VIEW]
     }
+
+    /// A row only adds each new event's figures to its day: nothing an event adds depends
+    /// on the stream's earlier events.
+    fn additive(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

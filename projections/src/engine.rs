@@ -272,7 +272,7 @@ impl Projector {
                 return Ok((total, checkpoint));
             };
             let position = last.position;
-            self.apply_batch(&batch, Some((name.to_owned(), position)))
+            self.apply_in_order(&batch, Some((name.to_owned(), position)))
                 .await?;
             total += batch.len();
             checkpoint = position;
@@ -301,6 +301,91 @@ impl Projector {
             }
             done => done,
         }
+    }
+
+    /// Applies a stretch of the log read in position order, as the log tailers (`catch_up`,
+    /// `run_group`) and a rebuild from the embedded log read it: each event once, in order. An
+    /// additive projection (`Projection::additive`) keeps no row per stream then: per
+    /// tenant, one row (`COUNTED_THROUGH`) whose version is the position of the last event
+    /// counted, committed together with the counts of the events after it, so an event
+    /// counts once even if a stretch is applied again. Under `POST /tasks` the analytics
+    /// row per task stream was about 7 us of the 60 us of CPU a request cost.
+    pub async fn apply_in_order<E: std::borrow::Borrow<EventEnvelope> + Sync>(
+        &self,
+        events: &[E],
+        checkpoint: Option<(String, u64)>,
+    ) -> Result<BatchOutcome, ReadModelError> {
+        if !self.projection.additive() {
+            return self.apply_batch(events, checkpoint).await;
+        }
+        let view = self.projection.name();
+        let relevant: Vec<&EventEnvelope> = events
+            .iter()
+            .map(std::borrow::Borrow::borrow)
+            .filter(|e| self.projection.handles(e))
+            .collect();
+        let mut tenants: Vec<&TenantId> = relevant.iter().map(|e| &e.tenant_id).collect();
+        tenants.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+        tenants.dedup();
+        let keys: Vec<RowKey> = tenants
+            .iter()
+            .map(|t| RowKey {
+                tenant_id: (*t).clone(),
+                row_id: COUNTED_THROUGH.to_owned(),
+            })
+            .collect();
+        let loaded = if keys.is_empty() {
+            HashMap::new()
+        } else {
+            self.store.load(view, &keys).await?
+        };
+        // Per tenant: the position counted through as loaded, and as it leaves.
+        let mut through: HashMap<&TenantId, (u64, u64)> = keys
+            .iter()
+            .map(|k| {
+                let at = loaded.get(k).map_or(0, |r| r.version);
+                (&k.tenant_id, (at, at))
+            })
+            .collect();
+        let mut counts = crate::tally::Merged::default();
+        let mut dead = Vec::new();
+        for e in relevant {
+            let Some((_, last)) = through.get_mut(&e.tenant_id) else {
+                continue;
+            };
+            if e.position <= *last {
+                continue;
+            }
+            *last = e.position;
+            match self.projection.apply(None, e) {
+                Ok(row) => {
+                    for t in row.map(|r| self.projection.tallies(&r)).unwrap_or_default() {
+                        counts.add(&e.tenant_id, &t)?;
+                    }
+                }
+                Err(error) => dead.push(self.poisoned(e, error.to_string())),
+            }
+        }
+        let mut writes: Vec<RowWrite> = through
+            .into_iter()
+            .filter(|(_, (from, to))| to > from)
+            .map(|(tenant, (from, to))| RowWrite {
+                key: RowKey {
+                    tenant_id: tenant.clone(),
+                    row_id: COUNTED_THROUGH.to_owned(),
+                },
+                expected_version: from,
+                version: to,
+                doc: None,
+                tallies: Vec::new(),
+            })
+            .collect();
+        for (tenant, t) in counts.iter() {
+            if let Some(w) = writes.iter_mut().find(|w| &w.key.tenant_id == tenant) {
+                w.tallies.push(t.clone());
+            }
+        }
+        self.finish(events, writes, dead, checkpoint).await
     }
 
     async fn apply_batch_with<E: std::borrow::Borrow<EventEnvelope> + Sync>(
@@ -383,6 +468,19 @@ impl Projector {
                 }
             })
             .collect::<Vec<_>>();
+        self.finish(events, writes, dead, checkpoint).await
+    }
+
+    /// Commits a batch's row changes, dead letters and checkpoint in one write, then tells
+    /// the tenants' event streams and records each event's lag.
+    async fn finish<E: std::borrow::Borrow<EventEnvelope> + Sync>(
+        &self,
+        events: &[E],
+        writes: Vec<RowWrite>,
+        mut dead: Vec<DeadLetter>,
+        checkpoint: Option<(String, u64)>,
+    ) -> Result<BatchOutcome, ReadModelError> {
+        let view = self.projection.name();
         let poisoned = dead
             .iter()
             .map(|d| (d.event.stream_id.clone(), d.event.version))
@@ -491,24 +589,34 @@ impl Projector {
                 true
             }
             Err(e) => {
-                tracing::error!(
-                    view = self.projection.name(),
-                    tenant_id = %event.tenant_id,
-                    stream_id = %event.stream_id,
-                    version = event.version,
-                    error = %e,
-                    "poison event sent to dead letters"
-                );
-                dead.push(DeadLetter {
-                    view: self.projection.name().to_owned(),
-                    event: event.clone(),
-                    error: e.to_string(),
-                });
+                dead.push(self.poisoned(event, e.to_string()));
                 false
             }
         }
     }
+
+    /// The dead letter of an event the projection could not apply, logged.
+    fn poisoned(&self, event: &EventEnvelope, error: String) -> DeadLetter {
+        tracing::error!(
+            view = self.projection.name(),
+            tenant_id = %event.tenant_id,
+            stream_id = %event.stream_id,
+            version = event.version,
+            error = %error,
+            "poison event sent to dead letters"
+        );
+        DeadLetter {
+            view: self.projection.name().to_owned(),
+            event: event.clone(),
+            error,
+        }
+    }
 }
+
+/// The row an additive projection keeps per tenant when it reads the log in order
+/// (`Projector::apply_in_order`): its version is the position of the last event counted.
+/// No stream id has this form, so it cannot meet a row of a stream.
+pub const COUNTED_THROUGH: &str = "@counted-through";
 
 /// Tails `feed` for several projectors at once until `shutdown` resolves: each batch of
 /// the log is read once and applied to every projector that has not applied it yet (each
@@ -618,7 +726,7 @@ async fn catch_up_group(
             let events = &batch[start..];
             let idle = !events.iter().any(|e| p.projection.handles(e));
             if !idle || position - *saved >= IDLE_CHECKPOINT_EVERY {
-                p.apply_batch(events, Some((p.projection.name().to_owned(), position)))
+                p.apply_in_order(events, Some((p.projection.name().to_owned(), position)))
                     .await?;
                 *saved = position;
             }

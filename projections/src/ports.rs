@@ -244,6 +244,15 @@ pub trait Projection: Send + Sync + 'static {
         &[]
     }
 
+    /// Whether the summary rows it feeds are the sum of what each event adds on its own,
+    /// whatever came before in its stream: its rows then only remember what each stream has
+    /// counted, so that a redelivered event counts once. A projector reading the log in
+    /// order needs none of them (`Projector::apply_in_order`): it keeps one row per tenant,
+    /// the position of the last event counted, and commits each event's share with it.
+    fn additive(&self) -> bool {
+        false
+    }
+
     /// Whether each event makes a row of its own (`row_id` names the event, as a log's
     /// lines do), rather than one row folding its stream: a new row then needs no
     /// earlier events of its stream, and the engine reads none.

@@ -199,6 +199,13 @@ pub trait History: Send + Sync {
     fn head(&self) -> Option<u64> {
         None
     }
+
+    /// Whether it gives every event in log position order, each once, as the projectors
+    /// tailing the log read it: then the rebuild folds as they do
+    /// (`Projector::apply_in_order`), and its rows are theirs.
+    fn in_log_order(&self) -> bool {
+        false
+    }
 }
 
 /// The embedded log, every tenant's events in position order.
@@ -229,6 +236,10 @@ impl History for LogHistory {
 
     fn head(&self) -> Option<u64> {
         Some(*self.log.head().borrow())
+    }
+
+    fn in_log_order(&self) -> bool {
+        true
     }
 }
 
@@ -343,7 +354,7 @@ async fn drain(
         };
         let (next, folded) = tokio::join!(
             history.next(plan.batch_size),
-            apply(projectors, mine, report)
+            apply(projectors, mine, history.in_log_order(), report)
         );
         folded?;
         batch = next?;
@@ -358,13 +369,20 @@ async fn drain(
 async fn apply(
     projectors: &[Arc<Projector>],
     events: Arc<[EventEnvelope]>,
+    in_log_order: bool,
     report: &mut Report,
 ) -> Result<(), ReadModelError> {
     let mut running = tokio::task::JoinSet::new();
     for p in projectors {
         if events.iter().any(|e| p.handles(e)) {
             let (p, events) = (p.clone(), events.clone());
-            running.spawn(async move { p.apply_batch(&events, None).await });
+            running.spawn(async move {
+                if in_log_order {
+                    p.apply_in_order(&events, None).await
+                } else {
+                    p.apply_batch(&events, None).await
+                }
+            });
         }
     }
     while let Some(r) = running.join_next().await {

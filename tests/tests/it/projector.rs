@@ -431,3 +431,119 @@ async fn a_swap_from_another_handle_fences_a_commit_prepared_against_the_old_row
         .expect("after the reload");
     assert_eq!(rig.views.checkpoint(VIEW).await.expect("cp"), at + 1);
 }
+
+#[tokio::test]
+async fn an_additive_projection_reading_the_log_in_order_counts_each_event_once_without_a_row_per_stream()
+ {
+    use projections::analytics::{AnalyticsProjection, STREAMS, VIEW as DAYS};
+    use projections::engine::COUNTED_THROUGH;
+    let rig = Rig::new();
+    let (acme, globex) = (
+        TenantId::parse("acme").expect("tenant"),
+        TenantId::parse("globex").expect("tenant"),
+    );
+    let mut streams = Vec::new();
+    for (tenant, n) in [(&acme, 3), (&globex, 2)] {
+        for _ in 0..n {
+            let id = Uuid::now_v7();
+            let stream = StreamId::for_aggregate("task", id);
+            rig.append(tenant, &stream, vec![created(&id, "a task")])
+                .await;
+            streams.push((tenant.clone(), stream));
+        }
+    }
+    let done = json!({"from": "OPEN", "to": "DONE", "updated_at": "2026-01-02T00:00:00Z"});
+    let last = rig
+        .append(&acme, &streams[0].1, vec![("TaskStatusChanged", done)])
+        .await;
+    let analytics = |views: &SqliteReadModelStore| {
+        Projector::new(
+            Arc::new(AnalyticsProjection),
+            Arc::new(views.clone()),
+            Arc::new(rig.events.clone()),
+            ProjectionProgress::default(),
+            ProjectorConfig::default(),
+        )
+    };
+    let day = projections::revenue::day_row(last[0].recorded_at.date_naive());
+    let counts = |views: SqliteReadModelStore, tenant: TenantId| {
+        let day = day.clone();
+        async move {
+            let row = views.get(DAYS, &tenant, &day).await.expect("get");
+            let doc = row.and_then(|r| r.doc).unwrap_or(json!({"counts": {}}));
+            (
+                doc["counts"]["tasks_created"].clone(),
+                doc["counts"]["tasks_completed"].clone(),
+            )
+        }
+    };
+    let feed: Arc<dyn projections::EventFeed> = Arc::new(rig.events.clone());
+    let projector = analytics(&rig.views);
+    assert_eq!(
+        projector.catch_up(feed.as_ref()).await.expect("catch up"),
+        6
+    );
+    assert_eq!(
+        counts(rig.views.clone(), acme.clone()).await,
+        (json!("3"), json!("1"))
+    );
+    assert_eq!(
+        counts(rig.views.clone(), globex.clone()).await,
+        (json!("2"), Value::Null)
+    );
+    // One row per tenant, at the position of its last event counted; none per stream.
+    let version = |tenant: &TenantId, row: &str| {
+        let (views, tenant, row) = (rig.views.clone(), tenant.clone(), row.to_owned());
+        async move {
+            views
+                .row_version(STREAMS, &tenant, &row)
+                .await
+                .expect("version")
+        }
+    };
+    assert_eq!(version(&acme, COUNTED_THROUGH).await, last[0].position);
+    assert!(version(&globex, COUNTED_THROUGH).await > 0);
+    for (tenant, stream) in &streams {
+        assert_eq!(version(tenant, stream.as_str()).await, 0);
+    }
+
+    // The same stretch of the log again (the checkpoint moved back): nothing counts twice.
+    rig.views
+        .commit(STREAMS, vec![], vec![], Some((STREAMS.into(), 0)))
+        .await
+        .expect("checkpoint back to 0");
+    assert_eq!(projector.catch_up(feed.as_ref()).await.expect("again"), 6);
+    assert_eq!(
+        counts(rig.views.clone(), acme.clone()).await,
+        (json!("3"), json!("1"))
+    );
+
+    // New events count once more each, and the figures equal what a row per stream, as
+    // delivery in any order keeps them, adds up to over the same events.
+    let id = Uuid::now_v7();
+    rig.append(
+        &globex,
+        &StreamId::for_aggregate("task", id),
+        vec![created(&id, "one more")],
+    )
+    .await;
+    projector.catch_up(feed.as_ref()).await.expect("more");
+    assert_eq!(
+        counts(rig.views.clone(), globex.clone()).await,
+        (json!("3"), Value::Null)
+    );
+    let other = Rig::new();
+    let unordered = analytics(&other.views);
+    let mut all = projections::EventFeed::read_after(&rig.events, 0, 100)
+        .await
+        .expect("log");
+    all.reverse();
+    let all: Vec<EventEnvelope> = all.iter().map(|e| (**e).clone()).collect();
+    unordered.apply_batch(&all, None).await.expect("applies");
+    for tenant in [&acme, &globex] {
+        assert_eq!(
+            counts(other.views.clone(), tenant.clone()).await,
+            counts(rig.views.clone(), tenant.clone()).await
+        );
+    }
+}
