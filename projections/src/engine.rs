@@ -319,11 +319,7 @@ impl Projector {
             return self.apply_batch(events, checkpoint).await;
         }
         let view = self.projection.name();
-        let relevant: Vec<&EventEnvelope> = events
-            .iter()
-            .map(std::borrow::Borrow::borrow)
-            .filter(|e| self.projection.handles(e))
-            .collect();
+        let relevant = self.relevant(events);
         let mut tenants: Vec<&TenantId> = relevant.iter().map(|e| &e.tenant_id).collect();
         tenants.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
         tenants.dedup();
@@ -395,11 +391,7 @@ impl Projector {
         assume_new_streams: bool,
     ) -> Result<BatchOutcome, ReadModelError> {
         let view = self.projection.name();
-        let relevant: Vec<&EventEnvelope> = events
-            .iter()
-            .map(std::borrow::Borrow::borrow)
-            .filter(|e| self.projection.handles(e))
-            .collect();
+        let relevant = self.relevant(events);
         // Each row's key with the lowest version of it in the batch.
         let mut keys: Vec<(RowKey, u64)> =
             relevant.iter().map(|e| (self.key(e), e.version)).collect();
@@ -593,6 +585,18 @@ impl Projector {
                 false
             }
         }
+    }
+
+    /// The events of `events` the projection takes.
+    fn relevant<'e, E: std::borrow::Borrow<EventEnvelope>>(
+        &self,
+        events: &'e [E],
+    ) -> Vec<&'e EventEnvelope> {
+        events
+            .iter()
+            .map(std::borrow::Borrow::borrow)
+            .filter(|e| self.projection.handles(e))
+            .collect()
     }
 
     /// The dead letter of an event the projection could not apply, logged.
