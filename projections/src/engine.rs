@@ -320,16 +320,13 @@ impl Projector {
         }
         let view = self.projection.name();
         let relevant = self.relevant(events);
-        let mut tenants: Vec<&TenantId> = relevant.iter().map(|e| &e.tenant_id).collect();
-        tenants.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
-        tenants.dedup();
-        let keys: Vec<RowKey> = tenants
-            .iter()
-            .map(|t| RowKey {
-                tenant_id: (*t).clone(),
-                row_id: COUNTED_THROUGH.to_owned(),
-            })
-            .collect();
+        let counted = |tenant: &TenantId| RowKey {
+            tenant_id: tenant.clone(),
+            row_id: COUNTED_THROUGH.to_owned(),
+        };
+        let mut keys: Vec<RowKey> = relevant.iter().map(|e| counted(&e.tenant_id)).collect();
+        keys.sort_unstable();
+        keys.dedup();
         let loaded = if keys.is_empty() {
             HashMap::new()
         } else {
@@ -362,25 +359,21 @@ impl Projector {
                 Err(error) => dead.push(self.poisoned(e, error.to_string())),
             }
         }
-        let mut writes: Vec<RowWrite> = through
+        let writes: Vec<RowWrite> = through
             .into_iter()
             .filter(|(_, (from, to))| to > from)
             .map(|(tenant, (from, to))| RowWrite {
-                key: RowKey {
-                    tenant_id: tenant.clone(),
-                    row_id: COUNTED_THROUGH.to_owned(),
-                },
+                key: counted(tenant),
                 expected_version: from,
                 version: to,
                 doc: None,
-                tallies: Vec::new(),
+                tallies: counts
+                    .iter()
+                    .filter(|(of, _)| *of == tenant)
+                    .map(|(_, t)| t.clone())
+                    .collect(),
             })
             .collect();
-        for (tenant, t) in counts.iter() {
-            if let Some(w) = writes.iter_mut().find(|w| &w.key.tenant_id == tenant) {
-                w.tallies.push(t.clone());
-            }
-        }
         self.finish(events, writes, dead, checkpoint).await
     }
 
