@@ -187,13 +187,20 @@ fn generation_name(view: &str, generation: i64) -> String {
 
 /// The live generation of `view` for `tenant`.
 fn live_generation(c: &Connection, view: &str, tenant: &str) -> rusqlite::Result<i64> {
-    c.prepare_cached(
-        "SELECT generation FROM view_generations WHERE view = ?1 AND tenant_id IN (?2, '*') \
-         ORDER BY tenant_id = '*' LIMIT 1",
-    )?
-    .query_row(params![view, tenant], |r| r.get(0))
-    .optional()
-    .map(Option::unwrap_or_default)
+    // Two key lookups: `tenant_id IN (?2, '*')` built a temporary index of the list on
+    // every call (5% of the projector's time under `POST /tasks`).
+    let mut entry = c.prepare_cached(
+        "SELECT generation FROM view_generations WHERE view = ?1 AND tenant_id = ?2",
+    )?;
+    for key in [tenant, "*"] {
+        if let Some(g) = entry
+            .query_row(params![view, key], |r| r.get(0))
+            .optional()?
+        {
+            return Ok(g);
+        }
+    }
+    Ok(0)
 }
 
 /// The generation a rebuild of `view` under way writes.
