@@ -27,6 +27,7 @@ use domain::{
     Actor, Aggregate, ConsistencyToken, DomainEvent, EventEnvelope, Role, StreamId, TenantId, Tier,
     UserId,
 };
+use std::sync::Arc;
 use std::sync::OnceLock;
 use uuid::Uuid;
 
@@ -484,7 +485,7 @@ impl Command for AddUser<'_> {
         &self,
         _: &CommandHandler,
         _: &CommandMeta,
-        events: &[EventEnvelope],
+        events: &[Arc<EventEnvelope>],
     ) -> Result<(User, Role), CommandError<AccessError>> {
         let state = user_state_of(events).map_err(CommandError::Rejected)?;
         let role = state.user.role.unwrap_or(self.role);
@@ -1113,7 +1114,7 @@ impl AccessService {
 }
 
 /// The user a (replayed) append wrote, folded from its user-stream events.
-fn user_state_of(events: &[EventEnvelope]) -> Result<UserState, AccessError> {
+fn user_state_of(events: &[Arc<EventEnvelope>]) -> Result<UserState, AccessError> {
     let mut user = User::default();
     let mut last = None;
     for e in events.iter().filter(|e| e.stream_id.kind() == User::KIND) {

@@ -12,6 +12,7 @@ use domain::ai_usage::{AiUsage, RecordUsage, next_month};
 use domain::quota::month_of;
 use domain::tenant::TenantError;
 use domain::{Aggregate, EventEnvelope, StreamId, TenantId, Tier};
+use std::sync::Arc;
 
 /// Why an AI command was refused.
 #[derive(Debug, thiserror::Error)]
@@ -140,7 +141,7 @@ impl Command for SubmitAiQuery {
         &self,
         handler: &CommandHandler,
         meta: &CommandMeta,
-        events: &[EventEnvelope],
+        events: &[Arc<EventEnvelope>],
     ) -> Result<AiQuery, CommandError<AiError>> {
         handler
             .replayed_of_kind::<AiQuery>(meta, events)

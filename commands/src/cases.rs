@@ -11,6 +11,7 @@ use domain::case_intake::{Admit, CaseIntake, TooManyCases};
 use domain::customer::Customer;
 use domain::tenant::TenantError;
 use domain::{Aggregate, EventEnvelope, StreamId, Tier};
+use std::sync::Arc;
 
 /// Why a case command was refused.
 #[derive(Debug, thiserror::Error)]
@@ -115,7 +116,7 @@ impl Command for OpenCase {
         &self,
         handler: &CommandHandler,
         meta: &CommandMeta,
-        events: &[EventEnvelope],
+        events: &[Arc<EventEnvelope>],
     ) -> Result<Case, CommandError<CaseCommandError>> {
         handler
             .replayed_of_kind::<Case>(meta, events)

@@ -23,6 +23,7 @@ use domain::tenant::{Tenant, TenantError};
 use domain::user::Email;
 use domain::{Aggregate, EventEnvelope, StreamId, TenantId, Tier, ValidationError};
 use std::collections::HashSet;
+use std::sync::Arc;
 
 /// Why a product or order command was refused.
 #[derive(Debug, thiserror::Error)]
@@ -154,7 +155,7 @@ impl Command for CreateProduct {
         &self,
         handler: &CommandHandler,
         meta: &CommandMeta,
-        events: &[EventEnvelope],
+        events: &[Arc<EventEnvelope>],
     ) -> Result<Product, CommandError<CommerceError>> {
         handler
             .replayed_of_kind::<Product>(meta, events)
@@ -330,7 +331,7 @@ impl Command for PlaceOrder {
         &self,
         handler: &CommandHandler,
         meta: &CommandMeta,
-        events: &[EventEnvelope],
+        events: &[Arc<EventEnvelope>],
     ) -> Result<Order, CommandError<CommerceError>> {
         handler
             .replayed_of_kind::<Order>(meta, events)

@@ -100,7 +100,7 @@ impl CommandMeta {
 pub struct Executed<A> {
     pub state: A,
     pub version: u64,
-    pub events: Vec<EventEnvelope>,
+    pub events: Vec<Arc<EventEnvelope>>,
     /// Where a reader must be to see this state; `None` only for a stream with no events.
     pub token: Option<ConsistencyToken>,
     pub replayed: bool,
@@ -305,9 +305,9 @@ impl CommandHandler {
     pub(crate) async fn replayed_of_kind<A: Aggregate>(
         &self,
         meta: &CommandMeta,
-        events: &[EventEnvelope],
+        events: &[Arc<EventEnvelope>],
     ) -> Result<A, CommandError<A::Error>> {
-        let written: Vec<EventEnvelope> = events
+        let written: Vec<Arc<EventEnvelope>> = events
             .iter()
             .filter(|e| e.stream_id.kind() == A::KIND)
             .cloned()
@@ -333,7 +333,7 @@ impl CommandHandler {
         &self,
         meta: &CommandMeta,
         stream: &StreamId,
-        events: Vec<EventEnvelope>,
+        events: Vec<Arc<EventEnvelope>>,
     ) -> Result<Executed<A>, CommandError<A::Error>> {
         let last = events.last();
         let stream = last.map_or(stream, |e| &e.stream_id);
@@ -342,7 +342,7 @@ impl CommandHandler {
         Ok(Executed {
             state: loaded.state,
             version: loaded.version,
-            token: last.map(token_of),
+            token: last.map(|e| token_of(e)),
             events,
             replayed: true,
         })
@@ -490,7 +490,7 @@ where
         &self,
         handler: &CommandHandler,
         meta: &CommandMeta,
-        events: &[EventEnvelope],
+        events: &[Arc<EventEnvelope>],
     ) -> Result<Executed<A>, CommandError<A::Error>> {
         handler
             .replayed_state(meta, self.stream, events.to_vec())

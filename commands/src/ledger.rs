@@ -14,6 +14,7 @@ use domain::customer::Customer;
 use domain::money::{Currency, Money};
 use domain::transaction::{Leg, NewTransaction, Transaction, TransactionCommand, TransactionError};
 use domain::{Aggregate, EventEnvelope, StreamId};
+use std::sync::Arc;
 
 /// Why a ledger command was refused.
 #[derive(Debug, thiserror::Error)]
@@ -129,7 +130,7 @@ impl Command for OpenAccount {
         &self,
         handler: &CommandHandler,
         meta: &CommandMeta,
-        events: &[EventEnvelope],
+        events: &[Arc<EventEnvelope>],
     ) -> Result<Account, CommandError<LedgerError>> {
         handler
             .replayed_of_kind::<Account>(meta, events)
@@ -224,7 +225,7 @@ impl Command for PostTransaction {
         &self,
         handler: &CommandHandler,
         meta: &CommandMeta,
-        events: &[EventEnvelope],
+        events: &[Arc<EventEnvelope>],
     ) -> Result<Self::Output, CommandError<LedgerError>> {
         let transaction = handler
             .replayed_of_kind::<Transaction>(meta, events)

@@ -16,6 +16,7 @@ use domain::suppression::{Suppression, SuppressionCommand, SuppressionError};
 use domain::tenant::TenantError;
 use domain::user::Email;
 use domain::{Aggregate, EventEnvelope, StreamId, Tier};
+use std::sync::Arc;
 
 /// Why an email command was refused.
 #[derive(Debug, thiserror::Error)]
@@ -157,7 +158,7 @@ impl Command for SendMessage {
         &self,
         handler: &CommandHandler,
         meta: &CommandMeta,
-        events: &[EventEnvelope],
+        events: &[Arc<EventEnvelope>],
     ) -> Result<Message, CommandError<MessageCommandError>> {
         handler
             .replayed_of_kind::<Message>(meta, events)
@@ -202,7 +203,7 @@ impl Command for SendGeneratedMessage {
         &self,
         handler: &CommandHandler,
         meta: &CommandMeta,
-        events: &[EventEnvelope],
+        events: &[Arc<EventEnvelope>],
     ) -> Result<Message, CommandError<MessageCommandError>> {
         self.message().replayed(handler, meta, events).await
     }

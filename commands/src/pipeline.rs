@@ -11,6 +11,7 @@ use crate::handler::{CommandError, CommandHandler, CommandMeta, token_of};
 use crate::store::{AppendRequest, ExpectedVersion, NewEvent, StoreError, StreamWrite};
 use domain::{Aggregate, CommandContext, ConsistencyToken, DomainEvent, EventEnvelope, StreamId};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A command: what it reads and writes (`decide`), and how a replayed first run's events
@@ -40,7 +41,7 @@ pub trait Command: Sync {
         &self,
         handler: &CommandHandler,
         meta: &CommandMeta,
-        events: &[EventEnvelope],
+        events: &[Arc<EventEnvelope>],
     ) -> impl Future<Output = Result<Self::Output, CommandError<Self::Error>>> + Send {
         let _ = (handler, meta, events);
         async {
@@ -56,7 +57,7 @@ pub trait Command: Sync {
 pub struct Ran<T> {
     pub output: T,
     /// The events written (or, replayed, the first run's).
-    pub events: Vec<EventEnvelope>,
+    pub events: Vec<Arc<EventEnvelope>>,
     pub replayed: bool,
 }
 
@@ -74,7 +75,7 @@ impl<T> Ran<T> {
         self.events
             .iter()
             .rfind(|e| &e.stream_id == stream)
-            .map(token_of)
+            .map(|e| token_of(e))
     }
 }
 
@@ -271,7 +272,7 @@ impl CommandHandler {
     pub async fn recorded<E: std::error::Error + 'static>(
         &self,
         meta: &CommandMeta,
-    ) -> Result<Option<Vec<EventEnvelope>>, CommandError<E>> {
+    ) -> Result<Option<Vec<Arc<EventEnvelope>>>, CommandError<E>> {
         let Some(idem) = &meta.idempotency else {
             return Ok(None);
         };
@@ -284,7 +285,7 @@ impl CommandHandler {
             Some(r) if r.request_hash != idem.request_hash => {
                 Err(CommandError::IdempotencyMismatch)
             }
-            Some(r) => Ok(Some(r.events)),
+            Some(r) => Ok(Some(r.events.into_iter().map(Arc::new).collect())),
             None => Ok(None),
         }
     }
@@ -396,7 +397,7 @@ impl CommandHandler {
         &self,
         meta: &CommandMeta,
         command: &C,
-        events: Vec<EventEnvelope>,
+        events: Vec<Arc<EventEnvelope>>,
     ) -> Result<Ran<C::Output>, CommandError<C::Error>> {
         let output = command.replayed(self, meta, &events).await?;
         Ok(Ran {

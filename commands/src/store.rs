@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use domain::{EventEnvelope, StreamId, TenantId};
 use serde_json::Value;
 use std::fmt;
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// What the writer believes the stream's current version is.
@@ -171,10 +172,18 @@ impl AppendRequest {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AppendOutcome {
     /// The events written, in append order; on a replayed idempotent append, the events
-    /// the first append wrote.
-    pub events: Vec<EventEnvelope>,
+    /// the first append wrote. Shared: the embedded store's in-memory tail holds the same
+    /// envelopes for the projectors, so an append copies none of them.
+    pub events: Vec<Arc<EventEnvelope>>,
     /// True when nothing new was written because the idempotency key was seen before.
     pub replayed: bool,
+}
+
+impl AppendOutcome {
+    /// The events as owned envelopes, copied where the store still shares them.
+    pub fn into_events(self) -> Vec<EventEnvelope> {
+        self.events.into_iter().map(Arc::unwrap_or_clone).collect()
+    }
 }
 
 /// What an idempotency key recorded.

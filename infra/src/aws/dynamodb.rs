@@ -293,7 +293,7 @@ impl DynamoEventStore {
             Ok(_) => {
                 written.iter().for_each(|e| self.remember(e));
                 Ok(AppendOutcome {
-                    events: written,
+                    events: written.into_iter().map(Arc::new).collect(),
                     replayed: false,
                 })
             }
@@ -322,7 +322,7 @@ impl DynamoEventStore {
             Ok(_) => {
                 written.iter().for_each(|e| self.remember(e));
                 return Ok(AppendOutcome {
-                    events: written,
+                    events: written.into_iter().map(Arc::new).collect(),
                     replayed: false,
                 });
             }
@@ -410,7 +410,7 @@ impl DynamoEventStore {
         };
         match self.idempotent_result(&req.tenant_id, &idem.key).await? {
             Some(r) if r.request_hash == idem.request_hash => Ok(AppendOutcome {
-                events: r.events,
+                events: r.events.into_iter().map(Arc::new).collect(),
                 replayed: true,
             }),
             Some(_) => Err(StoreError::IdempotencyMismatch {

@@ -150,7 +150,7 @@ impl Tail {
             {
                 self.floor = old.position;
             }
-            self.events.push_back(Arc::new(e.clone()));
+            self.events.push_back(Arc::clone(e));
         }
     }
 
@@ -513,7 +513,7 @@ fn check(conn: &Connection, req: &AppendRequest) -> Result<Checked, StoreError> 
             });
         }
         return Ok(Checked::Replay(AppendOutcome {
-            events: record.events,
+            events: shared(record.events),
             replayed: true,
         }));
     }
@@ -557,7 +557,7 @@ fn write(
             e.hash = e.compute_hash_with(&prev, &time, &payload);
             e.position = insert_event(conn, &e, &time, &payload)?;
             prev.clone_from(&e.hash);
-            written.push(e);
+            written.push(Arc::new(e));
         }
     }
     if let Some(idem) = &req.idempotency {
@@ -1039,7 +1039,7 @@ mod tests {
 
     fn outcome(positions: &[u64], replayed: bool) -> Result<AppendOutcome, StoreError> {
         Ok(AppendOutcome {
-            events: positions.iter().copied().map(event).collect(),
+            events: positions.iter().copied().map(event).map(Arc::new).collect(),
             replayed,
         })
     }

@@ -57,7 +57,7 @@ async fn tasks(aws: &Aws, tenant: &TenantId, created: usize, done: usize) -> Vec
             ))
             .await
             .expect("append");
-        all.extend(out.events);
+        all.extend(out.into_events());
     }
     let relay = Relay::new(aws);
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -42,7 +42,7 @@ async fn append(aws: &Aws, t: &TenantId, stream: &StreamId, e: NewEvent) -> Vec<
         ))
         .await
         .expect("append")
-        .events
+        .into_events()
 }
 
 async fn damage(aws: &Aws, t: &TenantId, id: &Uuid) {

@@ -69,7 +69,11 @@ impl Rig {
                 prev_hash: None,
             }],
         };
-        self.events.append(request).await.expect("append").events
+        self.events
+            .append(request)
+            .await
+            .expect("append")
+            .into_events()
     }
 
     async fn rows(&self, tenant: &TenantId) -> Vec<(String, u64, Option<Value>)> {

@@ -31,7 +31,7 @@ async fn events_survive_a_reopen_with_their_positions() {
                 vec![conformance::event(1)],
             )],
         );
-        store.append(req).await.expect("append").events
+        store.append(req).await.expect("append").into_events()
     };
     let reopened = SqliteEventStore::open(&path).expect("reopen");
     assert_eq!(reopened.last_position(), written[0].position);
