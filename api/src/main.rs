@@ -302,7 +302,7 @@ struct ServeArgs {
     /// Threads serving requests. Default: one per core.
     #[arg(long, env = "CHRONICLE_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
     workers: Option<u16>,
-    /// Embedded backend: run the store's writer, projector and checkpointer threads
+    /// Embedded backend: run the store's writer, fsync, projector and checkpointer threads
     /// on the last CPU and the request workers on the others (with two CPUs or more).
     /// Off by default: on two cores, left to the scheduler with a request worker per core,
     /// `POST /tasks` under wrk ran 20-25% faster than pinned.

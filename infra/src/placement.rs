@@ -1,7 +1,7 @@
 //! Where the embedded backend's threads run, when asked (`serve --pin-threads true`).
 //!
 //! The embedded store funnels every append through a few threads of its own: the event
-//! writer (which also syncs), the projector and the two WAL checkpointers. They hand work to one
+//! writer, the fsync thread, the projector and the two WAL checkpointers. They hand work to one
 //! another and to the request workers many thousand times a second. Keeping the store's
 //! threads on one core and the request workers on the others was once the faster layout on
 //! two cores (16.0-18.2k `POST /tasks` per second against 13.8-15.5k unpinned), while the
@@ -31,7 +31,7 @@ static STORE_CPU: OnceLock<usize> = OnceLock::new();
 /// Which CPUs serve requests and which one runs the store's threads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Placement {
-    /// The CPU of the writer, projector and checkpointer threads.
+    /// The CPU of the writer, fsync, projector and checkpointer threads.
     pub store: usize,
     /// The CPUs of the request workers (and everything else the process starts).
     pub workers: Vec<usize>,

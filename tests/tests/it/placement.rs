@@ -47,8 +47,9 @@ fn threads(pid: u32) -> BTreeMap<String, Vec<Vec<usize>>> {
     by_name
 }
 
-const STORE_THREADS: [&str; 4] = [
+const STORE_THREADS: [&str; 5] = [
     "sqlite-event-wr",
+    "sqlite-event-sy",
     "events-checkpoi",
     "projector",
     "views-checkpoin",
