@@ -285,7 +285,7 @@ impl CommandHandler {
             Some(r) if r.request_hash != idem.request_hash => {
                 Err(CommandError::IdempotencyMismatch)
             }
-            Some(r) => Ok(Some(r.events.into_iter().map(Arc::new).collect())),
+            Some(r) => Ok(Some(r.into_outcome().events)),
             None => Ok(None),
         }
     }

@@ -180,6 +180,14 @@ pub struct AppendOutcome {
 }
 
 impl AppendOutcome {
+    /// The outcome of an append that wrote `events`.
+    pub fn written(events: Vec<EventEnvelope>) -> Self {
+        Self {
+            events: events.into_iter().map(Arc::new).collect(),
+            replayed: false,
+        }
+    }
+
     /// The events as owned envelopes, copied where the store still shares them.
     pub fn into_events(self) -> Vec<EventEnvelope> {
         self.events.into_iter().map(Arc::unwrap_or_clone).collect()
@@ -191,6 +199,16 @@ impl AppendOutcome {
 pub struct IdempotentRecord {
     pub request_hash: String,
     pub events: Vec<EventEnvelope>,
+}
+
+impl IdempotentRecord {
+    /// A retry's outcome: what the first append under the key wrote, replayed.
+    pub fn into_outcome(self) -> AppendOutcome {
+        AppendOutcome {
+            replayed: true,
+            ..AppendOutcome::written(self.events)
+        }
+    }
 }
 
 /// Where a tenant feed reader is. Opaque: each backend has its own position format.

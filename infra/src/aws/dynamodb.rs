@@ -292,10 +292,7 @@ impl DynamoEventStore {
         match sent {
             Ok(_) => {
                 written.iter().for_each(|e| self.remember(e));
-                Ok(AppendOutcome {
-                    events: written.into_iter().map(Arc::new).collect(),
-                    replayed: false,
-                })
+                Ok(AppendOutcome::written(written))
             }
             Err(e) => self.cancelled(req, &owners, e).await,
         }
@@ -321,10 +318,7 @@ impl DynamoEventStore {
         let e = match sent {
             Ok(_) => {
                 written.iter().for_each(|e| self.remember(e));
-                return Ok(AppendOutcome {
-                    events: written.into_iter().map(Arc::new).collect(),
-                    replayed: false,
-                });
+                return Ok(AppendOutcome::written(written));
             }
             Err(e) => e,
         };
@@ -409,10 +403,7 @@ impl DynamoEventStore {
             ));
         };
         match self.idempotent_result(&req.tenant_id, &idem.key).await? {
-            Some(r) if r.request_hash == idem.request_hash => Ok(AppendOutcome {
-                events: r.events.into_iter().map(Arc::new).collect(),
-                replayed: true,
-            }),
+            Some(r) if r.request_hash == idem.request_hash => Ok(r.into_outcome()),
             Some(_) => Err(StoreError::IdempotencyMismatch {
                 key: idem.key.clone(),
             }),

@@ -526,10 +526,7 @@ fn check(conn: &Connection, req: &AppendRequest) -> Result<Checked, StoreError> 
                 key: idem.key.clone(),
             });
         }
-        return Ok(Checked::Replay(AppendOutcome {
-            events: shared(record.events),
-            replayed: true,
-        }));
+        return Ok(Checked::Replay(record.into_outcome()));
     }
     let mut heads = Vec::with_capacity(req.streams.len());
     for w in &req.streams {
