@@ -624,6 +624,13 @@ pub async fn run_group(
     feed: Arc<dyn EventFeed>,
     shutdown: impl Future<Output = ()>,
 ) {
+    if projectors.is_empty() {
+        // No checkpoint would ever move, so a step would read the log's first batch over
+        // and over; the in-memory tail answers without waiting, so it would spin and never
+        // even see `shutdown`.
+        shutdown.await;
+        return;
+    }
     tokio::pin!(shutdown);
     for p in projectors {
         p.progress.running.store(true, Ordering::Relaxed);

@@ -362,6 +362,50 @@ async fn projectors_in_a_group_read_the_log_once_and_each_applies_only_its_own_e
     );
 }
 
+/// A feed that counts its reads.
+struct Counted {
+    inner: SqliteEventStore,
+    reads: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl projections::EventFeed for Counted {
+    async fn read_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Arc<EventEnvelope>>, projections::ReadModelError> {
+        self.reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.read_after(after, limit).await
+    }
+
+    fn head(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.head()
+    }
+}
+
+#[tokio::test]
+async fn a_group_of_no_projectors_waits_for_shutdown_without_reading_the_log() {
+    let rig = Rig::new();
+    let tenant = TenantId::parse("acme").expect("tenant");
+    let task = Uuid::now_v7();
+    rig.append(
+        &tenant,
+        &StreamId::for_aggregate("task", task),
+        vec![created(&task, "one")],
+    )
+    .await;
+    let feed = Arc::new(Counted {
+        inner: rig.events.clone(),
+        reads: Default::default(),
+    });
+    let shutdown = tokio::time::sleep(std::time::Duration::from_millis(200));
+    projections::run_group(&[], feed.clone(), shutdown).await;
+    // Without a checkpoint to move, every step would read the log's first batch again.
+    assert_eq!(feed.reads.load(std::sync::atomic::Ordering::Relaxed), 0);
+}
+
 #[tokio::test]
 async fn a_swap_from_another_handle_fences_a_commit_prepared_against_the_old_rows() {
     use projections::replay::{Rebuildable, Swap, Swapped};
