@@ -452,6 +452,12 @@ fn syncer_loop(rx: &mpsc::Receiver<Committed>, durable: &Durable) {
 /// 145-400 us beside three busy loops: most of the time is the wait for a CPU once the sync
 /// returns. Neither the checkpointers' writes (none for the whole run: the same sync time)
 /// nor the WAL's growth (growing and reused: the same) nor its bytes per sync change it.
+///
+/// Now and then one sync takes tens of milliseconds, and every append waiting on it with
+/// it: the `POST /tasks` max under wrk is 12-100 ms (crud-sqlite-batched's: 10-33 ms).
+/// Traced with the scheduler's events, one such sync took 36 ms while both CPUs sat idle
+/// and no journal or writeback thread ran: the virtual disk finishing its flush, nothing
+/// this process or the file system did.
 fn sync(
     wal: &mut Option<std::fs::File>,
     path: &Path,
