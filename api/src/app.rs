@@ -284,6 +284,11 @@ impl HttpMetrics {
 /// Request count, errors and latency by route and status, for `/metrics`, around the
 /// access policy (`policy::authorize`): one middleware layer rather than two, since each
 /// layer clones the route's service and boxes a future on every request.
+///
+/// The latency is the handler's, from the route found to the response built. Reading the
+/// request off the socket, writing the answer and any wait for a request worker are outside
+/// it: in one wrk run on two shared cores with a `POST /tasks` p99 of 30 ms, all but 64 of
+/// 206k requests took under 10 ms here.
 async fn track(State(state): State<AppState>, req: axum::extract::Request, next: Next) -> Response {
     // Routes are a fixed set (every one has a rule); anything else is not counted by path.
     let rule = state.policy.rule_of(&req).cloned();
