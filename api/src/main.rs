@@ -899,6 +899,24 @@ fn install_metrics() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHa
     Ok(handle)
 }
 
+/// How often `runtime_delay` looks.
+const RUNTIME_DELAY_EVERY: Duration = Duration::from_millis(10);
+
+/// Records, in `chronicle_runtime_delay_seconds`, how late the request runtime runs a task
+/// that is due: a timer due every `RUNTIME_DELAY_EVERY` notes how long after its deadline
+/// it ran. A long delay means every request waited for a worker (the workers were busy, or
+/// the CPUs were taken by other threads or processes), which the request latency in
+/// `/metrics`, timed inside the handler, cannot show.
+async fn runtime_delay() {
+    let delay = metrics::histogram!("chronicle_runtime_delay_seconds");
+    let mut tick = tokio::time::interval(RUNTIME_DELAY_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let due = tick.tick().await;
+        delay.record(due.elapsed().as_secs_f64());
+    }
+}
+
 /// What a build without the AWS backend says when asked for it.
 #[cfg(not(feature = "aws"))]
 const NO_AWS: &str = "this chronicle was built without the AWS backend: build it with \
@@ -914,6 +932,7 @@ fn require_aws(backend: &BackendArgs, what: &str) -> anyhow::Result<()> {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let metrics = install_metrics()?;
+    tokio::spawn(runtime_delay());
     let secret = load_or_create_secret(args.jwt_secret.as_deref(), &args.data_dir)?;
     let timeout = Duration::from_millis(args.consistency_timeout_ms);
     let ai = args.ai.config()?;

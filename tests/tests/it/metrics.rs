@@ -124,6 +124,11 @@ async fn requests_commands_and_events_are_counted_by_label() {
         sample(&text, "chronicle_analytics_positions_behind", &[]).is_some_and(|v| v >= 0.0),
         "{text}"
     );
+    // How late the request runtime ran a due timer, sampled every 10 ms from the start.
+    assert!(
+        sample(&text, "chronicle_runtime_delay_seconds_count", &[]).is_some_and(|n| n >= 1.0),
+        "{text}"
+    );
 }
 
 #[tokio::test]
