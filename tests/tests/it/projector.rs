@@ -76,6 +76,19 @@ impl Rig {
             .into_events()
     }
 
+    /// A new task of `tenant`, created with `title` in a stream of its own: its id and event.
+    async fn create_task(&self, tenant: &TenantId, title: &str) -> (Uuid, EventEnvelope) {
+        let id = Uuid::now_v7();
+        let mut written = self
+            .append(
+                tenant,
+                &StreamId::for_aggregate("task", id),
+                vec![created(&id, title)],
+            )
+            .await;
+        (id, written.remove(0))
+    }
+
     async fn rows(&self, tenant: &TenantId) -> Vec<(String, u64, Option<Value>)> {
         let q = ListQuery {
             search: None,
@@ -213,14 +226,8 @@ async fn a_restarted_projector_resumes_without_duplicates_or_gaps_and_a_rebuild_
     ];
     let mut ids = Vec::new();
     for i in 0..20 {
-        let id = Uuid::now_v7();
         let tenant = &tenants[i % 2];
-        rig.append(
-            tenant,
-            &StreamId::for_aggregate("task", id),
-            vec![created(&id, &format!("t{i}"))],
-        )
-        .await;
+        let (id, _) = rig.create_task(tenant, &format!("t{i}")).await;
         ids.push((tenant.clone(), id));
     }
     rig.projector(7)
@@ -302,21 +309,14 @@ async fn projectors_in_a_group_read_the_log_once_and_each_applies_only_its_own_e
             projections::run_group(&group, feed, done).await;
         }
     };
-    let task = Uuid::now_v7();
-    let tasks_only = rig
-        .append(
-            &tenant,
-            &StreamId::for_aggregate("task", task),
-            vec![created(&task, "one")],
-        )
-        .await;
-    run_until(group_of(&rig), tasks_only[0].position).await;
+    let (_, tasks_only) = rig.create_task(&tenant, "one").await;
+    run_until(group_of(&rig), tasks_only.position).await;
     assert_eq!(rig.rows(&tenant).await.len(), 1);
     // The users projector had nothing to write, so it stored no checkpoint for that batch.
     assert_eq!(rig.views.checkpoint(USERS).await.expect("checkpoint"), 0);
     assert_eq!(
         rig.views.checkpoint(VIEW).await.expect("checkpoint"),
-        tasks_only[0].position
+        tasks_only.position
     );
 
     let user = Uuid::now_v7();
@@ -389,13 +389,7 @@ impl projections::EventFeed for Counted {
 async fn a_group_of_no_projectors_waits_for_shutdown_without_reading_the_log() {
     let rig = Rig::new();
     let tenant = TenantId::parse("acme").expect("tenant");
-    let task = Uuid::now_v7();
-    rig.append(
-        &tenant,
-        &StreamId::for_aggregate("task", task),
-        vec![created(&task, "one")],
-    )
-    .await;
+    rig.create_task(&tenant, "one").await;
     let feed = Arc::new(Counted {
         inner: rig.events.clone(),
         reads: Default::default(),
@@ -493,11 +487,8 @@ async fn an_additive_projection_reading_the_log_in_order_counts_each_event_once_
     let mut streams = Vec::new();
     for (tenant, n) in [(&acme, 3), (&globex, 2)] {
         for _ in 0..n {
-            let id = Uuid::now_v7();
-            let stream = StreamId::for_aggregate("task", id);
-            rig.append(tenant, &stream, vec![created(&id, "a task")])
-                .await;
-            streams.push((tenant.clone(), stream));
+            let (_, event) = rig.create_task(tenant, "a task").await;
+            streams.push((tenant.clone(), event.stream_id));
         }
     }
     let done = json!({"from": "OPEN", "to": "DONE", "updated_at": "2026-01-02T00:00:00Z"});
@@ -568,13 +559,7 @@ async fn an_additive_projection_reading_the_log_in_order_counts_each_event_once_
 
     // New events count once more each, and the figures equal what a row per stream, as
     // delivery in any order keeps them, adds up to over the same events.
-    let id = Uuid::now_v7();
-    rig.append(
-        &globex,
-        &StreamId::for_aggregate("task", id),
-        vec![created(&id, "one more")],
-    )
-    .await;
+    rig.create_task(&globex, "one more").await;
     projector.catch_up(feed.as_ref()).await.expect("more");
     assert_eq!(
         counts(rig.views.clone(), globex.clone()).await,
